@@ -1,0 +1,63 @@
+"""MDM-Prime: masked discrete diffusion with partial masking of sub-tokens.
+
+Pure-torch building blocks: the sub-token codec, masking schedules, the forward
+process, decoder parameterizations, the two losses (published estimator and valid
+bound), the reverse sampler with idle-step counting, and the closed-form idle analysis.
+"""
+
+from .codec import SubTokenizer, smallest_base
+from .idle import (
+    expected_batch_idle_steps,
+    expected_idle_ratio,
+    expected_idle_steps,
+    expected_nfe_with_cache,
+    idle_step_probabilities,
+)
+from .losses import PrimeLosses, joint_decoder_losses, published_joint_loss, valid_marginal_bound
+from .noising import mask_subtokens, sample_times
+from .parameterization import (
+    independent_log_probs,
+    joint_log_probs,
+    subs_log_probs,
+    subtoken_log_marginals,
+)
+from .sampler import SampleResult, sample, sample_categorical, time_grid, top_p_filter
+from .schedules import (
+    CosineSchedule,
+    LinearSchedule,
+    LogLinearSchedule,
+    PolynomialSchedule,
+    Schedule,
+    get_schedule,
+)
+
+__all__ = [
+    "SubTokenizer",
+    "smallest_base",
+    "Schedule",
+    "LinearSchedule",
+    "LogLinearSchedule",
+    "PolynomialSchedule",
+    "CosineSchedule",
+    "get_schedule",
+    "sample_times",
+    "mask_subtokens",
+    "joint_log_probs",
+    "independent_log_probs",
+    "subs_log_probs",
+    "subtoken_log_marginals",
+    "published_joint_loss",
+    "valid_marginal_bound",
+    "joint_decoder_losses",
+    "PrimeLosses",
+    "sample",
+    "SampleResult",
+    "sample_categorical",
+    "time_grid",
+    "top_p_filter",
+    "idle_step_probabilities",
+    "expected_idle_steps",
+    "expected_idle_ratio",
+    "expected_batch_idle_steps",
+    "expected_nfe_with_cache",
+]

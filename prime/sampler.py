@@ -1,0 +1,256 @@
+"""Reverse sampler over sub-tokens with idle-step counting and caching (PRIME_SPEC §6.1, §6.4).
+
+Grid: t_k = 1 - k (1 - eps) / T, k = 0..T. Start from y = all masked (L x ell sub-tokens),
+optionally with the first P tokens fixed to a prefix. Step k (t = t_k -> s = t_{k+1}):
+
+1. prediction: p_theta(. | y, t) from the denoiser, reused from the cache if valid;
+2. draw: joint decoder -- x^i ~ Cat(p^i) per token, y^i = f(x^i); independent decoder --
+   each digit from its own softmax;
+3. reveal: every masked sub-token independently becomes its drawn value with probability
+   (alpha_s - alpha_t) / (1 - alpha_t); revealed sub-tokens never change;
+4. idle detection: step k is idle for a sequence if none of its sub-tokens changed. If the
+   whole batch is idle the network input is unchanged, so with ``use_cache`` the prediction
+   is reused at the next step (exact when the denoiser ignores t, as MDLM's does).
+
+A final "noise removal" step at t_T = eps fills every remaining masked sub-token from one
+more prediction (cached if the last transition was idle). Counts:
+
+    idle_steps[b]     = # of the T transitions with no change in sequence b (ISR = / T)
+    batch_idle_steps  = # of transitions with no change anywhere in the batch
+    nfe               = network calls = T + 1 - batch_idle_steps   (with caching)
+                                        T + 1                      (without)
+
+Categorical draws use the exponential race argmax_x p(x) / E_x, E_x ~ Exp(1) (the
+Gumbel-max trick), with p and E in ``sampling_dtype``: float32 noise truncates the tail
+of the Gumbel variable and lowers the effective temperature, float64 avoids that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .codec import SubTokenizer
+from .parameterization import independent_log_probs, joint_log_probs
+from .schedules import Schedule, get_schedule
+
+__all__ = [
+    "Denoiser",
+    "SampleResult",
+    "sample",
+    "time_grid",
+    "sample_categorical",
+    "top_p_filter",
+]
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(y_t (B, L, ell) long, t (B,) float) -> logits: (B, L, C) joint or (B, L, ell, b) independent.
+
+The sampler may overwrite the returned logits in place (carry-over restriction), so a
+denoiser must return a fresh tensor on every call."""
+
+StepHook = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class SampleResult:
+    """Samples with the sampler's bookkeeping.
+
+    Attributes:
+        tokens: (B, L) decoded codes f^-1(y); may be >= C (invalid) for decoders
+            without carry-over.
+        subtokens: (B, L, ell) final sub-tokens, none masked.
+        idle_steps: (B,) idle transitions per sequence among the ``num_steps``.
+        batch_idle_steps: transitions where no sub-token in the batch changed.
+        nfe: number of denoiser calls, the final step included.
+        num_steps: T.
+        num_classes: C, to tell valid from invalid codes.
+    """
+
+    tokens: torch.Tensor
+    subtokens: torch.Tensor
+    idle_steps: torch.Tensor
+    batch_idle_steps: int
+    nfe: int
+    num_steps: int
+    num_classes: int
+
+    @property
+    def idle_ratio(self) -> torch.Tensor:
+        """(B,) idle-step ratio per sequence: idle_steps / T."""
+        return self.idle_steps.double() / self.num_steps
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """(B, L) bool: which decoded codes are real tokens (< C)."""
+        return self.tokens < self.num_classes
+
+    @property
+    def invalid_rate(self) -> float:
+        """Fraction of decoded tokens that are invalid codes (>= C)."""
+        return float((~self.valid).double().mean())
+
+
+def time_grid(num_steps: int, eps: float = 1e-5) -> torch.Tensor:
+    """(T+1,) float64 grid t_k = 1 - k (1 - eps) / T, from 1 down to eps."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    k = torch.arange(num_steps + 1, dtype=torch.float64)
+    return 1.0 - k * (1.0 - eps) / num_steps
+
+
+def sample_categorical(
+    probs: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One draw per row of ``probs`` (..., K) (unnormalised is fine) via argmax p / Exp(1).
+
+    The exponential noise has the dtype of ``probs``.
+    """
+    noise = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / noise).argmax(dim=-1)
+
+
+def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering over the last dim: keep the smallest set of most likely classes
+    whose mass reaches ``top_p`` (always at least the best one), renormalised."""
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_p == 1.0:
+        return probs
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_p.cumsum(dim=-1) - sorted_p
+    sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)
+    filtered = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return filtered / filtered.sum(dim=-1, keepdim=True)
+
+
+def _check_prefix(prefix: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tensor:
+    prefix = torch.as_tensor(prefix)
+    if prefix.dim() == 1:
+        prefix = prefix.unsqueeze(0).expand(batch_size, -1)
+    if prefix.dim() != 2 or prefix.shape[0] != batch_size or prefix.shape[1] > seq_len:
+        raise ValueError(
+            f"prefix must be (P,) or (batch_size={batch_size}, P) with P <= seq_len={seq_len}, "
+            f"got shape {tuple(prefix.shape)}"
+        )
+    return prefix
+
+
+@torch.no_grad()
+def sample(
+    denoiser: Denoiser,
+    codec: SubTokenizer,
+    *,
+    batch_size: int,
+    seq_len: int,
+    num_steps: int,
+    schedule: str | Schedule = "linear",
+    decoder: Literal["joint", "independent"] = "joint",
+    carry_over: bool = True,
+    top_p: float | None = None,
+    sampling_dtype: torch.dtype = torch.float64,
+    prefix: torch.Tensor | None = None,
+    use_cache: bool = True,
+    eps: float = 1e-5,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    on_step: StepHook | None = None,
+) -> SampleResult:
+    """Draw ``batch_size`` sequences of ``seq_len`` tokens in ``num_steps`` reverse steps.
+
+    Args:
+        denoiser: network, see :data:`Denoiser`.
+        codec: the sub-token codec (C, ell, b).
+        schedule: alpha_t; the reveal probability per step is
+            (alpha_s - alpha_t) / (1 - alpha_t). ``linear`` and ``loglinear`` coincide here.
+        decoder: ``joint`` (logits over C tokens) or ``independent`` (ell x b logits).
+        carry_over: restrict the joint softmax to tokens consistent with revealed
+            digits (never yields a code >= C). Without it the joint decoder can combine
+            digits of different draws into an invalid code.
+        top_p: nucleus filtering of the joint token distribution.
+        sampling_dtype: dtype of probabilities and of the categorical noise.
+        prefix: (P,) or (B, P) token ids fixed at the start of every sequence.
+        use_cache: reuse the prediction after a whole-batch idle step.
+        eps: last time of the grid (t_T = eps).
+        generator: random stream; with a deterministic denoiser the same stream gives the
+            same samples with and without caching.
+        on_step: called as ``on_step(k, y_before, y_after)`` after each of the T steps.
+    """
+    if decoder not in ("joint", "independent"):
+        raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+    if top_p is not None and decoder != "joint":
+        raise ValueError("top_p filtering is defined for the joint decoder only")
+    if not sampling_dtype.is_floating_point:
+        raise ValueError(f"sampling_dtype must be a float dtype, got {sampling_dtype}")
+    schedule = get_schedule(schedule)
+    device = torch.device(device) if device is not None else codec.device
+    grid = time_grid(num_steps, eps)
+    alpha = schedule.alpha(grid)
+    mask_id = codec.mask_id
+
+    y = torch.full((batch_size, seq_len, codec.ell), mask_id, dtype=torch.long, device=device)
+    if prefix is not None:
+        prefix = _check_prefix(prefix, batch_size, seq_len).to(device)
+        y[:, : prefix.shape[1]] = codec.encode(prefix)
+
+    def predict(t: float) -> torch.Tensor:
+        t_batch = torch.full((batch_size,), t, device=device)
+        logits = denoiser(y, t_batch)
+        if decoder == "joint":
+            log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=True)
+            probs = log_probs.to(sampling_dtype).exp()
+            return top_p_filter(probs, top_p) if top_p is not None else probs
+        return (
+            independent_log_probs(logits, y, codec, carry_over=carry_over).to(sampling_dtype).exp()
+        )
+
+    def draw(probs: torch.Tensor) -> torch.Tensor:
+        if decoder == "joint":
+            return codec.digits[sample_categorical(probs, generator)]
+        return sample_categorical(probs, generator)
+
+    idle = torch.zeros(batch_size, dtype=torch.long, device=device)
+    batch_idle = 0
+    nfe = 0
+    cache: torch.Tensor | None = None
+    for k in range(num_steps):
+        if cache is None:
+            cache = predict(float(grid[k]))
+            nfe += 1
+        proposal = draw(cache)
+        reveal_prob = float((alpha[k + 1] - alpha[k]) / (1.0 - alpha[k]))
+        u = torch.rand(y.shape, generator=generator, device=device, dtype=torch.float64)
+        reveal = (y == mask_id) & (u < reveal_prob)
+        y_before = y
+        y = torch.where(reveal, proposal, y)
+        changed = reveal.flatten(1).any(dim=1)
+        idle += ~changed
+        if bool(changed.any()) or not use_cache:
+            cache = None
+        else:
+            batch_idle += 1
+        if on_step is not None:
+            on_step(k, y_before, y)
+
+    # Final noise removal at t_T = eps: fill whatever is still masked.
+    if cache is None:
+        cache = predict(float(grid[-1]))
+        nfe += 1
+    y = torch.where(y == mask_id, draw(cache), y)
+
+    return SampleResult(
+        tokens=codec.decode(y),
+        subtokens=y,
+        idle_steps=idle,
+        batch_idle_steps=batch_idle,
+        nfe=nfe,
+        num_steps=num_steps,
+        num_classes=codec.num_classes,
+    )

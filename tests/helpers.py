@@ -1,0 +1,82 @@
+"""Independent references for the tests: exact posteriors of enumerable distributions,
+and a peak-memory probe for CPU tensor allocations."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from prime import SubTokenizer
+
+
+class ExactPosterior:
+    """The exact denoiser of a distribution p over sequences of L tokens in {0..C-1}.
+
+    Given partially masked sub-tokens y_t, the posterior of token i is
+
+        p(x^i = x | y_t) = sum_{s : s consistent with y_t, s_i = x} p(s) / sum_{s consistent} p(s),
+
+    computed by enumerating all C**L sequences (written without the codec's lookup
+    tables: digits come from repeated division, consistency from a direct comparison).
+    ``logits(y_t)`` returns log p as (B, L, C): the "network" of a perfect model.
+    """
+
+    def __init__(self, probs: torch.Tensor, codec: SubTokenizer, seq_len: int):
+        c = codec.num_classes
+        if probs.shape != (c**seq_len,):
+            raise ValueError(f"probs must have C**L = {c**seq_len} entries")
+        self.codec = codec
+        self.seq_len = seq_len
+        self.probs = probs.double() / probs.sum()
+        self.states = torch.tensor(list(itertools.product(range(c), repeat=seq_len)))
+        digits = []
+        for j in range(codec.ell):
+            place = codec.base ** (codec.ell - 1 - j)
+            digits.append((self.states // place) % codec.base)
+        self.state_digits = torch.stack(digits, dim=-1)  # (S, L, ell)
+
+    def log_prob(self, x0: torch.Tensor) -> torch.Tensor:
+        """log p(x0) for (B, L) sequences."""
+        c = self.codec.num_classes
+        index = torch.zeros(x0.shape[0], dtype=torch.long)
+        for i in range(self.seq_len):
+            index = index * c + x0[:, i]
+        return self.probs[index].log()
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.multinomial(self.probs, n, replacement=True, generator=generator)
+        return self.states[idx]
+
+    def logits(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        m = self.codec.mask_id
+        agree = (y_t[:, None] == m) | (y_t[:, None] == self.state_digits[None])  # (B,S,L,ell)
+        weight = self.probs[None] * agree.flatten(2).all(-1)  # (B, S)
+        out = torch.zeros(y_t.shape[0], self.seq_len, self.codec.num_classes, dtype=torch.float64)
+        for i in range(self.seq_len):
+            out[:, i].index_add_(1, self.states[:, i], weight)
+        return (out / out.sum(-1, keepdim=True)).log()
+
+
+def entropy(probs: torch.Tensor) -> float:
+    p = probs[probs > 0].double()
+    return float(-(p * p.log()).sum())
+
+
+def peak_cpu_bytes(fn: Callable[[], object]) -> int:
+    """Peak of (bytes allocated - bytes freed) by CPU tensor ops while ``fn`` runs."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    deltas = []
+    for event in prof.events():
+        # Allocations are attributed to the op that made them, frees to "[memory]" events.
+        if event.name == "[memory]" or event.self_cpu_memory_usage > 0:
+            deltas.append((event.time_range.start, event.self_cpu_memory_usage))
+    deltas.sort()
+    current = peak = 0
+    for _, delta in deltas:
+        current += delta
+        peak = max(peak, current)
+    return peak

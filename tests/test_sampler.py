@@ -1,0 +1,223 @@
+import math
+
+import pytest
+import torch
+
+from prime import (
+    SubTokenizer,
+    idle_step_probabilities,
+    sample,
+    sample_categorical,
+    top_p_filter,
+)
+from tests.helpers import ExactPosterior
+
+
+def uniform_joint(codec: SubTokenizer):
+    def denoiser(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(*y_t.shape[:-1], codec.num_classes)
+
+    return denoiser
+
+
+def uniform_independent(codec: SubTokenizer):
+    def denoiser(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(*y_t.shape, codec.base)
+
+    return denoiser
+
+
+def table_denoiser(codec: SubTokenizer, seed: int = 0):
+    """A deterministic, time-independent network: logits are sums of per-digit rows of a
+    fixed random table, plus the mean of all rows (so tokens depend on each other)."""
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(codec.ell, codec.base + 1, codec.num_classes, generator=g)
+
+    def denoiser(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        rows = sum(table[j][y_t[..., j]] for j in range(codec.ell))
+        return 2.0 * rows + rows.mean(dim=1, keepdim=True)
+
+    return denoiser
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ell", [1, 2, 4, 8])
+def test_simulated_idle_ratio_matches_the_closed_form(ell):
+    # L = T = 1024 as in the paper's Table 1; the network plays no role in idling.
+    codec = SubTokenizer(4, ell)
+    runs, length, steps = 24, 1024, 1024
+    result = sample(
+        uniform_joint(codec),
+        codec,
+        batch_size=runs,
+        seq_len=length,
+        num_steps=steps,
+        generator=torch.Generator().manual_seed(ell),
+    )
+    probs = idle_step_probabilities(steps, length, ell, eps=1e-5)  # the sampler's grid
+    expected = float(probs.sum())
+    # Idle indicators of different steps are negatively correlated (a fixed number of
+    # sub-tokens is spread over the steps), so sum p(1-p) bounds the variance.
+    se = math.sqrt(float((probs * (1 - probs)).sum()) / runs)
+    mean = float(result.idle_steps.double().mean())
+    assert abs(mean - expected) <= 3 * se, (mean, expected, se)
+    assert result.idle_ratio.shape == (runs,)
+
+
+@pytest.mark.parametrize(("num_classes", "ell"), [(50, 2), (100, 3), (50257, 2)])
+def test_carry_over_never_changes_revealed_digits_nor_yields_invalid_codes(num_classes, ell):
+    codec = SubTokenizer(num_classes, ell)
+    assert codec.num_invalid_codes > 0
+    noise = torch.Generator().manual_seed(1)
+
+    def random_net(y_t, t):
+        return 3.0 * torch.randn(*y_t.shape[:-1], num_classes, generator=noise)
+
+    def check(step, before, after):
+        revealed = before != codec.mask_id
+        assert torch.equal(after[revealed], before[revealed])
+        # Every partially revealed token can still become a real token.
+        assert codec.consistent_mask(after).any(-1).all()
+
+    result = sample(
+        random_net,
+        codec,
+        batch_size=4,
+        seq_len=16,
+        num_steps=12,
+        on_step=check,
+        generator=torch.Generator().manual_seed(2),
+    )
+    assert (result.tokens < num_classes).all() and result.invalid_rate == 0.0
+    assert (result.subtokens != codec.mask_id).all()
+
+
+def test_independent_decoder_without_carry_over_produces_invalid_codes():
+    # Toy setting: C = 512, ell = 2, b = 23 -> 17 of the 529 codes are invalid. With
+    # uniform digit logits every code is equally likely: invalid rate 17/529.
+    codec = SubTokenizer(512, 2)
+    result = sample(
+        uniform_independent(codec),
+        codec,
+        decoder="independent",
+        carry_over=False,
+        batch_size=64,
+        seq_len=256,
+        num_steps=32,
+        generator=torch.Generator().manual_seed(3),
+    )
+    p = 17 / 529
+    se = math.sqrt(p * (1 - p) / result.tokens.numel())
+    assert abs(result.invalid_rate - p) < 4 * se
+    # When b**ell == C there is nothing invalid to produce.
+    exact = SubTokenizer(256, 2)
+    clean = sample(
+        uniform_independent(exact),
+        exact,
+        decoder="independent",
+        carry_over=False,
+        batch_size=8,
+        seq_len=64,
+        num_steps=8,
+        generator=torch.Generator().manual_seed(4),
+    )
+    assert clean.invalid_rate == 0.0
+
+
+def test_joint_decoder_without_carry_over_can_combine_digits_into_invalid_codes():
+    codec = SubTokenizer(512, 2)
+    kwargs = dict(batch_size=16, seq_len=256, num_steps=16)
+    without = sample(
+        uniform_joint(codec),
+        codec,
+        carry_over=False,
+        **kwargs,
+        generator=torch.Generator().manual_seed(5),
+    )
+    with_co = sample(
+        uniform_joint(codec),
+        codec,
+        carry_over=True,
+        **kwargs,
+        generator=torch.Generator().manual_seed(5),
+    )
+    assert without.invalid_rate > 0.0
+    assert with_co.invalid_rate == 0.0
+
+
+@pytest.mark.parametrize("ell", [1, 2, 3])
+def test_caching_saves_exactly_the_idle_steps_and_changes_no_sample(ell):
+    codec = SubTokenizer(27, ell)
+    calls = {"n": 0}
+    net = table_denoiser(codec)
+
+    def counted(y_t, t):
+        calls["n"] += 1
+        return net(y_t, t)
+
+    kwargs = dict(batch_size=3, seq_len=8, num_steps=128)
+    cached = sample(
+        counted, codec, use_cache=True, **kwargs, generator=torch.Generator().manual_seed(6)
+    )
+    assert calls["n"] == cached.nfe
+    uncached = sample(
+        net, codec, use_cache=False, **kwargs, generator=torch.Generator().manual_seed(6)
+    )
+    assert cached.batch_idle_steps > 0
+    assert cached.nfe == 128 + 1 - cached.batch_idle_steps  # T steps + the final one
+    assert uncached.nfe == 128 + 1
+    assert torch.equal(cached.subtokens, uncached.subtokens)
+    assert torch.equal(cached.idle_steps, uncached.idle_steps)
+    assert cached.batch_idle_steps <= int(cached.idle_steps.min())
+
+
+def test_single_token_sampling_with_the_exact_posterior_is_exact():
+    # With one token, drawing x ~ p(x | y_t) and revealing any subset of its digits is an
+    # exact reverse step for every T: the samples follow the data pmf (chi-square test).
+    g = torch.Generator().manual_seed(7)
+    codec = SubTokenizer(27, 3)
+    pmf = torch.empty(27, dtype=torch.float64).exponential_(generator=g)
+    pmf /= pmf.sum()
+    exact = ExactPosterior(pmf, codec, seq_len=1)
+    n = 40000
+    result = sample(exact.logits, codec, batch_size=n, seq_len=1, num_steps=5, generator=g)
+    counts = torch.bincount(result.tokens.flatten(), minlength=27).double()
+    chi2 = float(((counts - n * pmf) ** 2 / (n * pmf)).sum())
+    assert (chi2 - 26) / math.sqrt(2 * 26) < 4, chi2
+
+
+def test_prefix_is_kept_and_dtypes_are_honoured():
+    codec = SubTokenizer(50, 2)
+    prefix = torch.tensor([3, 49, 0])
+    for dtype in (torch.float32, torch.float64):
+        result = sample(
+            table_denoiser(codec),
+            codec,
+            batch_size=4,
+            seq_len=10,
+            num_steps=6,
+            prefix=prefix,
+            sampling_dtype=dtype,
+            top_p=0.9,
+            generator=torch.Generator().manual_seed(8),
+        )
+        assert torch.equal(result.tokens[:, :3], prefix.expand(4, -1))
+    with pytest.raises(ValueError, match="prefix"):
+        sample(table_denoiser(codec), codec, batch_size=4, seq_len=2, num_steps=2, prefix=prefix)
+    with pytest.raises(ValueError, match="decoder"):
+        sample(table_denoiser(codec), codec, batch_size=1, seq_len=2, num_steps=2, decoder="x")
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.9, 0.03, 0.02]], dtype=torch.float64)
+    out = top_p_filter(probs, 0.8)
+    assert torch.allclose(out[0], torch.tensor([0.625, 0.375, 0, 0], dtype=torch.float64))
+    assert torch.allclose(out[1], torch.tensor([0, 1.0, 0, 0], dtype=torch.float64))
+    assert torch.equal(top_p_filter(probs, 1.0), probs)
+
+
+def test_categorical_draws_follow_the_probabilities():
+    g = torch.Generator().manual_seed(9)
+    probs = torch.tensor([0.1, 0.6, 0.3], dtype=torch.float64).expand(60000, 3)
+    freq = torch.bincount(sample_categorical(probs, g), minlength=3).double() / 60000
+    assert torch.allclose(freq, probs[0], atol=4 * math.sqrt(0.25 / 60000))
