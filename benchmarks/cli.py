@@ -1,24 +1,111 @@
-"""The ``primebench`` command line."""
+"""The ``primebench`` command line.
+
+primebench list                                   experiments, models, tasks, profiles
+primebench run EXPERIMENT [--variant V] [--set k=v]   in this process
+primebench sweep EXPERIMENT --cluster {debug,local,slurm} [--profile P]
+primebench report [--scale cpu]                   tables and figures under results/<scale>/
+primebench reproduce [--scale cpu]               every experiment of a scale, then report
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from collections.abc import Sequence
 
-__all__ = ["main"]
+from .config import SCALES, ConfigError, list_experiments, load_experiment, parse_overrides
+from .launch import CLUSTERS, LaunchError, launch, list_profiles, load_profile
+from .registry import MODELS, TASKS
+from .tracking import TrackingError
+
+__all__ = ["main", "build_parser"]
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from benchmarks.idle_demo import run_idle_demo
+def _configs(args: argparse.Namespace, experiment: str):
+    exp = load_experiment(experiment)
+    return exp.resolve(args.scale, parse_overrides(args.set), args.variant)
 
-    run_idle_demo(
-        seq_len=args.seq_len,
-        num_steps=args.steps,
-        ells=args.ell,
-        runs=args.runs,
-        seed=args.seed,
+
+def _print_results(results: list[dict]) -> None:
+    for r in results:
+        state = "already complete" if r["skipped"] else "done"
+        print(f"  {r['run_id']}  {state}  (MLflow run {r['mlflow_run_id']})")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("experiments:")
+    for name in list_experiments():
+        exp = load_experiment(name)
+        scales = ", ".join(exp.reproduce) or "-"
+        print(f"  {name:<14} variants: {', '.join(exp.variants)}  (reproduce: {scales})")
+    print("models:  " + ", ".join(MODELS.names()))
+    print("tasks:   " + ", ".join(TASKS.names()))
+    print("cluster profiles: " + ", ".join(list_profiles()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    configs = _configs(args, args.experiment)
+    results = launch(configs, "debug", tracking_uri=args.tracking_uri, runs_dir=args.runs_dir)
+    _print_results(results)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    configs = _configs(args, args.experiment)
+    profile = load_profile(args.profile) if args.profile else None
+    if args.cluster == "slurm" and profile is None:
+        raise ConfigError(
+            f"--profile is required with --cluster slurm; valid: {', '.join(list_profiles())}"
+        )
+    print(f"{args.experiment}: {len(configs)} run(s) on {args.cluster}")
+    results = launch(
+        configs,
+        args.cluster,
+        profile=profile,
+        tracking_uri=args.tracking_uri,
+        runs_dir=args.runs_dir,
+        parallel=args.parallel,
     )
+    _print_results(results)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    written = render_report(args.tracking_uri, args.scale)
+    if not written:
+        print(f"no complete runs at scale {args.scale!r} in the tracking store")
+    for title, path in written:
+        print(f"  {path}  {title}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    start = time.perf_counter()
+    names = [n for n in list_experiments() if args.scale in load_experiment(n).reproduce]
+    for name in names:
+        configs = load_experiment(name).resolve(args.scale, parse_overrides(args.set))
+        print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
+        profile = load_profile(args.profile) if args.profile else None
+        results = launch(
+            configs,
+            args.cluster,
+            profile=profile,
+            tracking_uri=args.tracking_uri,
+            runs_dir=args.runs_dir,
+            parallel=args.parallel,
+        )
+        _print_results(results)
+    written = render_report(args.tracking_uri, args.scale)
+    print(f"== report ({len(written)} files) in {time.perf_counter() - start:.0f} s")
+    for title, path in written:
+        print(f"  {path}  {title}")
     return 0
 
 
@@ -27,32 +114,66 @@ def build_parser() -> argparse.ArgumentParser:
         prog="primebench",
         description="Reproducibility suite for MDM-Prime (masked diffusion with partial masking).",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser(
-        "demo",
-        help="idle-step ratio: closed form vs simulated sampler vs the paper's Table 1",
-        description=(
-            "Simulate the MDM-Prime reverse sampler with a dummy network and compare its "
-            "idle-step ratio with the closed form sum_k (1 - delta_alpha_k)^(L*ell) and "
-            "the ISR column of the paper's Table 1."
-        ),
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
     )
-    demo.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence L")
-    demo.add_argument("--steps", type=int, default=1024, help="sampling steps T")
-    demo.add_argument(
-        "--ell", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8], help="sub-tokens per token"
+    common.add_argument("--scale", default="cpu", choices=SCALES, help="default: cpu")
+
+    running = argparse.ArgumentParser(add_help=False, parents=[common])
+    running.add_argument("--runs-dir", default="runs", help="checkpoints and job logs")
+    running.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. train.steps=100",
     )
-    demo.add_argument("--runs", type=int, default=10, help="simulated sequences per ell")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
+
+    p = sub.add_parser("list", help="experiments, models, tasks and cluster profiles")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", parents=[running], help="run an experiment in this process")
+    p.add_argument("experiment")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", parents=[running], help="submit an experiment as a job array")
+    p.add_argument("experiment")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.add_argument("--cluster", default="local", choices=CLUSTERS)
+    p.add_argument("--profile", help="cluster profile under slurm/ (required for slurm)")
+    p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", parents=[common], help="render tables and figures")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "reproduce", parents=[running], help="run every experiment of a scale, then report"
+    )
+    p.add_argument("--cluster", default="local", choices=CLUSTERS)
+    p.add_argument("--profile", help="cluster profile under slurm/")
+    p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except (ConfigError, TrackingError, LaunchError, FileNotFoundError) as err:
+        print(f"primebench: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ bound), the reverse sampler with idle-step counting, and the closed-form idle an
 """
 
 from .codec import SubTokenizer, smallest_base
+from .diffusion import MaskedDiffusion
 from .idle import (
     expected_batch_idle_steps,
     expected_idle_ratio,
@@ -34,6 +35,7 @@ from .schedules import (
 __all__ = [
     "SubTokenizer",
     "smallest_base",
+    "MaskedDiffusion",
     "Schedule",
     "LinearSchedule",
     "LogLinearSchedule",

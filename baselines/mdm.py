@@ -1,0 +1,37 @@
+"""Masked diffusion (MDM / MDLM) as the ell = 1 case of MDM-Prime.
+
+With one sub-token per token the base is b = C, the mask sub-token id b is MDLM's mask
+token C, the joint decoder with carry-over is MDLM's SUBS parameterization, and the
+published estimator and the valid bound are the same continuous-time NELBO. So MDM is
+not re-implemented: it is ``prime.MaskedDiffusion`` with ``SubTokenizer(C, 1)``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from prime import MaskedDiffusion, Schedule, SubTokenizer
+
+__all__ = ["build_mdm"]
+
+
+def build_mdm(
+    network: nn.Module,
+    num_classes: int,
+    schedule: str | Schedule = "loglinear",
+    *,
+    time_eps: float = 1e-3,
+) -> MaskedDiffusion:
+    """MDLM / MDM: a masked diffusion model over C classes with the SUBS decoder.
+
+    ``network`` maps (x_t as (B, L, 1) token ids with mask id C, t (B,)) to (B, L, C).
+    """
+    return MaskedDiffusion(
+        network,
+        SubTokenizer(num_classes, 1),
+        schedule,
+        decoder="joint",
+        carry_over=True,
+        objective="valid",
+        time_eps=time_eps,
+    )

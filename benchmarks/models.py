@@ -1,0 +1,136 @@
+"""Model registry entries: typed parameters -> a model with ``training_loss`` and ``losses``.
+
+@MODELS.register("name")
+class Entry(ModelEntry):
+    Params = SomeFrozenDataclass
+    @classmethod
+    def build(cls, params, data): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from torch import nn
+
+from baselines import build_mdm
+from prime import MaskedDiffusion, SubTokenizer
+from prime.backbones import ToyMLP
+
+from .config import ConfigError
+from .registry import MODELS
+from .tasks.base import DataSpec
+
+__all__ = ["ModelEntry", "ToyMLPParams", "PrimeParams", "MDMParams", "build_backbone"]
+
+ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
+
+
+@dataclass(frozen=True)
+class ToyMLPParams:
+    """The 2-D toy's MLP (PRIME_SPEC §7.4: hidden 512, 2 hidden layers, dropout 0.1)."""
+
+    name: Literal["toy-mlp"] = "toy-mlp"
+    emb_dim: int = 64
+    hidden: int = 512
+    depth: int = 2
+    dropout: float = 0.1
+    time_conditioned: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("emb_dim", "hidden", "depth"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"backbone.{key}: must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"backbone.dropout: must be in [0, 1), got {self.dropout}")
+
+
+BackboneParams = ToyMLPParams
+
+
+def build_backbone(
+    params: BackboneParams, data: DataSpec, ell: int, base: int, out_dim: int
+) -> nn.Module:
+    """The denoiser network named by ``params.name``."""
+    if params.name == "toy-mlp":
+        return ToyMLP(
+            data.seq_len,
+            ell,
+            base,
+            out_dim,
+            emb_dim=params.emb_dim,
+            hidden=params.hidden,
+            depth=params.depth,
+            dropout=params.dropout,
+            time_conditioned=params.time_conditioned,
+        )
+    raise ConfigError(f"backbone.name: unknown backbone {params.name!r}")
+
+
+class ModelEntry:
+    """A registered model: ``Params`` and ``build(params, data)``."""
+
+    Params: ClassVar[type]
+
+    @classmethod
+    def build(cls, params: object, data: DataSpec) -> nn.Module:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PrimeParams:
+    ell: int = 2
+    decoder: Literal["joint", "independent"] = "joint"
+    carry_over: bool = True
+    objective: Literal["published", "valid"] = "published"
+    schedule: ScheduleName = "loglinear"
+    time_eps: float = 1e-3
+    backbone: BackboneParams = field(default_factory=BackboneParams)
+
+    def __post_init__(self) -> None:
+        if self.ell < 1:
+            raise ConfigError(f"model.ell: must be >= 1, got {self.ell}")
+        if not 0.0 <= self.time_eps < 1.0:
+            raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
+
+
+@MODELS.register("prime")
+class Prime(ModelEntry):
+    """MDM-Prime: ell sub-tokens per token, joint (carry-over on/off) or independent decoder."""
+
+    Params = PrimeParams
+
+    @classmethod
+    def build(cls, params: PrimeParams, data: DataSpec) -> MaskedDiffusion:
+        codec = SubTokenizer(data.num_classes, params.ell)
+        out_dim = data.num_classes if params.decoder == "joint" else params.ell * codec.base
+        network = build_backbone(params.backbone, data, params.ell, codec.base, out_dim)
+        return MaskedDiffusion(
+            network,
+            codec,
+            params.schedule,
+            decoder=params.decoder,
+            carry_over=params.carry_over,
+            objective=params.objective,
+            time_eps=params.time_eps,
+        )
+
+
+@dataclass(frozen=True)
+class MDMParams:
+    schedule: ScheduleName = "loglinear"
+    time_eps: float = 1e-3
+    backbone: BackboneParams = field(default_factory=BackboneParams)
+
+
+@MODELS.register("mdm")
+class MDM(ModelEntry):
+    """MDM / MDLM: masked diffusion over whole tokens (Prime with ell = 1)."""
+
+    Params = MDMParams
+
+    @classmethod
+    def build(cls, params: MDMParams, data: DataSpec) -> MaskedDiffusion:
+        network = build_backbone(params.backbone, data, 1, data.num_classes, data.num_classes)
+        return build_mdm(network, data.num_classes, params.schedule, time_eps=params.time_eps)

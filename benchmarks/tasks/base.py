@@ -1,0 +1,75 @@
+"""What a task provides to the harness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..tracking import Metric
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..report import ReportContext
+
+__all__ = ["DataSpec", "EvalContext", "EvalOutput", "Task"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Token sequences a model must handle: L positions over C classes."""
+
+    num_classes: int
+    seq_len: int
+
+
+@dataclass
+class EvalContext:
+    """Where and how an evaluation runs."""
+
+    device: torch.device
+    seed: int
+    artifact_dir: Path
+    ema: bool
+
+
+@dataclass
+class EvalOutput:
+    metrics: list[Metric]
+    # artifact sub-directory -> file to upload
+    artifacts: list[tuple[str, Path]] = field(default_factory=list)
+
+
+class Task:
+    """A benchmark task: its data, its evaluation, and its part of the report.
+
+    Subclasses define ``Params`` (a frozen dataclass of settings), and register with
+    ``@TASKS.register(name)``. A task with ``trainable = False`` needs no model training
+    (``model`` may then be null in the experiment file).
+    """
+
+    Params: ClassVar[type]
+    trainable: ClassVar[bool] = True
+    needs_model: ClassVar[bool] = True
+    report_title: ClassVar[str] = ""
+
+    def __init__(self, params: Any, config: RunConfig):
+        self.params = params
+        self.config = config
+
+    def data_spec(self) -> DataSpec:
+        raise NotImplementedError
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """(batch_size, L) clean tokens drawn with ``generator`` (a CPU generator)."""
+        raise NotImplementedError(f"task {type(self).__name__} has no training data")
+
+    def evaluate(self, model: nn.Module | None, ctx: EvalContext) -> EvalOutput:
+        raise NotImplementedError
+
+    @classmethod
+    def report(cls, ctx: ReportContext) -> None:
+        """Render this task's tables and figures from the runs in ``ctx``."""

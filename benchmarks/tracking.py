@@ -1,0 +1,232 @@
+"""MLflow tracking: one MLflow run per run id, metrics with identity cards.
+
+* Store: ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``sqlite:///mlflow.db`` in the
+  working directory (made absolute, so jobs started elsewhere write to the same file).
+* Each config's run id (a hash of the resolved config) is the tag ``primebench.run_id``;
+  a re-submitted or requeued job finds its MLflow run by that tag and continues it.
+* Every metric is logged with an identity card (estimator, eps, steps, samples, EMA,
+  split, sampling dtype, ...) stored as the JSON tag ``card.<metric>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+
+__all__ = [
+    "Metric",
+    "TrackingError",
+    "Tracker",
+    "resolve_tracking_uri",
+    "check_tracking_reachable",
+    "EXPERIMENT_PREFIX",
+    "RUN_ID_TAG",
+]
+
+EXPERIMENT_PREFIX = "primebench/"
+RUN_ID_TAG = "primebench.run_id"
+COMPLETE_TAG = "primebench.complete"
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number and what it means.
+
+    ``card`` says how it was measured: estimator, eps, steps, samples, EMA, split,
+    sampling dtype, ... Two numbers with different cards are not comparable.
+    """
+
+    name: str
+    value: float
+    card: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI to use, with a relative sqlite path made absolute."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def check_tracking_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Raise :class:`TrackingError` unless the store at ``uri`` can be written."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise TrackingError(f"tracking server {uri} answered HTTP {resp.status}")
+        except (urllib.error.URLError, OSError) as err:
+            raise TrackingError(
+                f"tracking server {uri} is not reachable ({err}); start it, or drop "
+                "--tracking-uri / MLFLOW_TRACKING_URI to use the local sqlite store"
+            ) from None
+        return
+    path = _sqlite_path(uri)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise TrackingError(f"tracking store {uri}: directory {path.parent} does not exist")
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise TrackingError(f"tracking store {uri}: {path} is not writable")
+        return
+    if uri.startswith("file:") or "://" not in uri:
+        raise TrackingError(
+            f"tracking URI {uri!r}: MLflow refuses the plain file store; use "
+            "sqlite:///path/to/mlflow.db or an http(s) server"
+        )
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("primebench", "torch", "lightning", "mlflow", "numpy"):
+        try:
+            out[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[f"version.{package}"] = "not installed"
+    return out
+
+
+class Tracker:
+    """MLflow bookkeeping of one run config."""
+
+    def __init__(self, uri: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_tracking_uri(uri)
+        check_tracking_reachable(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def experiment_id(self, experiment: str) -> str:
+        name = EXPERIMENT_PREFIX + experiment
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        path = _sqlite_path(self.uri)
+        if path is not None:
+            location = (path.parent / "mlartifacts" / experiment).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # another job created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def find_run(self, config: RunConfig) -> Any | None:
+        exp = self.experiment_id(config.experiment)
+        runs = self.client.search_runs(
+            [exp], filter_string=f"tags.`{RUN_ID_TAG}` = '{config.run_id}'", max_results=5
+        )
+        return runs[0] if runs else None
+
+    def is_complete(self, run: Any) -> bool:
+        return run.data.tags.get(COMPLETE_TAG) == "true"
+
+    def start(self, config: RunConfig) -> str:
+        """The MLflow run id for ``config``: the existing one, else a new run."""
+        run = self.find_run(config)
+        if run is not None:
+            self.client.update_run(run.info.run_id, status="RUNNING")
+            return run.info.run_id
+        tags = {
+            RUN_ID_TAG: config.run_id,
+            "primebench.experiment": config.experiment,
+            "primebench.variant": config.variant,
+            "primebench.scale": config.scale,
+            "primebench.task": config.task.name,
+            "primebench.model": config.model.name if config.model else "none",
+            "git.commit": _git_commit(),
+            **_versions(),
+        }
+        run = self.client.create_run(
+            self.experiment_id(config.experiment),
+            run_name=f"{config.variant}-{config.run_id}",
+            tags=tags,
+        )
+        run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        params = [Param(k, v[:6000]) for k, v in config.flat_params().items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[start : start + 100])
+        self.client.log_text(
+            run_id, json.dumps(config.to_dict(), indent=2, sort_keys=True), "config.json"
+        )
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        from mlflow.entities import Metric as MlflowMetric
+        from mlflow.entities import RunTag
+
+        now = int(time.time() * 1000)
+        entries = [
+            MlflowMetric(m.name, float(m.value), now, m.step if m.step is not None else 0)
+            for m in metrics
+        ]
+        cards: dict[str, dict[str, Any]] = {}
+        for m in metrics:
+            cards.setdefault(m.name, m.card)
+        tags = [
+            RunTag(f"card.{name}", json.dumps(card, sort_keys=True)) for name, card in cards.items()
+        ]
+        for start in range(0, len(entries), 500):
+            self.client.log_batch(run_id, metrics=entries[start : start + 500])
+        for start in range(0, len(tags), 100):
+            self.client.log_batch(run_id, tags=tags[start : start + 100])
+
+    def log_artifacts(self, run_id: str, paths: dict[str, Path]) -> None:
+        for subdir, path in paths.items():
+            self.client.log_artifact(run_id, str(path), artifact_path=subdir or None)
+
+    def finish(self, run_id: str) -> None:
+        self.client.set_tag(run_id, COMPLETE_TAG, "true")
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str) -> None:
+        self.client.set_terminated(run_id, "FAILED")
+
+    def final_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)

@@ -1,0 +1,10 @@
+"""Denoiser networks shared by MDM-Prime and the baselines.
+
+Every backbone maps noised sub-tokens y_t (B, L, ell) and times t (B,) to per-token
+outputs (B, L, out_dim). The attribute ``time_conditioned`` says whether the output
+depends on t (if not, a sampler may reuse a prediction across idle steps).
+"""
+
+from .toy_mlp import LearnableSwish, ToyMLP
+
+__all__ = ["ToyMLP", "LearnableSwish"]

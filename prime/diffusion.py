@@ -1,0 +1,168 @@
+"""A masked diffusion model over sub-tokens: denoiser network + codec + schedule.
+
+``MaskedDiffusion`` ties the pieces of this package into one trainable model:
+
+* training: t from ``sample_times``, y_t from ``mask_subtokens``, logits from the network,
+  then the per-token losses of ``losses.py``; ``objective`` picks which one is minimised
+  ("published": the paper's joint estimator; "valid": the marginal bound);
+* evaluation: both per-token losses for given (x0, t, y_t);
+* sampling: ``sampler.sample`` with the model's decoder and carry-over setting, caching
+  only when the network ignores t.
+
+MDM / MDLM is the case ell = 1 (b = C, the mask sub-token is the mask token), where the
+joint decoder with carry-over is the SUBS parameterization and both losses coincide.
+
+Decoders: "joint" expects network outputs (B, L, C); "independent" expects (B, L, ell * b),
+reshaped to ell softmaxes over b digit values. For the independent decoder the published
+estimator is -sum over *all* digits of log p (zero on revealed digits with carry-over),
+so with carry-over the two losses coincide there too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .codec import SubTokenizer
+from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
+from .noising import mask_subtokens, sample_times
+from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
+from .sampler import SampleResult, sample
+from .schedules import Schedule, get_schedule
+
+__all__ = ["MaskedDiffusion", "Decoder", "Objective"]
+
+Decoder = Literal["joint", "independent"]
+Objective = Literal["published", "valid"]
+
+
+class MaskedDiffusion(nn.Module):
+    """Masked diffusion over ell sub-tokens per token.
+
+    Args:
+        network: maps (y_t (B, L, ell) long, t (B,)) to (B, L, out_dim); out_dim = C for
+            the joint decoder, ell * b for the independent one. May define
+            ``time_conditioned`` (default True: assume it uses t).
+        codec: the sub-token codec.
+        schedule: alpha_t (name or object).
+        decoder: "joint" or "independent".
+        carry_over: keep revealed digits fixed in the decoder's distribution.
+        objective: loss minimised in training: "published" or "valid".
+        time_eps: smallest training time (the weight 1/t stays finite).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        codec: SubTokenizer,
+        schedule: str | Schedule = "loglinear",
+        *,
+        decoder: Decoder = "joint",
+        carry_over: bool = True,
+        objective: Objective = "published",
+        time_eps: float = 1e-3,
+    ):
+        super().__init__()
+        if decoder not in ("joint", "independent"):
+            raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
+        if objective not in ("published", "valid"):
+            raise ValueError(f"objective must be 'published' or 'valid', got {objective!r}")
+        self.network = network
+        self.codec = codec
+        self.schedule = get_schedule(schedule)
+        self.decoder: Decoder = decoder
+        self.carry_over = carry_over
+        self.objective: Objective = objective
+        self.time_eps = time_eps
+
+    @property
+    def ell(self) -> int:
+        return self.codec.ell
+
+    @property
+    def time_conditioned(self) -> bool:
+        return bool(getattr(self.network, "time_conditioned", True))
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - nn.Module signature
+        # Keep the codec's lookup tables on the parameters' device.
+        out = super()._apply(fn, recurse)
+        probe = fn(torch.zeros(()))
+        self.codec.to(probe.device)
+        return out
+
+    def forward(self, y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Decoder logits: (B, L, C) joint or (B, L, ell, b) independent."""
+        out = self.network(y_t, t)
+        if self.decoder == "independent":
+            return out.view(*out.shape[:-1], self.codec.ell, self.codec.base)
+        return out
+
+    def corrupt(
+        self, x0: torch.Tensor, generator: torch.Generator | None = None, antithetic: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw (t (B,), y_t (B, L, ell)) for clean tokens x0 (B, L)."""
+        t = sample_times(
+            x0.shape[0],
+            eps=self.time_eps,
+            antithetic=antithetic,
+            generator=generator,
+            device=x0.device,
+        )
+        y_t = mask_subtokens(
+            self.codec.encode(x0),
+            self.schedule.alpha(t.double()),
+            self.codec.mask_id,
+            generator=generator,
+        )
+        return t, y_t
+
+    def losses(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> PrimeLosses:
+        """Per-token (B, L) published estimator and valid bound, in nats."""
+        logits = self(y_t, t)
+        y0 = self.codec.encode(x0)
+        if self.decoder == "joint":
+            log_probs = joint_log_probs(logits, y_t, self.codec, carry_over=self.carry_over)
+            published = published_joint_loss(log_probs, x0, t, self.schedule)
+            marginals = subtoken_log_marginals(log_probs, self.codec)
+        else:
+            marginals = independent_log_probs(logits, y_t, self.codec, carry_over=self.carry_over)
+            digit_nll = -marginals.gather(-1, y0.unsqueeze(-1)).squeeze(-1).sum(-1)
+            weight = self.schedule.weight(t.double()).to(digit_nll.dtype)
+            published = weight.view(-1, *([1] * (digit_nll.dim() - 1))) * digit_nll
+        valid = valid_marginal_bound(marginals, y0, y_t, t, self.schedule, self.codec.mask_id)
+        return PrimeLosses(published=published, valid_bound=valid)
+
+    def training_loss(
+        self, x0: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, PrimeLosses]:
+        """Mean per-token objective over the batch, and the per-token losses."""
+        t, y_t = self.corrupt(x0, generator)
+        losses = self.losses(x0, t, y_t)
+        chosen = losses.published if self.objective == "published" else losses.valid_bound
+        return chosen.mean(), losses
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch_size: int,
+        seq_len: int,
+        num_steps: int,
+        **kwargs,
+    ) -> SampleResult:
+        """Reverse sampling; keyword arguments go to :func:`prime.sample`."""
+        kwargs.setdefault("use_cache", not self.time_conditioned)
+        kwargs.setdefault("schedule", self.schedule)
+        device = next(self.parameters()).device
+        return sample(
+            self,
+            self.codec,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            num_steps=num_steps,
+            decoder=self.decoder,
+            carry_over=self.carry_over,
+            device=device,
+            **kwargs,
+        )

@@ -1,0 +1,125 @@
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from benchmarks.config import (
+    ConfigError,
+    RunConfig,
+    build_dataclass,
+    list_experiments,
+    load_experiment,
+    parse_overrides,
+)
+from benchmarks.launch import list_profiles, load_profile
+from benchmarks.registry import MODELS, TASKS, Registry
+
+
+def test_every_experiment_file_resolves_at_every_scale_it_names():
+    names = list_experiments()
+    assert {"idle-steps", "toy2d"} <= set(names)
+    for name in names:
+        exp = load_experiment(name)
+        for scale in {"cpu", *exp.reproduce, *exp.scales}:
+            configs = exp.resolve(scale)
+            assert [c.variant for c in configs] == list(exp.variants)
+            assert len({c.run_id for c in configs}) == len(configs)
+
+
+def test_every_cluster_profile_is_valid():
+    assert "local-test" in list_profiles()
+    for name in list_profiles():
+        params = load_profile(name).executor_parameters()
+        assert params["cpus_per_task"] >= 1
+
+
+def test_errors_name_the_field_and_the_allowed_values():
+    exp = load_experiment("toy2d")
+    with pytest.raises(
+        ConfigError, match=r"model\.decoder: expected one of 'joint', 'independent'"
+    ):
+        exp.resolve("cpu", parse_overrides(["model.decoder=both"]), ["prime-l2-joint"])
+    with pytest.raises(ConfigError, match=r"train\.steps: expected an integer, got 'many'"):
+        exp.resolve("cpu", parse_overrides(["train.steps=many"]))
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) lr.*valid settings: .*steps"):
+        exp.resolve("cpu", parse_overrides(["train.lr=1", "train.lrr=2"]))
+    with pytest.raises(ConfigError, match=r"unknown model 'gpt'; valid: mdm, prime"):
+        exp.resolve("cpu", parse_overrides(["model.name=gpt"]))
+    with pytest.raises(ConfigError, match=r"scale: expected one of cpu, paper"):
+        exp.resolve("laptop")
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; valid: .*toy2d"):
+        load_experiment("nope")
+    with pytest.raises(ConfigError, match=r"train\.ema: must be in \(0, 1\)"):
+        exp.resolve("cpu", parse_overrides(["train.ema=1.5"]))
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["train.steps"])
+    with pytest.raises(ConfigError, match=r"unknown cluster profile 'mars'; valid: .*local-test"):
+        load_profile("mars")
+
+
+def test_overrides_are_parsed_as_yaml_values():
+    assert parse_overrides(["a.b=3", "a.c=[1, 2]", "d=true", "e=0.5", "f=text"]) == {
+        "a": {"b": 3, "c": [1, 2]},
+        "d": True,
+        "e": 0.5,
+        "f": "text",
+    }
+
+
+def test_run_id_changes_with_any_setting_and_round_trips():
+    exp = load_experiment("toy2d")
+    (base,) = exp.resolve("cpu", variants=["prime-l2-joint"])
+    assert RunConfig.from_dict(base.to_dict()) == base
+    assert RunConfig.from_dict(base.to_dict()).run_id == base.run_id
+    seen = {base.run_id}
+    for override in (
+        "train.steps=7",
+        "model.backbone.hidden=7",
+        "task.sample_steps=7",
+        "seed=7",
+        "model.carry_over=false",
+        "train.lr=0.002",
+    ):
+        (changed,) = exp.resolve("cpu", parse_overrides([override]), ["prime-l2-joint"])
+        assert changed.run_id not in seen, override
+        seen.add(changed.run_id)
+    (paper,) = exp.resolve("paper", variants=["prime-l2-joint"])
+    assert paper.run_id not in seen
+
+
+def test_run_id_is_stable_across_processes():
+    code = (
+        "from benchmarks.config import load_experiment;"
+        "print(' '.join(c.run_id for c in load_experiment('toy2d').resolve('cpu')))"
+    )
+    ids = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(ids) == 1
+    here = " ".join(c.run_id for c in load_experiment("toy2d").resolve("cpu"))
+    assert ids == {here + "\n"}
+
+
+def test_a_new_variant_is_one_class_and_one_decorator():
+    registry = Registry("widget")
+
+    @registry.register("w")
+    class Widget:
+        @dataclass(frozen=True)
+        class Params:
+            size: int = 1
+
+    assert registry.get("w") is Widget and registry.names() == ["w"]
+    assert build_dataclass(Widget.Params, {"size": 3}, "widget").size == 3
+    with pytest.raises(ConfigError, match="unknown widget 'v'; valid: w"):
+        registry.get("v")
+    assert "prime" in MODELS and "mdm" in MODELS
+    assert "toy2d" in TASKS and "idle-steps" in TASKS

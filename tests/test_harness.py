@@ -1,0 +1,206 @@
+"""The harness end to end: run ids, resume, launchers, MLflow, reports, Slurm."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.config import load_experiment
+from benchmarks.launch import launch, load_profile
+from benchmarks.report import load_runs, render_report
+from benchmarks.runner import execute
+from benchmarks.tracking import RUN_ID_TAG, Tracker, TrackingError
+from benchmarks.training import INTERRUPT_ENV, SimulatedInterruption
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_TOY = {
+    "train": {"steps": 6, "batch_size": 64, "checkpoint_every": 3, "log_every": 1},
+    "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
+    "task": {
+        "resolution": 64, "eval_samples": 64, "eval_passes": 2, "eval_batch": 64,
+        "sample_count": 100, "sample_steps": 4, "sample_batch": 100, "tv_bins": 16,
+    },
+}
+TINY_IDLE = {"task": {"seq_len": 1024, "steps": [256, 1024], "runs": 2}}
+
+
+def tiny_toy(variants=None):
+    return load_experiment("toy2d").resolve("cpu", TINY_TOY, variants)
+
+
+def tiny_idle(variants=("mdm", "prime-l2")):
+    return load_experiment("idle-steps").resolve("cpu", TINY_IDLE, list(variants))
+
+
+def sqlite(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def mlflow_runs(uri: str, config) -> list:
+    tracker = Tracker(uri)
+    exp = tracker.experiment_id(config.experiment)
+    return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
+
+
+def test_interrupted_run_resumes_to_the_same_metrics_in_the_same_mlflow_run(
+    tmp_path, monkeypatch
+):
+    (config,) = tiny_toy(["prime-l2-joint"])
+    reference = execute(config, sqlite(tmp_path / "reference.db"), tmp_path / "reference")
+
+    uri = sqlite(tmp_path / "mlflow.db")
+    monkeypatch.setenv(INTERRUPT_ENV, "3")
+    with pytest.raises(SimulatedInterruption):
+        execute(config, uri, tmp_path / "runs")
+    (failed,) = mlflow_runs(uri, config)
+    assert failed.info.status == "FAILED"
+    last = tmp_path / "runs" / config.run_id / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 3
+
+    monkeypatch.delenv(INTERRUPT_ENV)
+    resumed = execute(config, uri, tmp_path / "runs")
+    (run,) = mlflow_runs(uri, config)  # no duplicate run
+    assert resumed["mlflow_run_id"] == failed.info.run_id == run.info.run_id
+    assert run.info.status == "FINISHED"
+    assert torch.load(last, weights_only=False)["global_step"] == 6
+    assert resumed["metrics"] == reference["metrics"]  # bit-for-bit the same evaluation
+    steps = [m.step for m in Tracker(uri).client.get_metric_history(run.info.run_id, "train/loss")]
+    assert sorted(steps) == sorted(set(steps)) and max(steps) == 5
+
+    again = execute(config, uri, tmp_path / "runs")
+    assert again["skipped"] and again["metrics"] == run.data.metrics
+
+
+def test_sweep_debug_gives_one_mlflow_run_per_config_and_is_idempotent(tmp_path):
+    uri = sqlite(tmp_path / "mlflow.db")
+    configs = tiny_toy(["mdm", "prime-l2-independent"])
+    first = launch(configs, "debug", tracking_uri=uri, runs_dir=tmp_path / "runs")
+    assert [r["skipped"] for r in first] == [False, False]
+    second = launch(configs, "debug", tracking_uri=uri, runs_dir=tmp_path / "runs")
+    assert [r["skipped"] for r in second] == [True, True]
+    for config in configs:
+        (run,) = mlflow_runs(uri, config)
+        assert run.data.tags["primebench.variant"] == config.variant
+        assert run.data.params["train.steps"] == "6"
+        assert "git.commit" in run.data.tags and "version.torch" in run.data.tags
+        assert "estimator" in run.data.tags["card.nll_valid_bound"]
+
+
+@pytest.mark.slow
+def test_sweep_local_gives_one_mlflow_run_per_config(tmp_path):
+    uri = sqlite(tmp_path / "mlflow.db")
+    configs = tiny_toy(["mdm", "prime-l2-joint"])
+    results = launch(configs, "local", tracking_uri=uri, runs_dir=tmp_path / "runs", parallel=2)
+    assert {r["run_id"] for r in results} == {c.run_id for c in configs}
+    for config in configs:
+        assert len(mlflow_runs(uri, config)) == 1
+
+
+def test_unreachable_tracking_server_is_an_error_before_anything_runs(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(TrackingError, match="not reachable"):
+        launch(tiny_toy(["mdm"]), "debug", tracking_uri=f"http://127.0.0.1:{port}",
+               runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
+    with pytest.raises(TrackingError, match="plain file store"):
+        launch(tiny_toy(["mdm"]), "debug", tracking_uri="file:./mlruns", runs_dir=tmp_path)
+
+
+def test_report_renders_from_a_populated_store_without_network(tmp_path, monkeypatch):
+    uri = sqlite(tmp_path / "mlflow.db")
+    launch(tiny_toy() + tiny_idle(), "debug", tracking_uri=uri, runs_dir=tmp_path / "runs")
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    written = render_report(uri, "cpu", results_dir=tmp_path / "results")
+    names = {path.name for _, path in written}
+    assert {"table1_isr.md", "figure1_idle_steps.png", "figure4_toy2d.md",
+            "figure4_toy2d.png"} <= names
+    out = tmp_path / "results" / "cpu"
+    isr = (out / "table1_isr.md").read_text()
+    assert "| 1 | MDLM | 36.77% | 36.77% |" in isr and "13.52%" in isr
+    toy = (out / "figure4_toy2d.md").read_text()
+    for column in ("published estimator", "valid bound", "entropy", "invalid samples"):
+        assert column in toy
+    assert "\\begin{tabular}" in (out / "figure4_toy2d.tex").read_text()
+    assert (out / "figure4_toy2d.png").stat().st_size > 10_000
+    assert "figure4_toy2d.md" in (out / "README.md").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_real_mlflow_server_round_trip(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server",
+         "--backend-store-uri", sqlite(tmp_path / "server.db"),
+         "--artifacts-destination", str(tmp_path / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        (config,) = tiny_idle(["prime-l2"])
+        result = execute(config, uri, tmp_path / "runs")
+        runs, _ = load_runs(uri, "cpu")
+        assert list(runs["tags.primebench.run_id"]) == [config.run_id]
+        assert runs["run_id"][0] == result["mlflow_run_id"]
+        written = render_report(uri, "cpu", results_dir=tmp_path / "results")
+        assert any(p.name == "figure1_idle_steps.png" for _, p in written)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("apt-get") is None,
+    reason="starting a Slurm cluster needs root and apt-get",
+)
+def test_slurm_sweep_on_a_one_node_cluster(tmp_path):
+    subprocess.run(["bash", str(REPO / "slurm" / "cluster-up.sh")], check=True, timeout=1200)
+    try:
+        uri = sqlite(tmp_path / "mlflow.db")
+        configs = tiny_toy(["mdm", "prime-l2-joint"])
+        results = launch(configs, "slurm", profile=load_profile("local-test"),
+                         tracking_uri=uri, runs_dir=tmp_path / "runs")
+        assert sorted(r["run_id"] for r in results) == sorted(c.run_id for c in configs)
+        for config in configs:
+            (run,) = mlflow_runs(uri, config)
+            assert run.info.status == "FINISHED"
+        states = subprocess.run(
+            ["sacct", "-n", "-X", "-o", "State"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert states.count("COMPLETED") >= 2
+    finally:
+        subprocess.run(["bash", str(REPO / "slurm" / "cluster-down.sh")], check=False, timeout=300)
