@@ -27,8 +27,14 @@ TINY_TOY = {
     "train": {"steps": 6, "batch_size": 64, "checkpoint_every": 3, "log_every": 1},
     "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
     "task": {
-        "resolution": 64, "eval_samples": 64, "eval_passes": 2, "eval_batch": 64,
-        "sample_count": 100, "sample_steps": 4, "sample_batch": 100, "tv_bins": 16,
+        "resolution": 64,
+        "eval_samples": 64,
+        "eval_passes": 2,
+        "eval_batch": 64,
+        "sample_count": 100,
+        "sample_steps": 4,
+        "sample_batch": 100,
+        "tv_bins": 16,
     },
 }
 TINY_IDLE = {"task": {"seq_len": 1024, "steps": [256, 1024], "runs": 2}}
@@ -52,9 +58,7 @@ def mlflow_runs(uri: str, config) -> list:
     return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
 
 
-def test_interrupted_run_resumes_to_the_same_metrics_in_the_same_mlflow_run(
-    tmp_path, monkeypatch
-):
+def test_interrupted_run_resumes_to_the_same_metrics_in_the_same_mlflow_run(tmp_path, monkeypatch):
     (config,) = tiny_toy(["prime-l2-joint"])
     reference = execute(config, sqlite(tmp_path / "reference.db"), tmp_path / "reference")
 
@@ -111,8 +115,12 @@ def test_unreachable_tracking_server_is_an_error_before_anything_runs(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(TrackingError, match="not reachable"):
-        launch(tiny_toy(["mdm"]), "debug", tracking_uri=f"http://127.0.0.1:{port}",
-               runs_dir=tmp_path / "runs")
+        launch(
+            tiny_toy(["mdm"]),
+            "debug",
+            tracking_uri=f"http://127.0.0.1:{port}",
+            runs_dir=tmp_path / "runs",
+        )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
     with pytest.raises(TrackingError, match="plain file store"):
         launch(tiny_toy(["mdm"]), "debug", tracking_uri="file:./mlruns", runs_dir=tmp_path)
@@ -128,8 +136,12 @@ def test_report_renders_from_a_populated_store_without_network(tmp_path, monkeyp
     monkeypatch.setattr(socket.socket, "connect", no_network)
     written = render_report(uri, "cpu", results_dir=tmp_path / "results")
     names = {path.name for _, path in written}
-    assert {"table1_isr.md", "figure1_idle_steps.png", "figure4_toy2d.md",
-            "figure4_toy2d.png"} <= names
+    assert {
+        "table1_isr.md",
+        "figure1_idle_steps.png",
+        "figure4_toy2d.md",
+        "figure4_toy2d.png",
+    } <= names
     out = tmp_path / "results" / "cpu"
     isr = (out / "table1_isr.md").read_text()
     assert "| 1 | MDLM | 36.77% | 36.77% |" in isr and "13.52%" in isr
@@ -152,11 +164,25 @@ def test_real_mlflow_server_round_trip(tmp_path):
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server",
-         "--backend-store-uri", sqlite(tmp_path / "server.db"),
-         "--artifacts-destination", str(tmp_path / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            sqlite(tmp_path / "server.db"),
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -192,8 +218,13 @@ def test_slurm_sweep_on_a_one_node_cluster(tmp_path):
     try:
         uri = sqlite(tmp_path / "mlflow.db")
         configs = tiny_toy(["mdm", "prime-l2-joint"])
-        results = launch(configs, "slurm", profile=load_profile("local-test"),
-                         tracking_uri=uri, runs_dir=tmp_path / "runs")
+        results = launch(
+            configs,
+            "slurm",
+            profile=load_profile("local-test"),
+            tracking_uri=uri,
+            runs_dir=tmp_path / "runs",
+        )
         assert sorted(r["run_id"] for r in results) == sorted(c.run_id for c in configs)
         for config in configs:
             (run,) = mlflow_runs(uri, config)
