@@ -53,14 +53,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    configs = _configs(args, args.experiment)
+def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
     profile = load_profile(args.profile) if args.profile else None
     if args.cluster == "slurm" and profile is None:
-        raise ConfigError(
-            f"--profile is required with --cluster slurm; valid: {', '.join(list_profiles())}"
-        )
-    print(f"{args.experiment}: {len(configs)} run(s) on {args.cluster}")
+        valid = ", ".join(list_profiles())
+        raise ConfigError(f"--profile is required with --cluster slurm; valid: {valid}")
+    print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
     results = launch(
         configs,
         args.cluster,
@@ -70,10 +68,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         parallel=args.parallel,
     )
     _print_results(results)
-    return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace) -> list:
     from .report import render_report
 
     written = render_report(args.tracking_uri, args.scale)
@@ -81,31 +78,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no complete runs at scale {args.scale!r} in the tracking store")
     for title, path in written:
         print(f"  {path}  {title}")
+    return written
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    _launch(args, args.experiment, _configs(args, args.experiment))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _report(args)
     return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .report import render_report
-
     start = time.perf_counter()
     names = [n for n in list_experiments() if args.scale in load_experiment(n).reproduce]
     for name in names:
-        configs = load_experiment(name).resolve(args.scale, parse_overrides(args.set))
-        print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
-        profile = load_profile(args.profile) if args.profile else None
-        results = launch(
-            configs,
-            args.cluster,
-            profile=profile,
-            tracking_uri=args.tracking_uri,
-            runs_dir=args.runs_dir,
-            parallel=args.parallel,
-        )
-        _print_results(results)
-    written = render_report(args.tracking_uri, args.scale)
-    print(f"== report ({len(written)} files) in {time.perf_counter() - start:.0f} s")
-    for title, path in written:
-        print(f"  {path}  {title}")
+        _launch(args, name, load_experiment(name).resolve(args.scale, parse_overrides(args.set)))
+    print("== report")
+    _report(args)
+    elapsed = time.perf_counter() - start
+    print(f"== reproduced {', '.join(names)} at scale {args.scale} in {elapsed:.0f} s")
     return 0
 
 

@@ -229,9 +229,15 @@ def test_slurm_sweep_on_a_one_node_cluster(tmp_path):
         for config in configs:
             (run,) = mlflow_runs(uri, config)
             assert run.info.status == "FINISHED"
-        states = subprocess.run(
-            ["sacct", "-n", "-X", "-o", "State"], capture_output=True, text=True, check=True
-        ).stdout.split()
-        assert states.count("COMPLETED") >= 2
+        # Accounting records the end of a job a moment after its result file appears.
+        deadline = time.time() + 120
+        while True:
+            states = subprocess.run(
+                ["sacct", "-n", "-X", "-o", "State"], capture_output=True, text=True, check=True
+            ).stdout.split()
+            if states.count("COMPLETED") >= 2 or time.time() > deadline:
+                break
+            time.sleep(2)
+        assert states.count("COMPLETED") >= 2, states
     finally:
         subprocess.run(["bash", str(REPO / "slurm" / "cluster-down.sh")], check=False, timeout=300)
