@@ -42,6 +42,12 @@ class EMA(nn.Module):
             shadow.lerp_(param.detach().to(shadow.dtype), 1.0 - decay)
         self.num_updates += 1
 
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Load the averaged weights into ``model`` for good."""
+        for shadow, param in self._pairs(model):
+            param.copy_(shadow)
+
     @contextmanager
     def applied_to(self, model: nn.Module) -> Iterator[nn.Module]:
         """Temporarily load the averaged weights into ``model``."""

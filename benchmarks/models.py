@@ -9,20 +9,28 @@ class Entry(ModelEntry):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from torch import nn
 
-from baselines import build_mdm
+from baselines import AutoregressiveLM, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
-from prime.backbones import ToyMLP
+from prime.backbones import DIT_PRESETS, DiT, DiTConfig, ToyMLP
 
 from .config import ConfigError
 from .registry import MODELS
 from .tasks.base import DataSpec
 
-__all__ = ["ModelEntry", "ToyMLPParams", "PrimeParams", "MDMParams", "build_backbone"]
+__all__ = [
+    "ModelEntry",
+    "ToyMLPParams",
+    "DiTParams",
+    "PrimeParams",
+    "MDMParams",
+    "ARParams",
+    "build_backbone",
+]
 
 ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
 
@@ -46,13 +54,47 @@ class ToyMLPParams:
             raise ConfigError(f"backbone.dropout: must be in [0, 1), got {self.dropout}")
 
 
-BackboneParams = ToyMLPParams
+@dataclass(frozen=True)
+class DiTParams:
+    """MDLM's diffusion transformer; ``preset`` sets the sizes (small = the paper's)."""
+
+    name: Literal["dit"] = "dit"
+    preset: Literal["small", "tiny", "cpu"] = "small"
+    dropout: float | None = None  # None: the preset's
+    time_conditioned: bool = False
+
+    def config(self) -> DiTConfig:
+        base = DIT_PRESETS[self.preset]
+        return base if self.dropout is None else replace(base, dropout=self.dropout)
+
+
+BackboneParams = ToyMLPParams | DiTParams
 
 
 def build_backbone(
-    params: BackboneParams, data: DataSpec, ell: int, base: int, out_dim: int
+    params: BackboneParams,
+    data: DataSpec,
+    ell: int,
+    base: int,
+    out_dim: int,
+    *,
+    causal: bool = False,
 ) -> nn.Module:
     """The denoiser network named by ``params.name``."""
+    if params.name == "dit":
+        try:
+            return DiT(
+                params.config(),
+                base,
+                ell,
+                out_dim,
+                time_conditioned=params.time_conditioned,
+                causal=causal,
+            )
+        except ValueError as err:
+            raise ConfigError(f"model.backbone: {err}") from None
+    if causal:
+        raise ConfigError(f"model.backbone: {params.name} cannot be causal; use 'dit'")
     if params.name == "toy-mlp":
         return ToyMLP(
             data.seq_len,
@@ -86,7 +128,7 @@ class PrimeParams:
     objective: Literal["published", "valid"] = "published"
     schedule: ScheduleName = "loglinear"
     time_eps: float = 1e-3
-    backbone: BackboneParams = field(default_factory=BackboneParams)
+    backbone: BackboneParams = field(default_factory=ToyMLPParams)
 
     def __post_init__(self) -> None:
         if self.ell < 1:
@@ -121,7 +163,7 @@ class Prime(ModelEntry):
 class MDMParams:
     schedule: ScheduleName = "loglinear"
     time_eps: float = 1e-3
-    backbone: BackboneParams = field(default_factory=BackboneParams)
+    backbone: BackboneParams = field(default_factory=ToyMLPParams)
 
 
 @MODELS.register("mdm")
@@ -134,3 +176,21 @@ class MDM(ModelEntry):
     def build(cls, params: MDMParams, data: DataSpec) -> MaskedDiffusion:
         network = build_backbone(params.backbone, data, 1, data.num_classes, data.num_classes)
         return build_mdm(network, data.num_classes, params.schedule, time_eps=params.time_eps)
+
+
+@dataclass(frozen=True)
+class ARParams:
+    backbone: DiTParams = field(default_factory=DiTParams)
+
+
+@MODELS.register("ar")
+class AR(ModelEntry):
+    """Autoregressive baseline: the same transformer, causal, next-token loss."""
+
+    Params = ARParams
+
+    @classmethod
+    def build(cls, params: ARParams, data: DataSpec) -> AutoregressiveLM:
+        c = data.num_classes
+        network = build_backbone(params.backbone, data, 1, c, c, causal=True)
+        return AutoregressiveLM(network, c)

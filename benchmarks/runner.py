@@ -20,7 +20,7 @@ from .registry import MODELS, TASKS
 from .tasks.base import EvalContext
 from .tracking import Tracker
 
-__all__ = ["execute", "RunResult"]
+__all__ = ["execute", "RunResult", "load_trained_model"]
 
 log = logging.getLogger("primebench")
 
@@ -96,7 +96,11 @@ def _train_and_evaluate(
     if model is not None:
         model.to(device).eval()
     ctx = EvalContext(
-        device=device, seed=config.seed, artifact_dir=run_dir / "artifacts", ema=ema is not None
+        device=device,
+        seed=config.seed,
+        artifact_dir=run_dir / "artifacts",
+        ema=ema is not None,
+        runs_dir=run_dir.parent,
     )
     ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     with ema.applied_to(model) if ema is not None else nullcontext():
@@ -105,3 +109,33 @@ def _train_and_evaluate(
     for subdir, path in output.artifacts:
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
     return {m.name: m.value for m in output.metrics if m.step is None}
+
+
+def load_trained_model(
+    config: RunConfig, runs_dir: str | Path, device: torch.device | None = None
+) -> tuple[torch.nn.Module, bool]:
+    """The model of ``config`` with the weights of its last checkpoint (EMA weights when
+    the run kept an EMA). Returns (model in eval mode, whether EMA weights were used)."""
+    if config.model is None:
+        raise ValueError(f"{config.experiment}/{config.variant} has no model")
+    path = Path(runs_dir) / config.run_id / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint {path} for {config.experiment}/{config.variant} "
+            f"(run id {config.run_id}); train it first: primebench sweep "
+            f"{config.experiment} --variant {config.variant} --scale {config.scale}"
+        )
+    task = TASKS.get(config.task.name)(config.task.params, config)
+    model = MODELS.get(config.model.name).build(config.model.params, task.data_spec())
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    model.load_state_dict(
+        {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    )
+    ema_state = {k[len("ema.") :]: v for k, v in state.items() if k.startswith("ema.")}
+    if ema_state:
+        from .ema import EMA
+
+        ema = EMA(model, config.train.ema or 0.5)
+        ema.load_state_dict(ema_state)
+        ema.copy_to(model)
+    return model.to(device or _device()).eval(), bool(ema_state)

@@ -59,10 +59,10 @@ class DiffusionModule(L.LightningModule):
         noise_gen = torch.Generator(device=self.device).manual_seed(step_seed(self.seed, step, 1))
         torch.manual_seed(step_seed(self.seed, step, 2))
         x0 = self.task.train_batch(self.train_cfg.batch_size, data_gen).to(self.device)
-        loss, losses = self.model.training_loss(x0, noise_gen)
+        loss, parts = self.model.training_loss(x0, noise_gen)
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/published", losses.published.mean())
-        self.log("train/valid_bound", losses.valid_bound.mean())
+        for name, value in (parts._asdict() if hasattr(parts, "_asdict") else parts).items():
+            self.log(f"train/{name}", value.mean())
         return loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:

@@ -1,4 +1,11 @@
+import os
+
 import pytest
+
+# Tests never reach a model or dataset hub: everything they load is written by the test
+# or shipped by an installed package.
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,13 +1,10 @@
-"""Independent references for the tests: exact posteriors of enumerable distributions,
-and a peak-memory probe for CPU tensor allocations."""
+"""Independent references for the tests: exact posteriors of enumerable distributions."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from prime import SubTokenizer
 
@@ -63,20 +60,3 @@ class ExactPosterior:
 def entropy(probs: torch.Tensor) -> float:
     p = probs[probs > 0].double()
     return float(-(p * p.log()).sum())
-
-
-def peak_cpu_bytes(fn: Callable[[], object]) -> int:
-    """Peak of (bytes allocated - bytes freed) by CPU tensor ops while ``fn`` runs."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    deltas = []
-    for event in prof.events():
-        # Allocations are attributed to the op that made them, frees to "[memory]" events.
-        if event.name == "[memory]" or event.self_cpu_memory_usage > 0:
-            deltas.append((event.time_range.start, event.self_cpu_memory_usage))
-    deltas.sort()
-    current = peak = 0
-    for _, delta in deltas:
-        current += delta
-        peak = max(peak, current)
-    return peak

@@ -3,8 +3,8 @@ import itertools
 import pytest
 import torch
 
+from benchmarks.perf.memory import peak_cpu_bytes
 from prime import SubTokenizer, smallest_base
-from tests.helpers import peak_cpu_bytes
 
 BASES = [
     (50257, 1, 50257),

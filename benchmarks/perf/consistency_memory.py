@@ -14,25 +14,10 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from prime import SubTokenizer
 
-
-def peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak of bytes allocated minus bytes freed by CPU tensor ops while ``fn`` runs."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    deltas = sorted(
-        (e.time_range.start, e.self_cpu_memory_usage)
-        for e in prof.events()
-        if e.name == "[memory]" or e.self_cpu_memory_usage > 0
-    )
-    current = peak = 0
-    for _, delta in deltas:
-        current += delta
-        peak = max(peak, current)
-    return peak
+from .memory import peak_cpu_bytes
 
 
 def accumulator_mask(codec: SubTokenizer, y_t: torch.Tensor) -> torch.Tensor:
@@ -83,7 +68,7 @@ def main() -> None:
     )
     print(f"{'method':<30} {'peak GiB':>9} {'x bool':>7} {'median s':>9}")
     for name, fn in rows:
-        peak = peak_bytes(fn)
+        peak = peak_cpu_bytes(fn)
         print(f"{name:<30} {peak / gib:>9.3f} {peak / full_bool:>7.2f} {seconds(fn):>9.3f}")
 
 

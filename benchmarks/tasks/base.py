@@ -34,6 +34,7 @@ class EvalContext:
     seed: int
     artifact_dir: Path
     ema: bool
+    runs_dir: Path | None = None  # where other runs' checkpoints live
 
 
 @dataclass

@@ -5,6 +5,7 @@ outputs (B, L, out_dim). The attribute ``time_conditioned`` says whether the out
 depends on t (if not, a sampler may reuse a prediction across idle steps).
 """
 
+from .dit import DIT_PRESETS, DiT, DiTConfig, SubTokenEmbedding
 from .toy_mlp import LearnableSwish, ToyMLP
 
-__all__ = ["ToyMLP", "LearnableSwish"]
+__all__ = ["DiT", "DiTConfig", "DIT_PRESETS", "SubTokenEmbedding", "ToyMLP", "LearnableSwish"]

