@@ -15,7 +15,8 @@ The consistent set of a partially masked token y = (y_1..y_ell) is
 It is computed from ell lookup tables ``T_j`` of shape (b+1, C), ``T_j[v, x] = [f(x)_j = v]``
 for v < b and ``T_j[m, x] = 1``, AND-ed row by row, in chunks of positions, so that at most
 one boolean (..., C) tensor is ever allocated (never a float (..., C) per digit, never a
-(..., C, ell) tensor).
+(..., C, ell) tensor). For large bases (ell = 1 has b = C) the tables would be huge, and
+the digits are compared directly instead.
 """
 
 from __future__ import annotations
@@ -152,15 +153,26 @@ class SubTokenizer:
         if out is None:
             out = torch.empty(*lead, self.num_classes, dtype=torch.bool, device=y_t.device)
         out_flat = out.view(-1, self.num_classes)
-        tables = self.tables
+        # Lookup tables pay off when small; for large bases (ell = 1: b = C, a C x C
+        # table) compare digits directly instead.
+        tables = self.tables if self.ell * (self.base + 1) * self.num_classes <= 2**26 else None
         chunk_size = self._chunk_rows(chunk_size)
         for start in range(0, flat.shape[0], chunk_size):
             rows = flat[start : start + chunk_size]
             block = out_flat[start : start + chunk_size]
-            block.copy_(tables[0][rows[:, 0]])
-            for j in range(1, self.ell):
-                block &= tables[j][rows[:, j]]
+            for j in range(self.ell):
+                if j == 0:
+                    block.copy_(self._digit_match(tables, rows, 0))
+                else:
+                    block &= self._digit_match(tables, rows, j)
         return out
+
+    def _digit_match(self, tables: torch.Tensor | None, rows: torch.Tensor, j: int) -> torch.Tensor:
+        """Bool (rows, C): digit j of each token agrees with rows[:, j] (or it is masked)."""
+        if tables is not None:
+            return tables[j][rows[:, j]]
+        column = rows[:, j : j + 1]
+        return (self.digits[:, j] == column) | (column == self.mask_id)
 
     def restrict_logits_(
         self, logits: torch.Tensor, y_t: torch.Tensor, chunk_size: int | None = None

@@ -118,30 +118,55 @@ class MaskedDiffusion(nn.Module):
         )
         return t, y_t
 
-    def losses(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> PrimeLosses:
-        """Per-token (B, L) published estimator and valid bound, in nats."""
+    def losses(
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor,
+        y_t: torch.Tensor,
+        which: tuple[str, ...] = ("published", "valid_bound"),
+    ) -> PrimeLosses:
+        """Per-token (B, L) published estimator and valid bound, in nats.
+
+        ``which`` limits the work to the named losses (the others are returned as None):
+        training needs only its objective, and the sub-token marginals of the valid
+        bound cost a pass over the (B, L, C) probabilities.
+        """
         logits = self(y_t, t)
         y0 = self.codec.encode(x0)
+        published = valid = None
         if self.decoder == "joint":
-            log_probs = joint_log_probs(logits, y_t, self.codec, carry_over=self.carry_over)
-            published = published_joint_loss(log_probs, x0, t, self.schedule)
-            marginals = subtoken_log_marginals(log_probs, self.codec)
+            # The network's output is fresh, so the restriction may overwrite it.
+            log_probs = joint_log_probs(
+                logits, y_t, self.codec, carry_over=self.carry_over, inplace=True
+            )
+            if "published" in which:
+                published = published_joint_loss(log_probs, x0, t, self.schedule)
+            marginals = (
+                subtoken_log_marginals(log_probs, self.codec) if "valid_bound" in which else None
+            )
         else:
             marginals = independent_log_probs(logits, y_t, self.codec, carry_over=self.carry_over)
-            digit_nll = -marginals.gather(-1, y0.unsqueeze(-1)).squeeze(-1).sum(-1)
-            weight = self.schedule.weight(t.double()).to(digit_nll.dtype)
-            published = weight.view(-1, *([1] * (digit_nll.dim() - 1))) * digit_nll
-        valid = valid_marginal_bound(marginals, y0, y_t, t, self.schedule, self.codec.mask_id)
+            if "published" in which:
+                digit_nll = -marginals.gather(-1, y0.unsqueeze(-1)).squeeze(-1).sum(-1)
+                weight = self.schedule.weight(t.double()).to(digit_nll.dtype)
+                published = weight.view(-1, *([1] * (digit_nll.dim() - 1))) * digit_nll
+        if marginals is not None:
+            valid = valid_marginal_bound(marginals, y0, y_t, t, self.schedule, self.codec.mask_id)
         return PrimeLosses(published=published, valid_bound=valid)
 
     def training_loss(
         self, x0: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, PrimeLosses]:
-        """Mean per-token objective over the batch, and the per-token losses."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean per-token objective over the batch, and the per-token objective by name.
+
+        For ell = 1 the two losses coincide, and the cheaper published form is used.
+        """
         t, y_t = self.corrupt(x0, generator)
-        losses = self.losses(x0, t, y_t)
-        chosen = losses.published if self.objective == "published" else losses.valid_bound
-        return chosen.mean(), losses
+        name = (
+            "published" if self.objective == "published" or self.codec.ell == 1 else "valid_bound"
+        )
+        per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name)
+        return per_token.mean(), {self.objective: per_token}
 
     @torch.no_grad()
     def sample(

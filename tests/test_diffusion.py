@@ -19,10 +19,13 @@ def test_mdm_baseline_is_prime_with_ell_one():
     prime = MaskedDiffusion(_toy(1, c, c), SubTokenizer(c, 1), "loglinear", objective="published")
     assert mdm.codec.ell == 1 and mdm.codec.mask_id == c
     x0 = torch.randint(0, c, (16, 3), generator=torch.Generator().manual_seed(1))
-    loss_mdm, parts_mdm = mdm.training_loss(x0, torch.Generator().manual_seed(2))
-    loss_prime, parts_prime = prime.training_loss(x0, torch.Generator().manual_seed(2))
+    loss_mdm, _ = mdm.training_loss(x0, torch.Generator().manual_seed(2))
+    loss_prime, _ = prime.training_loss(x0, torch.Generator().manual_seed(2))
     assert torch.allclose(loss_mdm, loss_prime)
-    assert torch.allclose(parts_prime.published, parts_prime.valid_bound)
+    t, y_t = prime.corrupt(x0, torch.Generator().manual_seed(2))
+    both = prime.losses(x0, t, y_t)
+    assert torch.allclose(both.published, both.valid_bound)
+    assert torch.allclose(loss_prime, both.published.mean())
 
     # ... and both equal MDLM's SUBS loss written out from the same network outputs.
     t, x_t = mdm.corrupt(x0, torch.Generator().manual_seed(3))
@@ -39,7 +42,10 @@ def test_independent_decoder_losses_coincide_with_carry_over():
     )
     x0 = torch.randint(0, 50, (8, 3), generator=torch.Generator().manual_seed(0))
     loss, parts = model.training_loss(x0, torch.Generator().manual_seed(1))
-    assert torch.allclose(parts.published, parts.valid_bound)
+    t, y_t = model.corrupt(x0, torch.Generator().manual_seed(1))
+    both = model.losses(x0, t, y_t)
+    assert torch.allclose(both.published, both.valid_bound)
+    assert torch.allclose(parts["valid"], both.valid_bound)
     assert loss.requires_grad and torch.isfinite(loss)
     result = model.sample(4, 3, 5, generator=torch.Generator().manual_seed(2))
     assert result.tokens.shape == (4, 3)
