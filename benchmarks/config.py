@@ -171,7 +171,8 @@ class TrainConfig:
     """Optimisation settings (steps = 0: nothing to train)."""
 
     steps: int = 0
-    batch_size: int = 256
+    batch_size: int = 256  # per device and micro-batch
+    accumulate: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -188,6 +189,7 @@ class TrainConfig:
         _positive(
             "train",
             batch_size=self.batch_size,
+            accumulate=self.accumulate,
             lr=self.lr,
             checkpoint_every=self.checkpoint_every,
             log_every=self.log_every,

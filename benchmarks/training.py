@@ -54,10 +54,16 @@ class DiffusionModule(L.LightningModule):
         self.ema = EMA(model, train.ema) if train.ema is not None else None
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        # One stream per (optimizer step, micro-batch of gradient accumulation, rank):
+        # resumed runs replay exactly, and data-parallel ranks see different batches.
+        micro = batch_idx % self.train_cfg.accumulate
+        stream = 3 * (micro + self.train_cfg.accumulate * self.global_rank)
         step = self.global_step
-        data_gen = torch.Generator().manual_seed(step_seed(self.seed, step, 0))
-        noise_gen = torch.Generator(device=self.device).manual_seed(step_seed(self.seed, step, 1))
-        torch.manual_seed(step_seed(self.seed, step, 2))
+        data_gen = torch.Generator().manual_seed(step_seed(self.seed, step, stream))
+        noise_gen = torch.Generator(device=self.device).manual_seed(
+            step_seed(self.seed, step, stream + 1)
+        )
+        torch.manual_seed(step_seed(self.seed, step, stream + 2))
         x0 = self.task.train_batch(self.train_cfg.batch_size, data_gen).to(self.device)
         loss, parts = self.model.training_loss(x0, noise_gen)
         self.log("train/loss", loss, prog_bar=True)
@@ -143,7 +149,9 @@ def fit(
     trainer = L.Trainer(
         max_steps=cfg.steps,
         accelerator="auto",
-        devices=1,
+        # All visible GPUs (data parallel; train.batch_size is per device), else one CPU.
+        devices="auto" if torch.cuda.is_available() else 1,
+        accumulate_grad_batches=cfg.accumulate,
         precision=pick_precision(cfg.precision),
         logger=_OpenRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id),
         callbacks=callbacks,

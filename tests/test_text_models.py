@@ -121,3 +121,61 @@ def test_trained_prime_valid_bound_is_not_below_the_published_estimator(tmp_path
     se = float(gap.std()) / math.sqrt(len(gap))
     print(f"valid - published = {float(gap.mean()):.4f} ± {se:.4f} nats/token")
     assert float(gap.mean()) > 0
+
+
+def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from benchmarks.config import RunConfig
+    from benchmarks.report import render_report
+
+    uri, runs = f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "runs"
+    overrides = [
+        "train.steps=10",
+        "train.checkpoint_every=10",
+        "task.block_size=64",
+        "task.eval_blocks=4",
+        "task.sample_count=1",
+        "task.sample_steps=4",
+    ]
+    from benchmarks.config import parse_overrides
+
+    (trained,) = load_experiment("table1-cpu").resolve("cpu", parse_overrides(overrides), ["mdlm"])
+    data = tmp_path / "sets"
+    data.mkdir()
+    pq.write_table(
+        pa.table({"sentence": ["the cat sat on the mat . " * 20] * 4}), data / "ptb.parquet"
+    )
+    (data / "lambada.jsonl").write_text('{"text": "a story ends with a word"}\n' * 20)
+    zero_shot = RunConfig.from_dict(
+        {
+            "experiment": "table2",
+            "variant": "mdlm",
+            "scale": "cpu",
+            "model": None,
+            "task": {
+                "name": "text-zero-shot",
+                "train_experiment": "table1-cpu",
+                "train_overrides": overrides,
+                "sets": ["ptb", "lambada"],
+                "data_dir": str(data),
+                "tokenizer": "bytes",
+                "block_size": 64,
+                "eval_passes": 1,
+            },
+        }
+    )
+    with pytest.raises(FileNotFoundError, match="train it first: primebench sweep table1-cpu"):
+        execute(zero_shot, uri, runs)
+    execute(trained, uri, runs)
+    metrics = execute(zero_shot, uri, runs)["metrics"]
+    for name in ("ptb", "lambada"):
+        assert metrics[f"zs_{name}_nll_valid_bound"] > 0
+        assert math.isclose(
+            metrics[f"zs_{name}_ppl_valid_bound"], math.exp(metrics[f"zs_{name}_nll_valid_bound"])
+        )
+    written = render_report(uri, "cpu", results_dir=tmp_path / "results")
+    table = (tmp_path / "results" / "cpu" / "table2_zero_shot.md").read_text()
+    assert any(p.name == "table2_zero_shot.md" for _, p in written)
+    assert "| mdlm | valid bound |" in table
