@@ -47,6 +47,7 @@ __all__ = [
     "load_experiment",
     "parse_overrides",
     "build_dataclass",
+    "require_at_least",
 ]
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
@@ -161,6 +162,14 @@ def _positive(path: str, **values: float | int) -> None:
     for name, value in values.items():
         if value <= 0:
             raise ConfigError(f"{path}.{name}: must be > 0, got {value}")
+
+
+def require_at_least(obj: Any, path: str, keys: tuple[str, ...], minimum: int = 1) -> None:
+    """Raise ConfigError naming the first of ``obj``'s fields ``keys`` below ``minimum``."""
+    for key in keys:
+        value = getattr(obj, key)
+        if value < minimum:
+            raise ConfigError(f"{path}.{key}: must be >= {minimum}, got {value}")
 
 
 # --------------------------------------------------------------------------- configs

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, RunConfig, build_dataclass
+from .config import ConfigError, RunConfig, build_dataclass, require_at_least
 from .runner import execute
 from .tracking import Tracker, resolve_tracking_uri
 
@@ -48,9 +48,9 @@ class SlurmProfile:
     setup: tuple[str, ...] = ()  # shell lines run first in each job (modules, venv, ...)
 
     def __post_init__(self) -> None:
-        for key in ("cpus_per_task", "mem_gb", "timeout_min", "array_parallelism"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"profile.{key}: must be >= 1, got {getattr(self, key)}")
+        require_at_least(
+            self, "profile", ("cpus_per_task", "mem_gb", "timeout_min", "array_parallelism")
+        )
         if self.gpus_per_node < 0:
             raise ConfigError(f"profile.gpus_per_node: must be >= 0, got {self.gpus_per_node}")
 

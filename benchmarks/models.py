@@ -18,7 +18,7 @@ from baselines import AutoregressiveLM, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
 from prime.backbones import DIT_PRESETS, DiT, DiTConfig, ToyMLP
 
-from .config import ConfigError
+from .config import ConfigError, require_at_least
 from .registry import MODELS
 from .tasks.base import DataSpec
 
@@ -47,9 +47,7 @@ class ToyMLPParams:
     time_conditioned: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("emb_dim", "hidden", "depth"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"backbone.{key}: must be >= 1, got {getattr(self, key)}")
+        require_at_least(self, "backbone", ("emb_dim", "hidden", "depth"))
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"backbone.dropout: must be in [0, 1), got {self.dropout}")
 

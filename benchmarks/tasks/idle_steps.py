@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from prime import SubTokenizer, idle_step_probabilities, sample
 
-from ..config import ConfigError
+from ..config import ConfigError, require_at_least
 from ..registry import TASKS
 from ..report import ReportContext
 from ..tracking import Metric
@@ -40,8 +40,8 @@ class IdleStepsParams:
     eps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.seq_len < 1 or self.ell < 1 or self.runs < 2:
-            raise ConfigError("task: seq_len and ell must be >= 1, runs >= 2")
+        require_at_least(self, "task", ("seq_len", "ell"))
+        require_at_least(self, "task", ("runs",), minimum=2)  # a standard error needs 2
         if not self.steps or min(self.steps) < 1:
             raise ConfigError(f"task.steps: expected positive step counts, got {self.steps}")
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from baselines import AutoregressiveLM
 from prime import MaskedDiffusion, mask_subtokens, sample_times
 
-from ..config import ConfigError, load_experiment, parse_overrides
+from ..config import ConfigError, load_experiment, parse_overrides, require_at_least
 from ..data.text import (
     OPENWEBTEXT,
     ZERO_SHOT,
@@ -189,16 +189,18 @@ class TextLMParams:
     def __post_init__(self) -> None:
         if self.block_size < 3:
             raise ConfigError(f"task.block_size: must be >= 3, got {self.block_size}")
-        for key in (
-            "eval_passes",
-            "eval_batch",
-            "sample_count",
-            "sample_steps",
-            "num_proc",
-            "validation_docs",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"task.{key}: must be >= 1, got {getattr(self, key)}")
+        require_at_least(
+            self,
+            "task",
+            (
+                "eval_passes",
+                "eval_batch",
+                "sample_count",
+                "sample_steps",
+                "num_proc",
+                "validation_docs",
+            ),
+        )
         if not 0.0 < self.sample_top_p <= 1.0:
             raise ConfigError(f"task.sample_top_p: must be in (0, 1], got {self.sample_top_p}")
 
@@ -365,7 +367,11 @@ def render_table1(ctx: ReportContext) -> None:
                     f"{match['ppl'].iloc[0]:.2f} ({match['status'].iloc[0]})" if len(match) else "-"
                 ),
                 "authors' corrected PPL (valid bound)": (
-                    f"{fixed['ppl'].iloc[0]:.2f}" if len(fixed) else "-"
+                    "not re-scored"
+                    if carry == "yes"
+                    else f"{fixed['ppl'].iloc[0]:.2f}"
+                    if len(fixed)
+                    else "-"
                 ),
                 "ours: exact PPL (AR)": _fmt(run, "val_nll_exact"),
                 "ours: valid-bound PPL": _fmt(run, "val_nll_valid_bound"),

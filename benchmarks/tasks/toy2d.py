@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..config import ConfigError
+from ..config import ConfigError, require_at_least
 from ..registry import TASKS
 from ..report import ReportContext
 from ..tracking import Metric
@@ -98,18 +98,20 @@ class Toy2DParams:
     tv_bins: int = 64
 
     def __post_init__(self) -> None:
-        for key in (
-            "resolution",
-            "eval_samples",
-            "eval_passes",
-            "eval_batch",
-            "sample_count",
-            "sample_steps",
-            "sample_batch",
-            "tv_bins",
-        ):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"task.{key}: must be >= 1, got {getattr(self, key)}")
+        require_at_least(
+            self,
+            "task",
+            (
+                "resolution",
+                "eval_samples",
+                "eval_passes",
+                "eval_batch",
+                "sample_count",
+                "sample_steps",
+                "sample_batch",
+                "tv_bins",
+            ),
+        )
         if self.resolution % self.tv_bins:
             raise ConfigError(
                 f"task.tv_bins: must divide task.resolution={self.resolution}, got {self.tv_bins}"
