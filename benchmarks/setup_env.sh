@@ -25,6 +25,14 @@ case "$(uname -m)" in
     *)             torch_pins=("torch==2.14.1" "torchvision==0.29.1") ;;
 esac
 
+# Debian's Fashion-MNIST files: the embedded image data (the hub copy is the fallback).
+if [[ ! -d /usr/share/datasets/fashion-mnist ]] && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> installing dataset-fashion-mnist"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null; } \
+        || echo "warning: dataset-fashion-mnist could not be installed; the hub copy will be used" >&2
+fi
+
 want=$(cat "$root/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)
 stamp=$venv/.primebench-installed
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
