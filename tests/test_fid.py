@@ -1,0 +1,71 @@
+"""FID: offline Inception weights in torch-fidelity's extractor, and the Frechet distance."""
+
+import numpy as np
+import torch
+
+from benchmarks.fid import (
+    convert,
+    converted_weights_path,
+    feature_statistics,
+    frechet_distance,
+    offline_weights_file,
+)
+
+
+def _features(n: int, d: int, shift: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    return rng.normal(size=(n, d)) @ mix + shift
+
+
+def test_frechet_distance_matches_torch_fidelity_and_clean_fid():
+    from cleanfid.fid import frechet_distance as clean_fid_distance
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    a, b = _features(1500, 256, 0.0, 0), _features(1500, 256, 0.3, 1)
+    mu_a, s_a = feature_statistics(a)
+    mu_b, s_b = feature_statistics(b)
+    ours = frechet_distance(mu_a, s_a, mu_b, s_b)
+    fidelity = fid_statistics_to_metric(
+        fid_features_to_statistics(torch.from_numpy(a)),
+        fid_features_to_statistics(torch.from_numpy(b)),
+        verbose=False,
+    )["frechet_inception_distance"]
+    clean = clean_fid_distance(mu_a, s_a, mu_b, s_b)
+    assert ours > 1.0
+    assert abs(ours - fidelity) <= 1e-6 * ours
+    assert abs(ours - clean) <= 1e-6 * ours
+    assert abs(frechet_distance(mu_a, s_a, mu_a, s_a)) < 1e-8 * np.trace(s_a)
+
+
+def test_offline_weights_give_torch_fidelitys_features(tmp_path):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
+
+    path = converted_weights_path(tmp_path)
+    assert converted_weights_path(tmp_path) == path  # converted once, then reused
+    extractor = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+    )
+    torchscript = torch.jit.load(str(offline_weights_file()), map_location="cpu").eval()
+    images = torch.randint(
+        0, 256, (3, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
+    with torch.no_grad():
+        (features,) = extractor(images)
+        # The TorchScript is the bare network: give it torch-fidelity's preprocessing.
+        x = interpolate_bilinear_2d_like_tensorflow1x(
+            images.float(), size=(299, 299), align_corners=False
+        )
+        reference = torchscript((x - 128) / 128)
+    assert features.shape == (3, 2048)
+    assert torch.allclose(features, reference, atol=1e-5)
+    assert float(features.abs().mean()) > 0.05  # real activations, not zeros
+
+
+def test_conversion_maps_every_tensor():
+    state = convert()
+    assert sum(k.endswith("conv.weight") for k in state) == 94  # every conv of Inception-v3
+    assert torch.equal(state["fc.weight"], torch.zeros(1008, 2048))  # no logits offline
