@@ -69,3 +69,51 @@ def test_conversion_maps_every_tensor():
     state = convert()
     assert sum(k.endswith("conv.weight") for k in state) == 94  # every conv of Inception-v3
     assert torch.equal(state["fc.weight"], torch.zeros(1008, 2048))  # no logits offline
+
+
+def test_feature_pipelines_kid_and_reference_cache(tmp_path):
+    from benchmarks.fid import (
+        CleanFIDFeatures,
+        InceptionFeatures,
+        kernel_inception_distance,
+        reference_features,
+    )
+
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (6, 1, 28, 28), dtype=np.uint8)  # Fashion-MNIST shaped
+    other = (255 - gray) // 2
+    fidelity = InceptionFeatures(tmp_path, batch_size=4)
+    clean = CleanFIDFeatures(batch_size=4)
+    for extractor in (fidelity, clean):
+        a, b = extractor(gray), extractor(other)
+        assert a.shape == (6, 2048) and np.isfinite(a).all()
+        assert frechet_distance(*feature_statistics(a), *feature_statistics(a)) < 1e-6
+        assert frechet_distance(*feature_statistics(a), *feature_statistics(b)) > 1.0
+        kid_mean, _ = kernel_inception_distance(a, b, subsets=10)
+        assert kid_mean > 0
+    # Different resize filters: the two pipelines see slightly different inputs.
+    assert not np.allclose(fidelity(gray[:2]), clean(gray[:2]))
+
+    first = reference_features(gray, fidelity, tmp_path, label="toy")
+    cached = list((tmp_path / "fid-reference").glob("toy-*.npy"))
+    assert len(cached) == 1
+    assert np.array_equal(reference_features(gray, fidelity, tmp_path, label="toy"), first)
+    reference_features(other, fidelity, tmp_path, label="toy")  # new content, new entry
+    assert len(list((tmp_path / "fid-reference").glob("toy-*.npy"))) == 2
+
+
+def test_fast_extractor_matches_torch_fidelitys_reference_layout(tmp_path):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from benchmarks.fid import InceptionFeatures
+
+    images = np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
+    fast = InceptionFeatures(tmp_path)(images)  # channels-last memory layout
+    plain = FeatureExtractorInceptionV3(
+        "inception-v3-compat",
+        ["2048"],
+        feature_extractor_weights_path=str(converted_weights_path(tmp_path)),
+    )
+    with torch.no_grad():
+        (reference,) = plain(torch.from_numpy(images))
+    assert np.allclose(fast, reference.double().numpy(), atol=1e-5)
