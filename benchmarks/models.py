@@ -16,7 +16,15 @@ from torch import nn
 
 from baselines import AutoregressiveLM, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
-from prime.backbones import DIT_PRESETS, DiT, DiTConfig, ToyMLP
+from prime.backbones import (
+    DIT_PRESETS,
+    UNET_PRESETS,
+    DiT,
+    DiTConfig,
+    PixelUNet,
+    ToyMLP,
+    UNetConfig,
+)
 
 from .config import ConfigError, require_at_least
 from .registry import MODELS
@@ -26,6 +34,7 @@ __all__ = [
     "ModelEntry",
     "ToyMLPParams",
     "DiTParams",
+    "UNetParams",
     "PrimeParams",
     "MDMParams",
     "ARParams",
@@ -66,7 +75,20 @@ class DiTParams:
         return base if self.dropout is None else replace(base, dropout=self.dropout)
 
 
-BackboneParams = ToyMLPParams | DiTParams
+@dataclass(frozen=True)
+class UNetParams:
+    """ADM U-Net over pixel sub-tokens; ``preset`` sets the sizes (paper = the paper's)."""
+
+    name: Literal["unet"] = "unet"
+    preset: Literal["paper", "cpu"] = "paper"
+    dropout: float | None = None  # None: the preset's
+
+    def config(self) -> UNetConfig:
+        base = UNET_PRESETS[self.preset]
+        return base if self.dropout is None else replace(base, dropout=self.dropout)
+
+
+BackboneParams = ToyMLPParams | DiTParams | UNetParams
 
 
 def build_backbone(
@@ -79,6 +101,16 @@ def build_backbone(
     causal: bool = False,
 ) -> nn.Module:
     """The denoiser network named by ``params.name``."""
+    if params.name == "unet":
+        if data.image_shape is None or causal:
+            raise ConfigError("model.backbone: 'unet' needs an image task (non-causal)")
+        channels, height, width = data.image_shape
+        if height != width:
+            raise ConfigError(f"model.backbone: 'unet' needs square images, got {height}x{width}")
+        try:
+            return PixelUNet(params.config(), channels, height, base, ell, out_dim)
+        except ValueError as err:
+            raise ConfigError(f"model.backbone: {err}") from None
     if params.name == "dit":
         try:
             return DiT(

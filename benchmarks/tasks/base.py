@@ -20,10 +20,12 @@ __all__ = ["DataSpec", "EvalContext", "EvalOutput", "Task"]
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Token sequences a model must handle: L positions over C classes."""
+    """Token sequences a model must handle: L positions over C classes (for images, the
+    (channels, H, W) whose pixel-channel values are the L tokens)."""
 
     num_classes: int
     seq_len: int
+    image_shape: tuple[int, int, int] | None = None
 
 
 @dataclass

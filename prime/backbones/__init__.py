@@ -7,5 +7,16 @@ depends on t (if not, a sampler may reuse a prediction across idle steps).
 
 from .dit import DIT_PRESETS, DiT, DiTConfig, SubTokenEmbedding
 from .toy_mlp import LearnableSwish, ToyMLP
+from .unet import UNET_PRESETS, PixelUNet, UNetConfig
 
-__all__ = ["DiT", "DiTConfig", "DIT_PRESETS", "SubTokenEmbedding", "ToyMLP", "LearnableSwish"]
+__all__ = [
+    "DiT",
+    "DiTConfig",
+    "DIT_PRESETS",
+    "SubTokenEmbedding",
+    "PixelUNet",
+    "UNetConfig",
+    "UNET_PRESETS",
+    "ToyMLP",
+    "LearnableSwish",
+]

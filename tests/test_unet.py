@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from prime import MaskedDiffusion, SubTokenizer
+from prime.backbones import UNET_PRESETS, PixelUNet, UNetConfig
+
+TINY = UNetConfig(
+    model_channels=8, channel_mult=(3, 3), res_blocks=1, attention_at=(2,), head_dim=8, dropout=0.0
+)
+
+
+def test_pixel_encoder_places_each_channels_digits_in_its_slot():
+    codec = SubTokenizer(256, 2)  # b = 16, digits (hi, lo) of each 8-bit value
+    net = PixelUNet(TINY, channels=3, size=4, base=16, ell=2, num_classes=256)
+    token_dim = 8 * 3 // 3
+    pixels = torch.randint(0, 256, (2, 3, 4, 4))
+    y = codec.encode(pixels.flatten(1))  # tokens in (channel, row, col) order
+    h = net.embed_pixels(y)
+    assert h.shape == (2, 3 * token_dim, 4, 4)
+    table = net.embed.weight  # (b + 1, token_dim / ell)
+    half = token_dim // 2
+    for c in range(3):
+        r, col = 1, 2
+        hi, lo = codec.encode(pixels[0, c, r, col])
+        slot = h[0, c * token_dim : (c + 1) * token_dim, r, col]
+        assert torch.equal(slot[:half], table[hi]) and torch.equal(slot[half:], table[lo])
+
+
+def test_shapes_errors_and_training_through_masked_diffusion():
+    with pytest.raises(ValueError, match="ell=5 does not divide 8"):
+        PixelUNet(TINY, channels=3, size=8, base=4, ell=5, num_classes=256)
+    with pytest.raises(ValueError, match="not divisible by 2"):
+        PixelUNet(TINY, channels=1, size=7, base=16, ell=2, num_classes=256)
+    torch.manual_seed(0)
+    net = PixelUNet(TINY, channels=1, size=8, base=16, ell=2, num_classes=256)
+    model = MaskedDiffusion(net, SubTokenizer(256, 2), "polynomial")
+    x0 = torch.randint(0, 256, (4, 64))
+    loss, _ = model.training_loss(x0, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and net.out[-1].weight.grad.abs().sum() > 0
+    result = model.sample(2, 64, 8, generator=torch.Generator().manual_seed(1))
+    assert result.tokens.shape == (2, 64) and (result.tokens < 256).all()
+    assert result.nfe <= 9  # no time input: idle steps reuse the cached prediction
+
+
+def test_paper_preset_widths():
+    cfg = UNET_PRESETS["paper"]
+    net = PixelUNet(cfg, channels=3, size=32, base=16, ell=2, num_classes=256)
+    assert net.embed.weight.shape == (17, 48)  # (b + 1) x 96 / ell
+    widths = {m.res.body[2].out_channels for m in net.down if hasattr(m, "res")}
+    assert widths == {288, 384}
