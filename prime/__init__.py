@@ -23,6 +23,7 @@ from .parameterization import (
     subtoken_log_marginals,
 )
 from .sampler import SampleResult, sample, sample_categorical, time_grid, top_p_filter
+from .sampler_schedules import corrector_schedule, temperature_schedule, warped_grid
 from .schedules import (
     CosineSchedule,
     LinearSchedule,
@@ -57,6 +58,9 @@ __all__ = [
     "sample_categorical",
     "time_grid",
     "top_p_filter",
+    "warped_grid",
+    "temperature_schedule",
+    "corrector_schedule",
     "idle_step_probabilities",
     "expected_idle_steps",
     "expected_idle_ratio",

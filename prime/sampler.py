@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 
 from .codec import SubTokenizer
-from .parameterization import independent_log_probs, joint_log_probs
+from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -53,6 +53,7 @@ The sampler may overwrite the returned logits in place (carry-over restriction),
 denoiser must return a fresh tensor on every call."""
 
 StepHook = Callable[[int, torch.Tensor, torch.Tensor], None]
+TimeFunction = Callable[[float], float]  # a function of the diffusion time t
 
 
 @dataclass
@@ -152,7 +153,11 @@ def sample(
     schedule: str | Schedule = "linear",
     decoder: Literal["joint", "independent"] = "joint",
     carry_over: bool = True,
+    proposal: Literal["token", "subtoken"] = "token",
     top_p: float | None = None,
+    temperature: TimeFunction | None = None,
+    corrector: TimeFunction | None = None,
+    grid: torch.Tensor | None = None,
     sampling_dtype: torch.dtype = torch.float64,
     prefix: torch.Tensor | None = None,
     use_cache: bool = True,
@@ -172,17 +177,33 @@ def sample(
         carry_over: restrict the joint softmax to tokens consistent with revealed
             digits (never yields a code >= C). Without it the joint decoder can combine
             digits of different draws into an invalid code.
+        proposal: ``token`` draws x ~ p(x | y_t) per token and reveals digits of f(x);
+            ``subtoken`` draws every digit from its marginal sum_{x: f(x)_j = v} p(x | y_t)
+            (the image code's "carry-over" sampler, PRIME_SPEC §6.2).
         top_p: nucleus filtering of the joint token distribution.
+        temperature: tau(t): logits are divided by it (the image sampler's schedule).
+        corrector: kappa(t) > 0 adds a remasking jump after every step (§6.2): with
+            A = alpha'/(1 - alpha), B = alpha'/(alpha (1 - alpha)) (flow-time derivative),
+            a masked sub-token jumps to its proposal at rate A + kappa B alpha, a revealed
+            one equal to its proposal to the mask at rate kappa B (1 - alpha), and any other
+            value to either at those rates; jump probability 1 - exp(-h * rate).
+        grid: decreasing diffusion times t_0 = 1 > ... > t_T (e.g. a warped grid);
+            overrides ``num_steps`` and ``eps``.
         sampling_dtype: dtype of probabilities and of the categorical noise.
         prefix: (P,) or (B, P) token ids fixed at the start of every sequence.
-        use_cache: reuse the prediction after a whole-batch idle step.
-        eps: last time of the grid (t_T = eps).
+        use_cache: reuse the network output after a whole-batch idle step (exact when
+            the denoiser ignores t; the temperature is applied afterwards).
+        eps: last time of the default grid (t_T = eps).
         generator: random stream; with a deterministic denoiser the same stream gives the
             same samples with and without caching.
         on_step: called as ``on_step(k, y_before, y_after)`` after each of the T steps.
     """
     if decoder not in ("joint", "independent"):
         raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
+    if proposal not in ("token", "subtoken"):
+        raise ValueError(f"proposal must be 'token' or 'subtoken', got {proposal!r}")
+    if proposal == "subtoken" and decoder != "joint":
+        raise ValueError("proposal='subtoken' marginalises a joint decoder")
     if batch_size < 1 or seq_len < 1:
         raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
     if top_p is not None and decoder != "joint":
@@ -191,7 +212,13 @@ def sample(
         raise ValueError(f"sampling_dtype must be a float dtype, got {sampling_dtype}")
     schedule = get_schedule(schedule)
     device = torch.device(device) if device is not None else codec.device
-    grid = time_grid(num_steps, eps)
+    if grid is None:
+        grid = time_grid(num_steps, eps)
+    else:
+        grid = torch.as_tensor(grid, dtype=torch.float64).cpu()
+        if grid.dim() != 1 or len(grid) < 2 or not bool((grid[1:] < grid[:-1]).all()):
+            raise ValueError("grid must be a strictly decreasing 1-d tensor of >= 2 times")
+        num_steps = len(grid) - 1
     alpha = schedule.alpha(grid)
     mask_id = codec.mask_id
 
@@ -200,37 +227,43 @@ def sample(
         prefix = _check_prefix(prefix, batch_size, seq_len).to(device)
         y[:, : prefix.shape[1]] = codec.encode(prefix)
 
-    def predict(t: float) -> torch.Tensor:
-        t_batch = torch.full((batch_size,), t, device=device)
-        logits = denoiser(y, t_batch)
-        if decoder == "joint":
-            log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=True)
-            probs = log_probs.to(sampling_dtype).exp()
-            return top_p_filter(probs, top_p) if top_p is not None else probs
-        return (
-            independent_log_probs(logits, y, codec, carry_over=carry_over).to(sampling_dtype).exp()
-        )
+    def network(t: float) -> torch.Tensor:
+        return denoiser(y, torch.full((batch_size,), t, device=device))
 
-    def draw(probs: torch.Tensor) -> torch.Tensor:
-        if decoder == "joint":
-            return codec.digits[sample_categorical(probs, generator)]
-        return sample_categorical(probs, generator)
+    def draw(logits: torch.Tensor, t: float) -> torch.Tensor:
+        """Clean sub-token proposals (B, L, ell) from the network output at time t."""
+        if temperature is not None:
+            logits = logits / temperature(t)
+        if decoder == "independent":
+            log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
+            return sample_categorical(log_probs.to(sampling_dtype).exp(), generator)
+        logits = logits.clone() if temperature is None else logits  # the cache stays intact
+        log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=True)
+        probs = log_probs.to(sampling_dtype).exp()
+        if top_p is not None:
+            probs = top_p_filter(probs, top_p)
+        if proposal == "subtoken":
+            marginals = subtoken_log_marginals(probs.log(), codec).exp()
+            return sample_categorical(marginals, generator)
+        return codec.digits[sample_categorical(probs, generator)]
 
     idle = torch.zeros(batch_size, dtype=torch.long, device=device)
     batch_idle = 0
     nfe = 0
     cache: torch.Tensor | None = None
     for k in range(num_steps):
+        t, s = float(grid[k]), float(grid[k + 1])
         if cache is None:
-            cache = predict(float(grid[k]))
+            cache = network(t)
             nfe += 1
-        proposal = draw(cache)
+        y_hat = draw(cache, t)
         reveal_prob = float((alpha[k + 1] - alpha[k]) / (1.0 - alpha[k]))
         u = torch.rand(y.shape, generator=generator, device=device, dtype=torch.float64)
-        reveal = (y == mask_id) & (u < reveal_prob)
         y_before = y
-        y = torch.where(reveal, proposal, y)
-        changed = reveal.flatten(1).any(dim=1)
+        y = torch.where((y == mask_id) & (u < reveal_prob), y_hat, y)
+        if corrector is not None:
+            y = _corrector_jump(y, y_hat, schedule, t, t - s, corrector(t), mask_id, generator)
+        changed = (y != y_before).flatten(1).any(dim=1)
         idle += ~changed
         if bool(changed.any()) or not use_cache:
             cache = None
@@ -239,11 +272,11 @@ def sample(
         if on_step is not None:
             on_step(k, y_before, y)
 
-    # Final noise removal at t_T = eps: fill whatever is still masked.
+    # Final noise removal at t_T: fill whatever is still masked.
     if cache is None:
-        cache = predict(float(grid[-1]))
+        cache = network(float(grid[-1]))
         nfe += 1
-    y = torch.where(y == mask_id, draw(cache), y)
+    y = torch.where(y == mask_id, draw(cache, float(grid[-1])), y)
 
     return SampleResult(
         tokens=codec.decode(y),
@@ -254,3 +287,31 @@ def sample(
         num_steps=num_steps,
         num_classes=codec.num_classes,
     )
+
+
+def _corrector_jump(
+    y: torch.Tensor,
+    y_hat: torch.Tensor,
+    schedule: Schedule,
+    t: float,
+    h: float,
+    kappa: float,
+    mask_id: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """One remasking/unmasking jump of every sub-token over a step of length h (§6.2)."""
+    tt = torch.tensor(t, dtype=torch.float64)
+    a, da = float(schedule.alpha(tt)), -float(schedule.d_alpha(tt))  # flow-time derivative
+    if kappa <= 0.0 or not 0.0 < a < 1.0:  # the rates are 0/0 at the ends of time
+        return y
+    to_value = da / (1 - a) + kappa * da / (a * (1 - a)) * a
+    to_mask = kappa * da / (a * (1 - a)) * (1 - a)
+    masked, agrees = y == mask_id, y == y_hat
+    rate_value = torch.where(agrees, 0.0, to_value)
+    rate_mask = torch.where(masked, 0.0, to_mask)
+    total = rate_value + rate_mask
+    u = torch.rand(y.shape, generator=generator, device=y.device, dtype=torch.float64)
+    jump = u < 1.0 - torch.exp(-h * total)
+    v = torch.rand(y.shape, generator=generator, device=y.device, dtype=torch.float64)
+    target = torch.where(v * total < rate_value, y_hat, torch.full_like(y, mask_id))
+    return torch.where(jump, target, y)

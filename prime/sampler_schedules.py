@@ -1,0 +1,47 @@
+"""Sampler settings of the image experiments, in the flow time s = 1 - t (PRIME_SPEC §6.2).
+
+Each takes the three numbers the paper's tables give ([a, beta, c]) and returns what
+``prime.sample`` expects: a decreasing diffusion-time grid, or a function of t.
+
+    time warp      s -> 1 - a (1 - s)^beta + c       applied to the uniform grid k / N
+    temperature    tau(s) = a s^beta + c
+    corrector      kappa(s) = a s^beta (1 - s)^beta  (the released code uses beta for both
+                                                       exponents and ignores c)
+
+The triple [1, 0, 0] turns the time warp off: as written it maps every s to 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+__all__ = ["warped_grid", "temperature_schedule", "corrector_schedule"]
+
+
+def warped_grid(num_steps: int, a: float = 1.0, beta: float = 1.0, c: float = 0.0) -> torch.Tensor:
+    """(N + 1,) decreasing diffusion times from the warped flow-time grid."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    s = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    if (a, beta, c) != (1.0, 0.0, 0.0):
+        s = (1.0 - a * (1.0 - s) ** beta + c).clamp(0.0, 1.0)
+    t = 1.0 - s
+    if not bool((t[1:] < t[:-1]).all()):
+        raise ValueError(f"time warp [{a}, {beta}, {c}] does not give a decreasing grid")
+    return t
+
+
+def temperature_schedule(a: float, beta: float, c: float) -> Callable[[float], float]:
+    """tau(t) = a (1 - t)^beta + c; must stay positive on [0, 1]."""
+    if min(c, a + c) <= 0.0:
+        raise ValueError(f"temperature [{a}, {beta}, {c}] is not positive on [0, 1]")
+    return lambda t: a * (1.0 - t) ** beta + c
+
+
+def corrector_schedule(a: float, beta: float, c: float = 0.0) -> Callable[[float], float]:
+    """kappa(t) = a s^beta (1 - s)^beta with s = 1 - t (c is ignored, as in the code)."""
+    if a < 0.0:
+        raise ValueError(f"corrector strength a must be >= 0, got {a}")
+    return lambda t: a * ((1.0 - t) * t) ** beta

@@ -1,0 +1,122 @@
+"""Sampler options of the image experiments: sub-token proposals, temperature, corrector,
+warped grids; every path works for ell = 1."""
+
+import pytest
+import torch
+
+from prime import (
+    SubTokenizer,
+    corrector_schedule,
+    sample,
+    temperature_schedule,
+    warped_grid,
+)
+
+
+def peaked(codec: SubTokenizer, favourite: int, strength: float = 1.0):
+    def denoiser(y_t, t):
+        logits = torch.zeros(*y_t.shape[:-1], codec.num_classes)
+        logits[..., favourite] = strength
+        return logits
+
+    return denoiser
+
+
+def test_warped_grid_and_schedules():
+    plain = warped_grid(8)
+    assert torch.allclose(plain, 1 - torch.arange(9, dtype=torch.float64) / 8)
+    assert torch.equal(warped_grid(8, 1.0, 0.0, 0.0), plain)  # [1, 0, 0] means off
+    warped = warped_grid(8, 1.0, 1.7, 0.0)
+    assert warped[0] == 1.0 and warped[-1] == 0.0 and (warped[1:] < warped[:-1]).all()
+    assert (warped[1:-1] < plain[1:-1]).all()  # 1.7 spends the steps near the data end
+    tau = temperature_schedule(-0.2, 2.0, 1.0)  # the paper's CIFAR-10 setting
+    assert tau(1.0) == 1.0 and tau(0.0) == pytest.approx(0.8)
+    kappa = corrector_schedule(16.0, 2.0, 0.75)
+    assert kappa(0.0) == kappa(1.0) == 0.0 and kappa(0.5) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not positive"):
+        temperature_schedule(-2.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("ell", [1, 2])
+def test_every_option_works_and_unit_temperature_changes_nothing(ell):
+    codec = SubTokenizer(256, ell)
+    net = peaked(codec, 200)
+    common = dict(batch_size=3, seq_len=12, num_steps=10, schedule="polynomial")
+    for proposal in ("token", "subtoken"):
+        base = sample(
+            net, codec, proposal=proposal, generator=torch.Generator().manual_seed(0), **common
+        )
+        same = sample(
+            net,
+            codec,
+            proposal=proposal,
+            temperature=lambda t: 1.0,
+            corrector=lambda t: 0.0,
+            generator=torch.Generator().manual_seed(0),
+            **common,
+        )
+        assert torch.equal(base.tokens, same.tokens)
+        full = sample(
+            net,
+            codec,
+            proposal=proposal,
+            temperature=temperature_schedule(-0.2, 2, 1),
+            corrector=corrector_schedule(16.0, 2.0),
+            grid=warped_grid(10, 1.0, 1.7, 0.0),
+            generator=torch.Generator().manual_seed(1),
+            **common,
+        )
+        assert (full.tokens < 256).all() and (full.subtokens != codec.mask_id).all()
+
+
+def test_low_temperature_concentrates_on_the_mode():
+    codec = SubTokenizer(256, 2)
+    result = sample(
+        peaked(codec, 77, 1.0),
+        codec,
+        batch_size=4,
+        seq_len=64,
+        num_steps=8,
+        temperature=lambda t: 0.02,
+        generator=torch.Generator().manual_seed(2),
+    )
+    assert (result.tokens == 77).float().mean() > 0.99
+
+
+def test_corrector_remasks_revealed_subtokens():
+    codec = SubTokenizer(256, 2)
+    remasked = []
+
+    def watch(k, before, after):
+        remasked.append(int(((before != codec.mask_id) & (after == codec.mask_id)).sum()))
+
+    result = sample(
+        peaked(codec, 5),
+        codec,
+        batch_size=4,
+        seq_len=64,
+        num_steps=32,
+        schedule="polynomial",
+        corrector=corrector_schedule(16.0, 2.0),
+        on_step=watch,
+        generator=torch.Generator().manual_seed(3),
+    )
+    assert sum(remasked) > 0
+    assert (result.subtokens != codec.mask_id).all()
+
+
+def test_subtoken_proposals_can_form_invalid_codes():
+    # C = 50, ell = 2, b = 8: digits drawn independently from their marginals can combine
+    # into codes >= 50 when both are revealed in the same step; token proposals cannot.
+    codec = SubTokenizer(50, 2)
+    uniform = peaked(codec, 0, 0.0)
+    kwargs = dict(batch_size=32, seq_len=64, num_steps=2)
+    marg = sample(
+        uniform, codec, proposal="subtoken", generator=torch.Generator().manual_seed(4), **kwargs
+    )
+    tok = sample(
+        uniform, codec, proposal="token", generator=torch.Generator().manual_seed(4), **kwargs
+    )
+    assert marg.invalid_rate > 0.0 and tok.invalid_rate == 0.0
+    with pytest.raises(ValueError, match="joint decoder"):
+        sample(uniform, codec, proposal="subtoken", decoder="independent", **kwargs)
