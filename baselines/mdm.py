@@ -21,10 +21,13 @@ def build_mdm(
     schedule: str | Schedule = "loglinear",
     *,
     time_eps: float = 1e-3,
+    objective: str = "valid",
 ) -> MaskedDiffusion:
     """MDLM / MDM: a masked diffusion model over C classes with the SUBS decoder.
 
     ``network`` maps (x_t as (B, L, 1) token ids with mask id C, t (B,)) to (B, L, C).
+    ``objective``: "valid" (the NELBO, = the published loss for ell = 1) or
+    "cross_entropy" (the image models' unweighted loss).
     """
     return MaskedDiffusion(
         network,
@@ -32,6 +35,6 @@ def build_mdm(
         schedule,
         decoder="joint",
         carry_over=True,
-        objective="valid",
+        objective=objective,
         time_eps=time_eps,
     )

@@ -155,7 +155,7 @@ class PrimeParams:
     ell: int = 2
     decoder: Literal["joint", "independent"] = "joint"
     carry_over: bool = True
-    objective: Literal["published", "valid"] = "published"
+    objective: Literal["published", "valid", "cross_entropy"] = "published"
     schedule: ScheduleName = "loglinear"
     time_eps: float = 1e-3
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
@@ -193,6 +193,7 @@ class Prime(ModelEntry):
 class MDMParams:
     schedule: ScheduleName = "loglinear"
     time_eps: float = 1e-3
+    objective: Literal["valid", "cross_entropy"] = "valid"
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
 
 
@@ -205,7 +206,13 @@ class MDM(ModelEntry):
     @classmethod
     def build(cls, params: MDMParams, data: DataSpec) -> MaskedDiffusion:
         network = build_backbone(params.backbone, data, 1, data.num_classes, data.num_classes)
-        return build_mdm(network, data.num_classes, params.schedule, time_eps=params.time_eps)
+        return build_mdm(
+            network,
+            data.num_classes,
+            params.schedule,
+            time_eps=params.time_eps,
+            objective=params.objective,
+        )
 
 
 @dataclass(frozen=True)

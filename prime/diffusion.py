@@ -35,7 +35,7 @@ from .schedules import Schedule, get_schedule
 __all__ = ["MaskedDiffusion", "Decoder", "Objective"]
 
 Decoder = Literal["joint", "independent"]
-Objective = Literal["published", "valid"]
+Objective = Literal["published", "valid", "cross_entropy"]
 
 
 class MaskedDiffusion(nn.Module):
@@ -49,7 +49,8 @@ class MaskedDiffusion(nn.Module):
         schedule: alpha_t (name or object).
         decoder: "joint" or "independent".
         carry_over: keep revealed digits fixed in the decoder's distribution.
-        objective: loss minimised in training: "published" or "valid".
+        objective: loss minimised in training: "published", "valid", or "cross_entropy"
+            (unweighted, every token; the image experiments).
         time_eps: smallest training time (the weight 1/t stays finite).
     """
 
@@ -67,8 +68,10 @@ class MaskedDiffusion(nn.Module):
         super().__init__()
         if decoder not in ("joint", "independent"):
             raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
-        if objective not in ("published", "valid"):
-            raise ValueError(f"objective must be 'published' or 'valid', got {objective!r}")
+        if objective not in ("published", "valid", "cross_entropy"):
+            raise ValueError(
+                f"objective must be 'published', 'valid' or 'cross_entropy', got {objective!r}"
+            )
         self.network = network
         self.codec = codec
         self.schedule = get_schedule(schedule)
@@ -154,14 +157,28 @@ class MaskedDiffusion(nn.Module):
             valid = valid_marginal_bound(marginals, y0, y_t, t, self.schedule, self.codec.mask_id)
         return PrimeLosses(published=published, valid_bound=valid)
 
+    def cross_entropy(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
+        """(B, L) unweighted -log p_theta(x_0^i | y_t) at every token: the image models'
+        training loss (the discrete flow-matching cross-entropy, not an ELBO)."""
+        if self.decoder != "joint":
+            raise ValueError("the cross-entropy objective needs the joint decoder")
+        log_probs = joint_log_probs(
+            self(y_t, t), y_t, self.codec, carry_over=self.carry_over, inplace=True
+        )
+        return -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+
     def training_loss(
         self, x0: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean per-token objective over the batch, and the per-token objective by name.
 
-        For ell = 1 the two losses coincide, and the cheaper published form is used.
+        For ell = 1 the published estimator and the valid bound coincide, and the cheaper
+        published form is used.
         """
         t, y_t = self.corrupt(x0, generator)
+        if self.objective == "cross_entropy":
+            per_token = self.cross_entropy(x0, t, y_t)
+            return per_token.mean(), {"cross_entropy": per_token}
         name = (
             "published" if self.objective == "published" or self.codec.ell == 1 else "valid_bound"
         )
@@ -179,6 +196,7 @@ class MaskedDiffusion(nn.Module):
         """Reverse sampling; keyword arguments go to :func:`prime.sample`."""
         kwargs.setdefault("use_cache", not self.time_conditioned)
         kwargs.setdefault("schedule", self.schedule)
+        kwargs.setdefault("carry_over", self.carry_over)
         device = next(self.parameters()).device
         return sample(
             self,
@@ -187,7 +205,6 @@ class MaskedDiffusion(nn.Module):
             seq_len=seq_len,
             num_steps=num_steps,
             decoder=self.decoder,
-            carry_over=self.carry_over,
             device=device,
             **kwargs,
         )

@@ -10,7 +10,8 @@ from benchmarks.config import load_experiment
 from benchmarks.models import MODELS
 from benchmarks.runner import execute, load_trained_model
 from benchmarks.tasks.base import DataSpec, EvalContext
-from benchmarks.tasks.text import TextLM, block_nll
+from benchmarks.tasks.likelihood import block_nll
+from benchmarks.tasks.text import TextLM
 from prime.backbones import DIT_PRESETS, DiT, SubTokenEmbedding
 
 DATA = DataSpec(num_classes=256, seq_len=32)
