@@ -2,5 +2,6 @@
 
 from .ar import AutoregressiveLM
 from .mdm import build_mdm
+from .mixture import LabelMixture
 
-__all__ = ["AutoregressiveLM", "build_mdm"]
+__all__ = ["AutoregressiveLM", "LabelMixture", "build_mdm"]

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from torch import nn
 
-from baselines import AutoregressiveLM, build_mdm
+from baselines import AutoregressiveLM, LabelMixture, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
 from prime.backbones import (
     DIT_PRESETS,
@@ -99,8 +99,9 @@ def build_backbone(
     out_dim: int,
     *,
     causal: bool = False,
+    num_labels: int = 0,
 ) -> nn.Module:
-    """The denoiser network named by ``params.name``."""
+    """The denoiser network named by ``params.name`` (``num_labels``: label-conditioned)."""
     if params.name == "unet":
         if data.image_shape is None or causal:
             raise ConfigError("model.backbone: 'unet' needs an image task (non-causal)")
@@ -108,9 +109,13 @@ def build_backbone(
         if height != width:
             raise ConfigError(f"model.backbone: 'unet' needs square images, got {height}x{width}")
         try:
-            return PixelUNet(params.config(), channels, height, base, ell, out_dim)
+            return PixelUNet(
+                params.config(), channels, height, base, ell, out_dim, num_labels=num_labels
+            )
         except ValueError as err:
             raise ConfigError(f"model.backbone: {err}") from None
+    if num_labels:
+        raise ConfigError(f"model.backbone: {params.name} takes no labels; use 'unet'")
     if params.name == "dit":
         try:
             return DiT(
@@ -231,3 +236,34 @@ class AR(ModelEntry):
         c = data.num_classes
         network = build_backbone(params.backbone, data, 1, c, c, causal=True)
         return AutoregressiveLM(network, c)
+
+
+@dataclass(frozen=True)
+class MixtureParams:
+    schedule: ScheduleName = "polynomial"
+    time_eps: float = 1e-3
+    objective: Literal["valid", "cross_entropy"] = "cross_entropy"
+    num_labels: int = 4
+    backbone: UNetParams = field(default_factory=UNetParams)
+
+    def __post_init__(self) -> None:
+        require_at_least(self, "model", ("num_labels",), minimum=2)
+
+
+@MODELS.register("mdm-mixture")
+class MDMMixture(ModelEntry):
+    """MDM-Mixture: MDM whose denoiser is a mixture over K auxiliary labels."""
+
+    Params = MixtureParams
+
+    @classmethod
+    def build(cls, params: MixtureParams, data: DataSpec) -> MaskedDiffusion:
+        c = data.num_classes
+        network = build_backbone(params.backbone, data, 1, c, c, num_labels=params.num_labels)
+        return build_mdm(
+            LabelMixture(network, params.num_labels),
+            c,
+            params.schedule,
+            time_eps=params.time_eps,
+            objective=params.objective,
+        )

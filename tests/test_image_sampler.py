@@ -120,3 +120,19 @@ def test_subtoken_proposals_can_form_invalid_codes():
     assert marg.invalid_rate > 0.0 and tok.invalid_rate == 0.0
     with pytest.raises(ValueError, match="joint decoder"):
         sample(uniform, codec, proposal="subtoken", decoder="independent", **kwargs)
+
+
+def test_polynomial_schedule_idle_steps_and_nfe_follow_the_closed_form():
+    import math
+
+    from prime import idle_step_probabilities
+
+    codec = SubTokenizer(256, 2)
+    steps, length, runs = 256, 32, 32
+    result = sample(peaked(codec, 1, 0.0), codec, batch_size=runs, seq_len=length,
+                    num_steps=steps, schedule="polynomial", eps=0.0,
+                    generator=torch.Generator().manual_seed(5))
+    probs = idle_step_probabilities(steps, length, 2, "polynomial")
+    se = math.sqrt(float((probs * (1 - probs)).sum()) / runs)
+    assert abs(float(result.idle_steps.double().mean()) - float(probs.sum())) < 3 * se
+    assert result.nfe == steps + 1 - result.batch_idle_steps  # no time input: cached

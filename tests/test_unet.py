@@ -49,3 +49,29 @@ def test_paper_preset_widths():
     assert net.embed.weight.shape == (17, 48)  # (b + 1) x 96 / ell
     widths = {m.res.body[2].out_channels for m in net.down if hasattr(m, "res")}
     assert widths == {288, 384}
+
+
+def test_mdm_mixture_label_really_changes_the_network_input():
+    from baselines import LabelMixture, build_mdm
+
+    torch.manual_seed(0)
+    net = PixelUNet(TINY, channels=1, size=8, base=256, ell=1, num_classes=256, num_labels=4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    y = torch.randint(0, 257, (2, 64, 1))
+    out = [net(y, None, torch.full((2,), k)) for k in range(4)]
+    assert not torch.allclose(out[0], out[1])  # the label is wired through
+    with pytest.raises(ValueError, match="pass label"):
+        net(y)
+    mixture = LabelMixture(net, 4).eval()
+    averaged = torch.stack([torch.softmax(o, -1) for o in out]).mean(0)
+    assert torch.allclose(mixture(y, None).exp(), averaged, atol=1e-5)
+    model = build_mdm(LabelMixture(net, 4), 256, "polynomial", objective="cross_entropy")
+    loss, _ = model.training_loss(torch.randint(0, 256, (3, 64)), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    model.eval()
+    assert model.sample(2, 64, 4, generator=torch.Generator().manual_seed(0)).tokens.shape == (
+        2,
+        64,
+    )

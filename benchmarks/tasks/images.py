@@ -246,7 +246,8 @@ class ImageGeneration(Task):
             n_samples = int(float(run["params.task.sample_count"]))
             ell = run.get("params.model.ell")
             ell = 1 if ell is None or (isinstance(ell, float) and math.isnan(ell)) else int(ell)
-            name = "MDM" if ell == 1 else f"MDM-Prime (l={ell})"
+            mixture = run["tags.primebench.model"] == "mdm-mixture"
+            name = "MDM-Mixture" if mixture else "MDM" if ell == 1 else f"MDM-Prime (l={ell})"
             match = paper[(paper["dataset"] == dataset) & (paper["model"] == name)]
             rows.append(
                 {

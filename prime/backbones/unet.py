@@ -120,7 +120,14 @@ class PixelUNet(nn.Module):
     time_conditioned = False
 
     def __init__(
-        self, config: UNetConfig, channels: int, size: int, base: int, ell: int, num_classes: int
+        self,
+        config: UNetConfig,
+        channels: int,
+        size: int,
+        base: int,
+        ell: int,
+        num_classes: int,
+        num_labels: int = 0,
     ):
         super().__init__()
         width = config.model_channels * config.channel_mult[0]
@@ -137,6 +144,9 @@ class PixelUNet(nn.Module):
             raise ValueError(f"image size {size} is not divisible by 2**{levels - 1}")
         self.channels, self.size, self.num_classes = channels, size, num_classes
         self.embed = SubTokenEmbedding(base, ell, token_dim)
+        # Class / mixture-component conditioning: a learned vector added to every pixel's
+        # input features (MDM-Mixture's auxiliary label).
+        self.label_embed = nn.Embedding(num_labels, width) if num_labels else None
 
         self.down = nn.ModuleList()
         skips, ch = [width], width
@@ -177,9 +187,15 @@ class PixelUNet(nn.Module):
         h = self.embed(y.view(b, c, s, s, ell))  # (B, c, H, W, token_dim)
         return h.permute(0, 1, 4, 2, 3).reshape(b, -1, s, s)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """y (B, channels*H*W, ell) -> logits (B, channels*H*W, C)."""
+    def forward(
+        self, y: torch.Tensor, t: torch.Tensor | None = None, label: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """y (B, channels*H*W, ell), label (B,) or None -> logits (B, channels*H*W, C)."""
         h = self.embed_pixels(y)
+        if self.label_embed is not None:
+            if label is None:
+                raise ValueError("this U-Net is label-conditioned: pass label (B,)")
+            h = h + self.label_embed(label)[:, :, None, None]
         hs = [h]
         for layer in self.down:
             h = layer(h)
