@@ -129,9 +129,16 @@ def test_polynomial_schedule_idle_steps_and_nfe_follow_the_closed_form():
 
     codec = SubTokenizer(256, 2)
     steps, length, runs = 256, 32, 32
-    result = sample(peaked(codec, 1, 0.0), codec, batch_size=runs, seq_len=length,
-                    num_steps=steps, schedule="polynomial", eps=0.0,
-                    generator=torch.Generator().manual_seed(5))
+    result = sample(
+        peaked(codec, 1, 0.0),
+        codec,
+        batch_size=runs,
+        seq_len=length,
+        num_steps=steps,
+        schedule="polynomial",
+        eps=0.0,
+        generator=torch.Generator().manual_seed(5),
+    )
     probs = idle_step_probabilities(steps, length, 2, "polynomial")
     se = math.sqrt(float((probs * (1 - probs)).sum()) / runs)
     assert abs(float(result.idle_steps.double().mean()) - float(probs.sum())) < 3 * se

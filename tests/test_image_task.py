@@ -27,21 +27,20 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
     monkeypatch.setenv("PRIMEBENCH_DATA_CACHE", str(tmp_path / "cache"))
     _cifar_parquet(tmp_path / "train.parquet", 12, 0)
     _cifar_parquet(tmp_path / "test.parquet", 10, 1)
-    overrides = parse_overrides(
-        [
-            "task.dataset=cifar10",
-            f"task.path={tmp_path / 'train.parquet'}",
-            f"task.reference_path={tmp_path / 'test.parquet'}",
-            "task.eval_images=4",
-            "task.sample_count=6",
-            "task.sample_batch=6",
-            "task.sample_steps=4",
-            "task.reference_count=10",
-            "train.steps=2",
-            "train.batch_size=4",
-            "train.checkpoint_every=2",
-        ]
-    )
+    override_list = [
+        "task.dataset=cifar10",
+        f"task.path={tmp_path / 'train.parquet'}",
+        f"task.reference_path={tmp_path / 'test.parquet'}",
+        "task.eval_images=4",
+        "task.sample_count=6",
+        "task.sample_batch=6",
+        "task.sample_steps=4",
+        "task.reference_count=10",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.checkpoint_every=2",
+    ]
+    overrides = parse_overrides(override_list)
     (config,) = load_experiment("image-cpu").resolve("cpu", overrides, ["prime-l2"])
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     metrics = execute(config, uri, tmp_path / "runs")["metrics"]
@@ -53,3 +52,36 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
     table = (tmp_path / "results" / "cpu" / "table3_images.md").read_text()
     assert "| prime-l2 | cifar10 | 2 |" in table and "| 3.26 |" in table  # paper's FID
     assert (tmp_path / "results" / "cpu" / "image_samples.png").is_file()
+
+    # The ell x NFE table: the same checkpoint sampled at two step counts.
+    from benchmarks.config import RunConfig
+
+    for nfe in (2, 4):
+        evaluation = RunConfig.from_dict(
+            {
+                "experiment": "nfe-sweep",
+                "variant": f"l2-nfe{nfe}",
+                "scale": "cpu",
+                "model": None,
+                "task": {
+                    "name": "image-checkpoint",
+                    "train_experiment": "image-cpu",
+                    "train_variant": "prime-l2",
+                    "train_overrides": override_list,
+                    "dataset": "cifar10",
+                    "path": str(tmp_path / "train.parquet"),
+                    "reference_path": str(tmp_path / "test.parquet"),
+                    "eval_images": 4,
+                    "sample_count": 6,
+                    "sample_batch": 6,
+                    "sample_steps": nfe,
+                    "reference_count": 10,
+                    "clean_fid": False,
+                },
+            }
+        )
+        result = execute(evaluation, uri, tmp_path / "runs")["metrics"]
+        assert result["sample_nfe"] <= nfe + 1 and np.isfinite(result["fid"])
+    render_report(uri, "cpu", results_dir=tmp_path / "results")
+    table4 = (tmp_path / "results" / "cpu" / "table4_ell_nfe.md").read_text()
+    assert "NFE 2" in table4 and "NFE 4" in table4 and "| cifar10 | 2 |" in table4
