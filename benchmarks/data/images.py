@@ -18,9 +18,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .text import default_cache_dir
+from .text import default_cache_dir, staged_directory
 
 __all__ = [
     "ImageSource",
@@ -116,18 +113,9 @@ def _cache(key_fields: dict, name: str, build) -> np.ndarray:
     if target.is_file():
         return np.load(target, mmap_mode="r")
     pixels = build()
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=root))
-    try:
+    with staged_directory(folder) as tmp:
         np.save(tmp / "pixels.npy", pixels)
         (tmp / "meta.json").write_text(json.dumps({**key_fields, "shape": pixels.shape}))
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not target.is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return np.load(target, mmap_mode="r")
 
 

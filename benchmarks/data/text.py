@@ -25,6 +25,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ __all__ = [
     "ZERO_SHOT",
     "TokenBlocks",
     "default_cache_dir",
+    "staged_directory",
     "load_documents",
     "shakespeare_documents",
     "tokenized_blocks",
@@ -90,6 +93,24 @@ _LOCAL_BUILDERS = {
     ".csv": "csv",
     ".txt": "text",
 }
+
+
+@contextmanager
+def staged_directory(target: Path) -> Iterator[Path]:
+    """A temporary directory beside ``target``, renamed to ``target`` when the block
+    succeeds (if another process published the same target first, its copy stays) and
+    removed otherwise: readers never see a half-written cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def default_cache_dir() -> Path:
@@ -300,9 +321,7 @@ def tokenized_blocks(
     total = int(np.sum(tokenized["n"], dtype=np.int64))
     n_blocks = total // (block_size - 2)
     dtype = np.uint16 if tokenizer.num_classes <= 2**16 else np.int32
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=root))
-    try:
+    with staged_directory(folder) as tmp:
         blocks = np.lib.format.open_memmap(
             tmp / "blocks.npy", mode="w+", dtype=dtype, shape=(n_blocks, block_size)
         )
@@ -330,11 +349,4 @@ def tokenized_blocks(
             "dtype": np.dtype(dtype).name,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same cache first
-            if not target.is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return TokenBlocks(np.load(target, mmap_mode="r"), target, False, meta)
