@@ -143,3 +143,34 @@ def test_polynomial_schedule_idle_steps_and_nfe_follow_the_closed_form():
     se = math.sqrt(float((probs * (1 - probs)).sum()) / runs)
     assert abs(float(result.idle_steps.double().mean()) - float(probs.sum())) < 3 * se
     assert result.nfe == steps + 1 - result.batch_idle_steps  # no time input: cached
+
+
+@pytest.mark.parametrize("ell", [2, 4, 8])
+def test_pixel_sampler_with_carry_over_keeps_revealed_digits_and_valid_values(ell):
+    # 8-bit pixels: b**ell == 256 for ell in {2, 4, 8}, so no code can exceed 255, and
+    # without a corrector a revealed digit never changes, whichever proposal is used.
+    codec = SubTokenizer(256, ell)
+    noise = torch.Generator().manual_seed(ell)
+
+    def random_net(y_t, t):
+        return 4.0 * torch.randn(*y_t.shape[:-1], 256, generator=noise)
+
+    def check(k, before, after):
+        revealed = before != codec.mask_id
+        assert torch.equal(after[revealed], before[revealed])
+
+    for proposal in ("token", "subtoken"):
+        result = sample(
+            random_net,
+            codec,
+            batch_size=4,
+            seq_len=48,
+            num_steps=12,
+            schedule="polynomial",
+            proposal=proposal,
+            on_step=check,
+            temperature=temperature_schedule(-0.2, 2.0, 1.0),
+            grid=warped_grid(12, 1.0, 1.7, 0.0),
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert (result.tokens < 256).all() and result.invalid_rate == 0.0
