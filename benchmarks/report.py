@@ -9,6 +9,7 @@ network: local stores are read directly, servers over HTTP.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = [
     "render_report",
     "PAPER_DIR",
     "paper_table",
+    "run_value",
     "markdown_table",
     "latex_table",
 ]
@@ -43,6 +45,15 @@ def paper_table(name: str) -> pd.DataFrame:
         valid = ", ".join(sorted(p.stem for p in PAPER_DIR.glob("*.csv")))
         raise FileNotFoundError(f"no paper table {path}; available: {valid}")
     return pd.read_csv(path, comment="#")
+
+
+def run_value(run: pd.Series, key: str, default: Any = None) -> Any:
+    """A run's ``params.*`` / ``metrics.*`` column, or ``default`` where the run has none
+    (pandas fills missing columns of a mixed set of runs with NaN)."""
+    value = run.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    return value
 
 
 def _cell(value: Any) -> str:

@@ -237,14 +237,19 @@ def sample(
         if decoder == "independent":
             log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
             return sample_categorical(log_probs.to(sampling_dtype).exp(), generator)
-        logits = logits.clone() if temperature is None else logits  # the cache stays intact
-        log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=True)
-        probs = log_probs.to(sampling_dtype).exp()
+        # The restriction writes into its input: keep the cached network output intact
+        # (dividing by a temperature already made a copy).
+        inplace = temperature is not None
+        log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=inplace)
+        log_probs = log_probs.to(sampling_dtype)
+        if proposal == "subtoken":
+            if top_p is not None:
+                log_probs = top_p_filter(log_probs.exp(), top_p).log()
+            marginals = subtoken_log_marginals(log_probs, codec).exp()
+            return sample_categorical(marginals, generator)
+        probs = log_probs.exp()
         if top_p is not None:
             probs = top_p_filter(probs, top_p)
-        if proposal == "subtoken":
-            marginals = subtoken_log_marginals(probs.log(), codec).exp()
-            return sample_categorical(marginals, generator)
         return codec.digits[sample_categorical(probs, generator)]
 
     idle = torch.zeros(batch_size, dtype=torch.long, device=device)

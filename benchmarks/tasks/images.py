@@ -42,7 +42,7 @@ from ..fid import (
     reference_features,
 )
 from ..registry import TASKS
-from ..report import ReportContext
+from ..report import ReportContext, run_value
 from ..tracking import Metric
 from .base import DataSpec, EvalContext, EvalOutput, Task
 from .likelihood import block_nll, nll_metrics
@@ -244,8 +244,7 @@ class ImageGeneration(Task):
             m = {k[len("metrics.") :]: v for k, v in run.items() if k.startswith("metrics.")}
             dataset = run["params.task.dataset"]
             n_samples = int(float(run["params.task.sample_count"]))
-            ell = run.get("params.model.ell")
-            ell = 1 if ell is None or (isinstance(ell, float) and math.isnan(ell)) else int(ell)
+            ell = int(run_value(run, "params.model.ell", 1))
             mixture = run["tags.primebench.model"] == "mdm-mixture"
             name = "MDM-Mixture" if mixture else "MDM" if ell == 1 else f"MDM-Prime (l={ell})"
             match = paper[(paper["dataset"] == dataset) & (paper["model"] == name)]

@@ -48,11 +48,15 @@ def block_nll(
     """
     n = blocks.shape[0]
     rows = list(torch.split(torch.arange(n), batch))
-    x_all = torch.from_numpy(np.asarray(blocks, dtype=np.int64))
+
+    def batch_of(idx: torch.Tensor) -> torch.Tensor:
+        # One batch at a time: the (memory-mapped) evaluation set is never copied whole.
+        return torch.from_numpy(np.asarray(blocks[idx.numpy()], dtype=np.int64)).to(device)
+
     if isinstance(model, AutoregressiveLM):
         out = torch.zeros(n, dtype=torch.float64)
         for idx in tqdm(rows, desc=desc, unit="batch"):
-            out[idx] = model.token_nll(x_all[idx].to(device)).double().sum(-1).cpu()
+            out[idx] = model.token_nll(batch_of(idx)).double().sum(-1).cpu()
         return {"exact": out}
     if not isinstance(model, MaskedDiffusion):
         raise TypeError(f"no likelihood estimator for {type(model).__name__}")
@@ -64,7 +68,7 @@ def block_nll(
     for p in range(passes):
         t_all = sample_times(n, eps=model.time_eps, generator=gen, device=device)
         for idx in tqdm(rows, desc=f"{desc} (pass {p + 1}/{passes})", unit="batch"):
-            x0 = x_all[idx].to(device)
+            x0 = batch_of(idx)
             t = t_all[idx.to(device)]
             y_t = mask_subtokens(
                 model.codec.encode(x0),

@@ -39,7 +39,7 @@ from ..data.text import (
 )
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
-from ..report import ReportContext
+from ..report import ReportContext, run_value
 from ..tracking import Metric
 from .base import DataSpec, EvalContext, EvalOutput, Task
 from .likelihood import block_nll, nll_metrics
@@ -240,27 +240,22 @@ def _label(run: pd.Series) -> tuple[str, int | None, str]:
 
 
 def _fmt(run: pd.Series, key: str, ppl: bool = True) -> str:
-    value = run.get(f"metrics.{key}")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    value = run_value(run, f"metrics.{key}")
+    if value is None:
         return "-"
     return f"{math.exp(value):.2f}" if ppl else f"{value:.4f}"
 
 
-def _metric(run: pd.Series, key: str) -> float | None:
-    value = run.get(f"metrics.{key}")
-    return None if value is None or math.isnan(value) else float(value)
-
-
 def _nll_se(run: pd.Series) -> str:
     for key in ("val_nll_valid_bound", "val_nll_exact"):
-        value, se = _metric(run, key), _metric(run, key + "_se")
+        value, se = run_value(run, "metrics." + key), run_value(run, "metrics." + key + "_se")
         if value is not None:
             return f"{value:.4f} ± {se:.4f}"
     return "-"
 
 
 def _pct(run: pd.Series, key: str) -> str:
-    value = _metric(run, key)
+    value = run_value(run, "metrics." + key)
     return "-" if value is None else f"{100 * value:.2f}%"
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError, require_at_least
 from ..registry import TASKS
-from ..report import ReportContext
+from ..report import ReportContext, run_value
 from ..tracking import Metric
 from .base import DataSpec, EvalContext, EvalOutput, Task
 
@@ -75,11 +75,6 @@ def total_variation(pmf: torch.Tensor, counts: torch.Tensor, bins: int) -> float
 
 def _se(values: torch.Tensor) -> float:
     return float(values.std()) / math.sqrt(values.numel())
-
-
-def _field(run: pd.Series, key: str, default: object) -> object:
-    value = run.get(key)
-    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 @dataclass(frozen=True)
@@ -270,9 +265,9 @@ class Toy2D(Task):
                 {
                     "variant": run["tags.primebench.variant"],
                     "model": model_name,
-                    "ell": int(_field(run, "params.model.ell", 1)),
-                    "decoder": _field(run, "params.model.decoder", "joint (SUBS)"),
-                    "trained on": _field(run, "params.model.objective", "valid"),
+                    "ell": int(run_value(run, "params.model.ell", 1)),
+                    "decoder": run_value(run, "params.model.decoder", "joint (SUBS)"),
+                    "trained on": run_value(run, "params.model.objective", "valid"),
                     "entropy": f"{m['entropy']:.4f}",
                     "published estimator": pm("nll_published"),
                     "valid bound": pm("nll_valid_bound"),
