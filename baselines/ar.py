@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prime import sample_categorical, top_p_filter
+from prime import BatchShard, sample_categorical, top_p_filter
 
 __all__ = ["AutoregressiveLM"]
 
@@ -43,8 +43,12 @@ class AutoregressiveLM(nn.Module):
         return F.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
 
     def training_loss(
-        self, x0: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x0: torch.Tensor,
+        generator: torch.Generator | None = None,
+        shard: BatchShard | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Mean next-token NLL; nothing is random, so ``generator`` and ``shard`` are unused."""
         nll = self.token_nll(x0)
         return nll.mean(), {"nll": nll}
 

@@ -2,9 +2,12 @@
 
 primebench list                                   experiments, models, tasks, profiles
 primebench run EXPERIMENT [--variant V] [--set k=v]   in this process
-primebench sweep EXPERIMENT --cluster {debug,local,slurm} [--profile P]
-primebench report [--scale cpu]                   tables and figures under results/<scale>/
+primebench sweep EXPERIMENT --cluster {debug,local,slurm} [--profile P] [--dry-run]
+primebench report [--scale cpu] [--out DIR]       tables and figures under DIR/<scale>/
 primebench reproduce [--scale cpu]               every experiment of a scale, then report
+primebench reproduce --scale paper --cluster slurm --profile P   submit all (dependencies
+                                                  between experiments) and exit [--dry-run]
+primebench status [EXPERIMENT] [--scale S]        state and step of every run, Slurm jobs
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ import time
 from collections.abc import Sequence
 
 from .config import SCALES, ConfigError, list_experiments, load_experiment, parse_overrides
-from .launch import CLUSTERS, LaunchError, launch, list_profiles, load_profile
+from .dryrun import dry_run
+from .launch import CLUSTERS, LaunchError, launch, wait
+from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
+from .status import collect_status, format_status
+from .submission import plan_experiments, submit_plan
 from .tracking import TrackingError
 
 __all__ = ["main", "build_parser"]
+
+_OUT_HELP = "reports go to OUT/<scale>/ (default: results, under the working directory)"
 
 
 def _configs(args: argparse.Namespace, experiment: str):
@@ -53,11 +62,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
+def _profile(args: argparse.Namespace) -> ClusterProfile | None:
     profile = load_profile(args.profile) if args.profile else None
     if args.cluster == "slurm" and profile is None:
         valid = ", ".join(list_profiles())
         raise ConfigError(f"--profile is required with --cluster slurm; valid: {valid}")
+    return profile
+
+
+def _scale_experiments(scale: str) -> list[str]:
+    return [n for n in list_experiments() if scale in load_experiment(n).reproduce]
+
+
+def _dry_run(args: argparse.Namespace, plan: list) -> int:
+    dry_run(
+        plan,
+        args.cluster,
+        _profile(args),
+        tracking_uri=args.tracking_uri,
+        step_time=args.step_time,
+    )
+    return 0
+
+
+def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
+    profile = _profile(args)
     print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
     results = launch(
         configs,
@@ -73,7 +102,7 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
 def _report(args: argparse.Namespace) -> list:
     from .report import render_report
 
-    written = render_report(args.tracking_uri, args.scale)
+    written = render_report(args.tracking_uri, args.scale, results_dir=args.out)
     if not written:
         print(f"no complete runs at scale {args.scale!r} in the tracking store")
     for title, path in written:
@@ -82,7 +111,22 @@ def _report(args: argparse.Namespace) -> list:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        overrides = parse_overrides(args.set)
+        return _dry_run(args, plan_experiments([args.experiment], args.scale, overrides,
+                                               args.variant))
     _launch(args, args.experiment, _configs(args, args.experiment))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.variant and not args.experiment:
+        raise ConfigError("--variant: name the experiment too, e.g. primebench status toy2d")
+    names = [args.experiment] if args.experiment else _scale_experiments(args.scale)
+    overrides = parse_overrides(args.set)
+    configs = [c for n in names for c in
+               load_experiment(n).resolve(args.scale, overrides, args.variant)]
+    print(format_status(collect_status(configs, args.tracking_uri, args.runs_dir)))
     return 0
 
 
@@ -91,11 +135,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
+    """Submit the plan to Slurm; True when the user asked to wait for it."""
+    submissions = submit_plan(
+        plan, "slurm", profile=_profile(args), tracking_uri=args.tracking_uri,
+        runs_dir=args.runs_dir,
+    )
+    if args.wait:
+        for item in plan:
+            print(f"== waiting for {item.name}", flush=True)
+            _print_results(wait(submissions[item.name]))
+        return True
+    follow = f"primebench status --scale {args.scale}"
+    follow += f" --runs-dir {args.runs_dir}" if args.runs_dir != "runs" else ""
+    follow += f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
+    follow += "".join(f" --set {item}" for item in args.set or ())
+    jobs = sum(len(s.jobs) for s in submissions.values())
+    print(f"== submitted {jobs} job(s) of {len(plan)} experiment(s); not waiting for them")
+    print(f"   follow them with: {follow}")
+    print(f"   then render the tables with: primebench report --scale {args.scale}")
+    return False
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    names = [n for n in list_experiments() if args.scale in load_experiment(n).reproduce]
-    for name in names:
-        _launch(args, name, load_experiment(name).resolve(args.scale, parse_overrides(args.set)))
+    names = _scale_experiments(args.scale)
+    plan = plan_experiments(names, args.scale, parse_overrides(args.set))
+    if args.dry_run:
+        return _dry_run(args, plan)
+    if args.cluster == "slurm":
+        if not _submit_slurm(args, plan):
+            return 0
+    else:
+        for item in plan:  # upstream experiments first
+            _launch(args, item.name, item.configs)
     print("== report")
     _report(args)
     elapsed = time.perf_counter() - start
@@ -141,19 +214,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default="local", choices=CLUSTERS)
     p.add_argument("--profile", help="cluster profile under slurm/ (required for slurm)")
     p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
+    _add_dry_run(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", parents=[common], help="render tables and figures")
+    p.add_argument("--out", default="results", help=_OUT_HELP)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "reproduce", parents=[running], help="run every experiment of a scale, then report"
     )
+    p.add_argument("--out", default="results", help=_OUT_HELP)
     p.add_argument("--cluster", default="local", choices=CLUSTERS)
     p.add_argument("--profile", help="cluster profile under slurm/")
     p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
+    p.add_argument(
+        "--wait", action="store_true", help="slurm: wait for the jobs, then report"
+    )
+    _add_dry_run(p)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("status", parents=[running], help="state of every run of a sweep")
+    p.add_argument("experiment", nargs="?", help="default: every experiment of --scale")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.set_defaults(func=cmd_status)
     return parser
+
+
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the jobs and their cost; submit nothing"
+    )
+    p.add_argument(
+        "--step-time",
+        type=float,
+        metavar="SECONDS",
+        help="dry run: seconds per step for runs without a measured one in the store",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

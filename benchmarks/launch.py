@@ -1,130 +1,171 @@
 """Launch run configs with submitit: ``debug`` (in-process), ``local`` (processes on this
 machine), or ``slurm`` (a job array with a cluster profile from ``slurm/<profile>.yaml``).
 
-Every job calls :func:`benchmarks.runner.execute`, which is idempotent: a sweep submitted
-twice re-runs nothing that finished and resumes what did not.
+Every job calls :class:`TrainJob`, a ``submitit.helpers.Checkpointable`` around
+:func:`benchmarks.runner.execute`: on Slurm's warning signal (time limit or preemption)
+the run saves a checkpoint and the job is requeued with the same arguments, at most
+``profile.max_requeues`` times for time-outs; the requeued job resumes the checkpoint
+inside the same MLflow run. ``execute`` is idempotent, so a sweep submitted twice
+re-runs nothing that finished and resumes what did not.
+
+:func:`submit` returns at once with the jobs (Slurm dependencies via ``after_ok``);
+:func:`launch` submits and waits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import submitit
 
-from .config import ConfigError, RunConfig, build_dataclass, require_at_least
+from .config import ConfigError, RunConfig
+from .ledger import record
+from .preemption import Preempted
+from .profiles import ClusterProfile, check_slurm_can_run
 from .runner import execute
 from .tracking import Tracker, resolve_tracking_uri
 
-__all__ = ["CLUSTERS", "SlurmProfile", "load_profile", "launch", "LaunchError", "PROFILES_DIR"]
+__all__ = [
+    "CLUSTERS",
+    "LOCAL_TIMEOUT_MIN",
+    "TrainJob",
+    "Submission",
+    "validate",
+    "submit",
+    "wait",
+    "launch",
+    "LaunchError",
+]
 
 log = logging.getLogger("primebench")
 
 CLUSTERS = ("debug", "local", "slurm")
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "slurm"
+LOCAL_TIMEOUT_MIN = 24 * 60  # time limit of a local job without a profile
 
 
 class LaunchError(RuntimeError):
     """One or more jobs of a sweep failed."""
 
 
-@dataclass(frozen=True)
-class SlurmProfile:
-    """Resources of every array task of a sweep (``slurm/<name>.yaml``)."""
+class TrainJob(submitit.helpers.Checkpointable):
+    """The callable of every job: ``execute`` on each rank, requeued on the warning signal.
 
-    partition: str | None = None
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    mem_gb: int = 8
-    timeout_min: int = 60
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    array_parallelism: int = 16
-    setup: tuple[str, ...] = ()  # shell lines run first in each job (modules, venv, ...)
+    submitit's signal handler (installed before this runs) calls :meth:`checkpoint`, which
+    returns this same call to resubmit; the training loop has by then saved its
+    checkpoint, so nothing else needs saving here.
+    """
 
-    def __post_init__(self) -> None:
-        require_at_least(
-            self, "profile", ("cpus_per_task", "mem_gb", "timeout_min", "array_parallelism")
-        )
-        if self.gpus_per_node < 0:
-            raise ConfigError(f"profile.gpus_per_node: must be >= 0, got {self.gpus_per_node}")
+    def __call__(self, config: dict[str, Any], tracking_uri: str, runs_dir: str) -> Any:
+        try:
+            return execute(config, tracking_uri, runs_dir)
+        except Preempted as stop:
+            handler = signal.getsignal(stop.signum)
+            if callable(handler):
+                # submitit: on the main rank, requeue the job and exit; it returns on the
+                # others, which wait here to be stopped with the job rather than report
+                # an outcome of their own.
+                handler(stop.signum, None)
+                if os.environ.get("SLURM_JOB_ID"):
+                    time.sleep(3600)
+            raise
 
-    def executor_parameters(self) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "gpus_per_node": self.gpus_per_node,
-            "cpus_per_task": self.cpus_per_task,
-            "mem_gb": self.mem_gb,
-            "timeout_min": self.timeout_min,
-            "slurm_array_parallelism": self.array_parallelism,
-        }
-        optional = {
-            "slurm_partition": self.partition,
-            "slurm_account": self.account,
-            "slurm_qos": self.qos,
-            "slurm_constraint": self.constraint,
-        }
-        params.update({k: v for k, v in optional.items() if v is not None})
-        if self.setup:
-            params["slurm_setup"] = list(self.setup)
-        return params
+
+@dataclass
+class Submission:
+    """Jobs of one sweep, in the order of its configs."""
+
+    configs: list[RunConfig]
+    jobs: list[Any]
+    cluster: str
+    folder: Path
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [str(j.job_id) for j in self.jobs]
+
+    @property
+    def array_id(self) -> str:
+        return self.job_ids[0].split("_")[0] if self.jobs else ""
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def list_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+def _check_layout(configs: list[RunConfig], profile: ClusterProfile | None) -> None:
+    """Every config's global batch splits over the profile's ranks (ConfigError if not)."""
+    world = profile.world_size if profile is not None else 1
+    for config in configs:
+        try:
+            config.train.split(world)
+        except ConfigError as err:
+            raise ConfigError(
+                f"{config.experiment}/{config.variant} on {world} rank(s): {err}"
+            ) from None
 
 
-def load_profile(name_or_path: str) -> SlurmProfile:
-    """A cluster profile by name (``slurm/<name>.yaml``) or path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PROFILES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"unknown cluster profile {name_or_path!r}; valid: {', '.join(list_profiles())}"
-        )
-    raw = yaml.safe_load(path.read_text()) or {}
-    return build_dataclass(SlurmProfile, raw, f"profile {path.name}")
+def validate(
+    configs: list[RunConfig],
+    cluster: str,
+    profile: ClusterProfile | None = None,
+    *,
+    after: list[str] | None = None,
+    check_sbatch: bool = True,
+) -> None:
+    """The checks of :func:`submit` that need no store: cluster, profile, batch split over
+    the profile's ranks and, on Slurm, the partition (and sbatch unless ``check_sbatch`` is
+    false, for dry runs). Raises ConfigError naming the field."""
+    if cluster not in CLUSTERS:
+        raise ConfigError(f"--cluster: expected one of {', '.join(CLUSTERS)}, got {cluster!r}")
+    if cluster == "debug" and profile is not None and profile.world_size > 1:
+        raise ConfigError("--cluster debug runs in this process: a profile with one rank only")
+    if after and cluster != "slurm":
+        raise ConfigError("job dependencies need --cluster slurm")
+    _check_layout(configs, profile)
+    if cluster == "slurm":
+        check_slurm_can_run(profile or ClusterProfile(), require_sbatch=check_sbatch)
 
 
-def _executor(cluster: str, folder: Path, profile: SlurmProfile | None) -> Any:
-    import submitit
-
+def _executor(
+    cluster: str, folder: Path, profile: ClusterProfile | None, after: list[str] | None
+) -> Any:
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     if cluster == "slurm":
-        executor.update_parameters(**(profile or SlurmProfile()).executor_parameters())
+        executor.update_parameters(**(profile or ClusterProfile()).executor_parameters("slurm"))
+        if after:
+            executor.update_parameters(
+                slurm_additional_parameters={"dependency": "afterok:" + ":".join(after)}
+            )
     elif cluster == "local":
-        executor.update_parameters(timeout_min=(profile.timeout_min if profile else 24 * 60))
+        local = profile or ClusterProfile(timeout_min=LOCAL_TIMEOUT_MIN)
+        executor.update_parameters(**local.executor_parameters("local"))
     return executor
 
 
-def launch(
+def submit(
     configs: list[RunConfig],
     cluster: str = "local",
     *,
-    profile: SlurmProfile | None = None,
+    profile: ClusterProfile | None = None,
     tracking_uri: str | None = None,
     runs_dir: str | Path = "runs",
-    parallel: int = 1,
-) -> list[dict[str, Any]]:
-    """Run ``configs`` on ``cluster`` and wait for them; returns each job's result.
+    after: list[str] | None = None,
+    threads: int | None = None,
+) -> Submission:
+    """Submit one job per config and return without waiting.
 
-    ``parallel`` (local only) caps simultaneous processes; the machine's cores are split
-    between them. A Slurm sweep is one job array limited by ``profile.array_parallelism``.
-    Raises :class:`LaunchError` naming the failed configs and their logs.
+    ``after``: Slurm job ids that must finish successfully first (``afterok``).
+    ``threads``: CPU threads per local rank (default: the machine's cores over the ranks).
+    Everything is checked (:func:`validate`, tracking store) before anything is
+    submitted; local and Slurm jobs are recorded in the ledger (``benchmarks.ledger``).
     """
-    if cluster not in CLUSTERS:
-        raise ConfigError(f"--cluster: expected one of {', '.join(CLUSTERS)}, got {cluster!r}")
-    if parallel < 1:
-        raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
+    validate(configs, cluster, profile, after=after)
     uri = resolve_tracking_uri(tracking_uri)
     # Fails fast on an unreachable store, and creates the store's tables and the MLflow
     # experiments here, once, rather than in concurrent jobs racing on a sqlite file.
@@ -134,45 +175,78 @@ def launch(
     runs_dir = Path(runs_dir).resolve()
     folder = runs_dir / "submitit" / cluster
     folder.mkdir(parents=True, exist_ok=True)
-    executor = _executor(cluster, folder, profile)
-    payloads = [c.to_dict() for c in configs]
-
-    total = len(payloads)
     if cluster == "local":
-        os.environ["PRIMEBENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
-        jobs = []
-        for start in range(0, total, parallel):
-            wave = payloads[start : start + parallel]
-            n = len(wave)
-            wave_jobs = executor.map_array(execute, wave, [uri] * n, [str(runs_dir)] * n)
-            for offset, (config, job) in enumerate(
-                zip(configs[start : start + n], wave_jobs, strict=True)
-            ):
-                _say(
-                    f"[{start + offset + 1}/{total}] {config.variant} ({config.run_id}) "
-                    f"running, log: {job.paths.stderr}"
-                )
-            began = time.perf_counter()
-            for job in wave_jobs:
-                job.wait()
-            _say(f"    finished in {time.perf_counter() - began:.0f} s")
-            jobs += wave_jobs
-    else:
-        jobs = executor.map_array(execute, payloads, [uri] * total, [str(runs_dir)] * total)
-        if cluster == "slurm":
-            _say(
-                f"submitted job array {jobs[0].job_id.split('_')[0]} ({total} tasks); "
-                f"logs under {folder}"
-            )
+        ranks = profile.tasks_per_node if profile else 1
+        os.environ["PRIMEBENCH_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // ranks))
+    executor = _executor(cluster, folder, profile, after)
+    n = len(configs)
+    jobs = executor.map_array(
+        TrainJob(), [c.to_dict() for c in configs], [uri] * n, [str(runs_dir)] * n
+    )
+    if cluster != "debug":  # debug jobs run in this process when waited on
+        record(runs_dir, configs, [str(j.job_id) for j in jobs], cluster, after)
+    return Submission(list(configs), jobs, cluster, folder)
+
+
+def _result(job: Any) -> Any:
+    """The main rank's result (submitit returns one per task of a multi-task job)."""
+    return job.results()[0]
+
+
+def wait(submission: Submission) -> list[dict[str, Any]]:
+    """Wait for every job; raise :class:`LaunchError` naming the failed configs and logs."""
     results, failures = [], []
-    for config, job in zip(configs, jobs, strict=True):
+    for config, job in zip(submission.configs, submission.jobs, strict=True):
         try:
-            results.append(job.result())
-            if cluster == "slurm":
+            results.append(_result(job))
+            if submission.cluster == "slurm":
                 _say(f"    {config.variant} ({config.run_id}) done")
         except Exception as err:  # noqa: BLE001 - collected and reported together
-            where = f" (log: {job.paths.stderr})" if cluster != "debug" else ""
+            where = f" (log: {job.paths.stderr})" if submission.cluster != "debug" else ""
             failures.append(f"{config.variant} [{config.run_id}]: {err}{where}")
     if failures:
         raise LaunchError("failed runs:\n  " + "\n  ".join(failures))
+    return results
+
+
+def launch(
+    configs: list[RunConfig],
+    cluster: str = "local",
+    *,
+    profile: ClusterProfile | None = None,
+    tracking_uri: str | None = None,
+    runs_dir: str | Path = "runs",
+    parallel: int = 1,
+) -> list[dict[str, Any]]:
+    """Run ``configs`` on ``cluster`` and wait for them; returns each job's result.
+
+    ``parallel`` (local only) caps simultaneous jobs; the machine's cores are split
+    between their ranks. A Slurm sweep is one job array limited by
+    ``profile.array_parallelism``.
+    """
+    if parallel < 1:
+        raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
+    kwargs = {"profile": profile, "tracking_uri": tracking_uri, "runs_dir": runs_dir}
+    if cluster != "local":
+        submission = submit(configs, cluster, **kwargs)
+        if cluster == "slurm":
+            _say(
+                f"submitted job array {submission.array_id} ({len(configs)} tasks); "
+                f"logs under {submission.folder}"
+            )
+        return wait(submission)
+    ranks = profile.tasks_per_node if profile else 1
+    threads = max(1, (os.cpu_count() or 1) // (parallel * ranks))
+    results = []
+    for start in range(0, len(configs), parallel):
+        wave = configs[start : start + parallel]
+        submission = submit(wave, "local", threads=threads, **kwargs)
+        for offset, (config, job) in enumerate(zip(wave, submission.jobs, strict=True)):
+            _say(
+                f"[{start + offset + 1}/{len(configs)}] {config.variant} ({config.run_id}) "
+                f"running, log: {job.paths.stderr}"
+            )
+        began = time.perf_counter()
+        results += wait(submission)
+        _say(f"    finished in {time.perf_counter() - began:.0f} s")
     return results

@@ -2,7 +2,8 @@
 
 ``render_report`` collects the complete runs of one scale from every ``primebench/*``
 MLflow experiment, groups them by task, and lets each task render its tables and
-figures into ``results/<scale>/`` next to the paper's numbers (``results/paper/*.csv``).
+figures into ``results/<scale>/`` (under the working directory, or ``results_dir``) next
+to the paper's numbers (``results/paper/*.csv``, see :func:`benchmarks.resources.paper_dir`).
 An index ``results/<scale>/README.md`` lists what was written. Nothing here needs the
 network: local stores are read directly, servers over HTTP.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .registry import TASKS
+from .resources import paper_dir
 from .tracking import COMPLETE_TAG, EXPERIMENT_PREFIX, resolve_tracking_uri
 
 __all__ = [
@@ -33,8 +35,7 @@ __all__ = [
     "latex_table",
 ]
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
-PAPER_DIR = RESULTS_DIR / "paper"
+PAPER_DIR = paper_dir()  # read-only; reports go to results_dir (default ./results)
 
 
 @cache
@@ -173,13 +174,15 @@ def load_runs(tracking_uri: str | None, scale: str) -> tuple[pd.DataFrame, Any]:
 
 
 def render_report(
-    tracking_uri: str | None = None, scale: str = "cpu", results_dir: Path | None = None
+    tracking_uri: str | None = None, scale: str = "cpu", results_dir: str | Path | None = None
 ) -> list[tuple[str, Path]]:
-    """Write every task's tables and figures for ``scale``; return (title, path) pairs."""
+    """Write every task's tables and figures for ``scale`` into ``results_dir/<scale>/``
+    (default: ``results/`` under the working directory, never the installed package);
+    return (title, path) pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
-    out_dir = (results_dir or RESULTS_DIR) / scale
+    out_dir = (Path.cwd() / "results" if results_dir is None else Path(results_dir)) / scale
     out_dir.mkdir(parents=True, exist_ok=True)
     runs, client = load_runs(tracking_uri, scale)
     written: list[tuple[str, Path]] = []

@@ -16,9 +16,14 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .distributed import World, current_world
+from .ema import EMA
+from .hardware import Hardware, select_hardware
+from .preemption import Preempted
 from .registry import MODELS, TASKS
 from .tasks.base import EvalContext
 from .tracking import Tracker
+from .training import fit
 
 __all__ = ["execute", "RunResult", "load_trained_model"]
 
@@ -31,12 +36,23 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _threads() -> None:
+    # Slurm gives each rank cpus_per_task cores; the local launcher splits the machine.
+    threads = os.environ.get("PRIMEBENCH_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 def execute(
     config: RunConfig | dict[str, Any],
     tracking_uri: str | None = None,
     runs_dir: str | Path = "runs",
 ) -> RunResult:
     """Run ``config`` to completion and return its final metrics.
+
+    Every rank of a data-parallel job calls this; the main rank alone writes to MLflow
+    and evaluates. On the scheduler's warning signal the run saves a checkpoint, marks
+    its MLflow run requeued and raises :class:`benchmarks.preemption.Preempted`.
 
     Args:
         config: a :class:`RunConfig` or its ``to_dict()`` form (what launchers pickle).
@@ -45,9 +61,8 @@ def execute(
     """
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
-    threads = os.environ.get("PRIMEBENCH_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+    _threads()
+    world = current_world()
     tracker = Tracker(tracking_uri)
     existing = tracker.find_run(config)
     if existing is not None and tracker.is_complete(existing):
@@ -58,25 +73,53 @@ def execute(
             "skipped": True,
             "metrics": dict(existing.data.metrics),
         }
-    mlflow_run_id = tracker.start(config)
+    hardware = select_hardware(config.train)
+    mlflow_run_id = None
+    if world.is_main:
+        mlflow_run_id = tracker.start(config)
+        tracker.set_tags(mlflow_run_id, {**hardware.tags(), **_layout_tags(config, world)})
     run_dir = Path(runs_dir).resolve() / config.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        metrics = _train_and_evaluate(config, tracker, mlflow_run_id, run_dir)
-    except BaseException:
-        tracker.fail(mlflow_run_id)
+        metrics = _train_and_evaluate(config, tracker, mlflow_run_id, run_dir, world, hardware)
+    except Preempted as stop:
+        if mlflow_run_id is not None:
+            tracker.requeued(mlflow_run_id, stop.step)
         raise
-    tracker.finish(mlflow_run_id)
+    except BaseException:
+        if mlflow_run_id is not None:
+            tracker.fail(mlflow_run_id)
+        raise
+    if mlflow_run_id is not None:
+        tracker.finish(mlflow_run_id)
     return {
         "run_id": config.run_id,
         "mlflow_run_id": mlflow_run_id,
         "skipped": False,
         "metrics": metrics,
+        "rank": world.rank,
+    }
+
+
+def _layout_tags(config: RunConfig, world: World) -> dict[str, str]:
+    micro, accumulation = config.train.split(world.size)
+    return {
+        "runtime.world_size": str(world.size),
+        "runtime.nodes": str(world.nodes),
+        "runtime.micro_batch_size": str(micro),
+        "runtime.accumulation": str(accumulation),
+        "runtime.loader_workers": str(config.train.loader_workers),
+        "runtime.job_id": world.job_id or "none",
     }
 
 
 def _train_and_evaluate(
-    config: RunConfig, tracker: Tracker, mlflow_run_id: str, run_dir: Path
+    config: RunConfig,
+    tracker: Tracker,
+    mlflow_run_id: str | None,
+    run_dir: Path,
+    world: World,
+    hardware: Hardware,
 ) -> dict[str, float]:
     task_cls = TASKS.get(config.task.name)
     task = task_cls(config.task.params, config)
@@ -88,10 +131,12 @@ def _train_and_evaluate(
     elif task_cls.needs_model:
         raise ValueError(f"task {config.task.name!r} needs a model; set model.name")
     if model is not None and task_cls.trainable and config.train.steps > 0:
-        from .training import fit
-
-        module = fit(model, task, config, run_dir, tracker.uri, mlflow_run_id)
+        hardware.maybe_compile(getattr(model, "network", model))
+        logger = (tracker.uri, mlflow_run_id) if mlflow_run_id is not None else None
+        module = fit(model, task.train_rows(), config, run_dir, world, hardware, logger)
         ema = module.ema
+    if not world.is_main:
+        return {}  # the main rank evaluates and reports
     device = _device()
     if model is not None:
         model.to(device).eval()
@@ -133,8 +178,6 @@ def load_trained_model(
     )
     ema_state = {k[len("ema.") :]: v for k, v in state.items() if k.startswith("ema.")}
     if ema_state:
-        from .ema import EMA
-
         ema = EMA(model, config.train.ema or 0.5)
         ema.load_state_dict(ema_state)
         ema.copy_to(model)

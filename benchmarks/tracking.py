@@ -36,6 +36,9 @@ __all__ = [
 EXPERIMENT_PREFIX = "primebench/"
 RUN_ID_TAG = "primebench.run_id"
 COMPLETE_TAG = "primebench.complete"
+STATE_TAG = "primebench.state"  # running / requeued / done / failed
+REQUEUES_TAG = "primebench.requeues"
+STEP_TAG = "primebench.step"  # the training step of the last saved checkpoint
 
 
 class TrackingError(RuntimeError):
@@ -170,6 +173,7 @@ class Tracker:
         run = self.find_run(config)
         if run is not None:
             self.client.update_run(run.info.run_id, status="RUNNING")
+            self.client.set_tag(run.info.run_id, STATE_TAG, "running")
             return run.info.run_id
         tags = {
             RUN_ID_TAG: config.run_id,
@@ -179,6 +183,8 @@ class Tracker:
             "primebench.task": config.task.name,
             "primebench.model": config.model.name if config.model else "none",
             "git.commit": _git_commit(),
+            STATE_TAG: "running",
+            REQUEUES_TAG: "0",
             **_versions(),
         }
         run = self.client.create_run(
@@ -221,11 +227,27 @@ class Tracker:
         for subdir, path in paths.items():
             self.client.log_artifact(run_id, str(path), artifact_path=subdir or None)
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(k, v) for k, v in tags.items()]
+        for start in range(0, len(entries), 100):
+            self.client.log_batch(run_id, tags=entries[start : start + 100])
+
+    def requeued(self, run_id: str, step: int) -> None:
+        """The job stopped at ``step`` with a checkpoint and waits to be resumed."""
+        tags = self.client.get_run(run_id).data.tags
+        count = int(tags.get(REQUEUES_TAG, "0")) + 1
+        tags = {STATE_TAG: "requeued", REQUEUES_TAG: str(count), STEP_TAG: str(step)}
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, "KILLED")
+
     def finish(self, run_id: str) -> None:
-        self.client.set_tag(run_id, COMPLETE_TAG, "true")
+        self.set_tags(run_id, {COMPLETE_TAG: "true", STATE_TAG: "done"})
         self.client.set_terminated(run_id, "FINISHED")
 
     def fail(self, run_id: str) -> None:
+        self.client.set_tag(run_id, STATE_TAG, "failed")
         self.client.set_terminated(run_id, "FAILED")
 
     def final_metrics(self, run_id: str) -> dict[str, float]:

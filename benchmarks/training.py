@@ -1,14 +1,22 @@
-"""Training through Lightning: checkpoints under runs/<run id>/, EMA, automatic resume.
+"""Training through Lightning: data-parallel ranks, checkpoints under runs/<run id>/, EMA,
+save-and-stop on the scheduler's warning, automatic resume.
 
-Every training batch and every noise draw is a function of (seed, global step): the data
-come from a CPU generator and the masking noise from a generator on the model's device,
-both seeded from the step, and the global RNG (dropout) is reseeded per step. A run
-resumed from its checkpoint therefore continues exactly where it stopped.
+Optimizer step s is a function of (run seed, s) alone, however many ranks share it:
+
+* data: the step's global batch is drawn from a generator seeded by the step and split
+  over ranks and micro-batches (:mod:`benchmarks.data.loader`);
+* masking noise: drawn for the whole global batch from a generator seeded by the step,
+  each micro-batch keeping its rows (:class:`prime.BatchShard`);
+* the network's own randomness (dropout, mixture labels): the global RNG, reseeded per
+  (step, rank, micro-batch); this one stream depends on the split.
+
+So 1 process and N ranks take the same steps (to float tolerance, for networks without
+dropout), and a run resumed from its checkpoint, on any number of devices, continues
+exactly where it stopped.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +24,22 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+
+from prime import BatchShard
 
 from .config import RunConfig, TrainConfig
+from .data.loader import StepSampler, TrainRows, training_loader
+from .distributed import JobEnvironment, World
 from .ema import EMA
+from .hardware import Hardware
+from .preemption import SaveOnSignal
+from .throughput import Throughput
 
-__all__ = ["DiffusionModule", "fit", "step_seed", "pick_precision", "SimulatedInterruption"]
+__all__ = ["DiffusionModule", "fit", "step_seed"]
 
-INTERRUPT_ENV = "PRIMEBENCH_INTERRUPT_AFTER_STEP"
+DATA_STREAM, NOISE_STREAM, NETWORK_STREAM = 0, 1, 2
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:
@@ -32,40 +47,40 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream) % (2**63 - 1)
 
 
-def pick_precision(setting: str) -> str:
-    """``auto``: bf16 mixed precision on a GPU that supports it, fp32 otherwise."""
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
-
-
 class DiffusionModule(L.LightningModule):
-    """Wraps a model with ``training_loss(x0, generator)`` and a task with
-    ``train_batch(batch_size, generator) -> x0``."""
+    """Wraps a model with ``training_loss(x0, generator, shard)``; batches come from a
+    :class:`StepSampler`, whose position this module checkpoints."""
 
-    def __init__(self, model: nn.Module, task: Any, train: TrainConfig, seed: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        train: TrainConfig,
+        seed: int,
+        sampler: StepSampler,
+    ):
         super().__init__()
         self.model = model
-        self.task = task
         self.train_cfg = train
         self.seed = seed
+        self.sampler = sampler
         self.ema = EMA(model, train.ema) if train.ema is not None else None
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        # One stream per (optimizer step, micro-batch of gradient accumulation, rank):
-        # resumed runs replay exactly, and data-parallel ranks see different batches.
-        micro = batch_idx % self.train_cfg.accumulate
-        stream = 3 * (micro + self.train_cfg.accumulate * self.global_rank)
-        step = self.global_step
-        data_gen = torch.Generator().manual_seed(step_seed(self.seed, step, stream))
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        step = batch["step"]
+        if step != self.global_step:
+            raise RuntimeError(
+                f"the data stream is at step {step} but training at {self.global_step}"
+            )
+        x0 = batch["x0"].to(self.device, non_blocking=True)
+        shard = BatchShard(batch["row_start"], x0.shape[0], batch["global_size"])
         noise_gen = torch.Generator(device=self.device).manual_seed(
-            step_seed(self.seed, step, stream + 1)
+            step_seed(self.seed, step, NOISE_STREAM)
         )
-        torch.manual_seed(step_seed(self.seed, step, stream + 2))
-        x0 = self.task.train_batch(self.train_cfg.batch_size, data_gen).to(self.device)
-        loss, parts = self.model.training_loss(x0, noise_gen)
+        network_stream = NETWORK_STREAM + 3 * (
+            1 + batch["micro"] + self.sampler.accumulation * self.global_rank
+        )
+        torch.manual_seed(step_seed(self.seed, step, network_stream))
+        loss, parts = self.model.training_loss(x0, noise_gen, shard=shard)
         self.log("train/loss", loss, prog_bar=True)
         for name, value in (parts._asdict() if hasattr(parts, "_asdict") else parts).items():
             self.log(f"train/{name}", value.mean())
@@ -77,6 +92,14 @@ class DiffusionModule(L.LightningModule):
         # module's batch-end hook, and a checkpoint must hold this step's average.
         if self.ema is not None:
             self.ema.update(self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Saved after an optimizer step: the next batch to train on is step global_step.
+        self.sampler.start_step = self.trainer.global_step
+        checkpoint["primebench_sampler"] = self.sampler.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(checkpoint["primebench_sampler"])
 
     def configure_optimizers(self) -> Any:
         cfg = self.train_cfg
@@ -90,49 +113,66 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-class _Steps(IterableDataset):
-    """Endless placeholder batches: the module builds each batch from the global step."""
-
-    def __iter__(self):
-        while True:
-            yield 0
-
-
 class _OpenRunLogger(MLFlowLogger):
-    """Logs into an existing MLflow run and leaves it open: evaluation follows training."""
+    """Logs into an existing MLflow run and leaves it open (evaluation follows training).
+
+    Steps already in the run are not logged again: after a hard kill the run resumes
+    from its last periodic checkpoint and replays, bit for bit, steps that were logged.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        super().__init__(tracking_uri=tracking_uri, run_id=run_id)
+        history = self.experiment.get_metric_history(run_id, "train/loss")
+        self._logged_up_to = max((m.step for m in history), default=-1)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if step is not None and step <= self._logged_up_to:
+            return
+        super().log_metrics(metrics, step)
 
     def finalize(self, status: str = "success") -> None:
         pass
 
 
-class SimulatedInterruption(RuntimeError):
-    """Raised by the testing hook ``PRIMEBENCH_INTERRUPT_AFTER_STEP``."""
-
-
-class _InterruptAfter(Callback):
-    """Abort once a checkpoint at or after ``step`` exists (simulates a preempted job)."""
-
-    def __init__(self, step: int, last: Path):
-        self.step, self.last = step, last
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if trainer.global_step >= self.step and self.last.exists():
-            raise SimulatedInterruption(f"interrupted at step {trainer.global_step}")
+def _strategy(world: World, hardware: Hardware) -> Any:
+    if world.size == 1:
+        return "auto"
+    return DDPStrategy(
+        cluster_environment=JobEnvironment(world),
+        process_group_backend=hardware.backend,
+        # Every rank keeps the same EMA buffers; broadcasting them each step costs a
+        # model-sized transfer for nothing.
+        broadcast_buffers=False,
+    )
 
 
 def fit(
     model: nn.Module,
-    task: Any,
+    rows: TrainRows,
     config: RunConfig,
     run_dir: Path,
-    tracking_uri: str,
-    mlflow_run_id: str,
+    world: World,
+    hardware: Hardware,
+    logger: tuple[str, str] | None,
 ) -> DiffusionModule:
-    """Train ``model`` for ``config.train.steps``, resuming from runs/<id>/checkpoints/last.ckpt."""
+    """Train ``model`` for ``config.train.steps`` on ``world``'s ranks, resuming from
+    runs/<id>/checkpoints/last.ckpt; ``logger`` = (tracking URI, MLflow run id) on the
+    main rank. Raises :class:`benchmarks.preemption.Preempted` on the warning signal."""
     cfg = config.train
+    micro, accumulation = cfg.split(world.size)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    module = DiffusionModule(model, task, cfg, config.seed)
+    sampler = StepSampler(
+        len(rows),
+        cfg.global_batch_size,
+        micro,
+        accumulation,
+        world.rank,
+        world.size,
+        lambda step: step_seed(config.seed, step, DATA_STREAM),
+        rows.weights(),
+    )
+    module = DiffusionModule(model, cfg, config.seed, sampler)
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
@@ -142,27 +182,33 @@ def fit(
             save_top_k=-1 if config.scale == "paper" else 1,
             save_last=True,
         ),
-        TQDMProgressBar(refresh_rate=max(1, cfg.log_every // 5)),
+        SaveOnSignal(last),
+        Throughput(cfg, world.size, hardware, model),
     ]
-    if os.environ.get(INTERRUPT_ENV):
-        callbacks.append(_InterruptAfter(int(os.environ[INTERRUPT_ENV]), last))
+    if world.is_main:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every // 5)))
     trainer = L.Trainer(
         max_steps=cfg.steps,
-        accelerator="auto",
-        # All visible GPUs (data parallel; train.batch_size is per device), else one CPU.
-        devices="auto" if torch.cuda.is_available() else 1,
-        accumulate_grad_batches=cfg.accumulate,
-        precision=pick_precision(cfg.precision),
-        logger=_OpenRunLogger(tracking_uri=tracking_uri, run_id=mlflow_run_id),
+        accelerator=hardware.accelerator,
+        devices=world.local_size,
+        num_nodes=world.nodes,
+        strategy=_strategy(world, hardware),
+        use_distributed_sampler=False,
+        accumulate_grad_batches=accumulation,
+        precision=hardware.precision,
+        logger=_OpenRunLogger(*logger) if logger else False,
         callbacks=callbacks,
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every,
         enable_model_summary=False,
+        enable_progress_bar=world.is_main,
         num_sanity_val_steps=0,
         limit_val_batches=0,
         default_root_dir=run_dir,
     )
-    loader = DataLoader(_Steps(), batch_size=None)
+    loader = training_loader(
+        rows, sampler, cfg.loader_workers, cfg.prefetch_factor, hardware.pin_memory
+    )
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
     trainer.save_checkpoint(last)
     return module

@@ -15,7 +15,7 @@ from .idle import (
     idle_step_probabilities,
 )
 from .losses import PrimeLosses, joint_decoder_losses, published_joint_loss, valid_marginal_bound
-from .noising import mask_subtokens, sample_times
+from .noising import BatchShard, mask_subtokens, sample_times
 from .parameterization import (
     independent_log_probs,
     joint_log_probs,
@@ -43,6 +43,7 @@ __all__ = [
     "PolynomialSchedule",
     "CosineSchedule",
     "get_schedule",
+    "BatchShard",
     "sample_times",
     "mask_subtokens",
     "joint_log_probs",

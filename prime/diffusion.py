@@ -27,7 +27,7 @@ from torch import nn
 
 from .codec import SubTokenizer
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
-from .noising import mask_subtokens, sample_times
+from .noising import BatchShard, mask_subtokens, sample_times
 from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
 from .sampler import SampleResult, sample
 from .schedules import Schedule, get_schedule
@@ -103,21 +103,28 @@ class MaskedDiffusion(nn.Module):
         return out
 
     def corrupt(
-        self, x0: torch.Tensor, generator: torch.Generator | None = None, antithetic: bool = True
+        self,
+        x0: torch.Tensor,
+        generator: torch.Generator | None = None,
+        antithetic: bool = True,
+        shard: BatchShard | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw (t (B,), y_t (B, L, ell)) for clean tokens x0 (B, L)."""
+        """Draw (t (B,), y_t (B, L, ell)) for clean tokens x0 (B, L), the rows ``shard``
+        of a global batch when given (see :class:`prime.noising.BatchShard`)."""
         t = sample_times(
             x0.shape[0],
             eps=self.time_eps,
             antithetic=antithetic,
             generator=generator,
             device=x0.device,
+            shard=shard,
         )
         y_t = mask_subtokens(
             self.codec.encode(x0),
             self.schedule.alpha(t.double()),
             self.codec.mask_id,
             generator=generator,
+            shard=shard,
         )
         return t, y_t
 
@@ -168,14 +175,17 @@ class MaskedDiffusion(nn.Module):
         return -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
 
     def training_loss(
-        self, x0: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x0: torch.Tensor,
+        generator: torch.Generator | None = None,
+        shard: BatchShard | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean per-token objective over the batch, and the per-token objective by name.
 
         For ell = 1 the published estimator and the valid bound coincide, and the cheaper
-        published form is used.
+        published form is used. ``shard``: x0 is part of a larger global batch.
         """
-        t, y_t = self.corrupt(x0, generator)
+        t, y_t = self.corrupt(x0, generator, shard=shard)
         if self.objective == "cross_entropy":
             per_token = self.cross_entropy(x0, t, y_t)
             return per_token.mean(), {"cross_entropy": per_token}

@@ -7,13 +7,53 @@ Every sub-token is masked independently:
 Times are drawn per sequence, t = eps + (1 - eps) u. With ``antithetic=True`` the batch is
 stratified as in MDLM: u_k = (r_k + k) / n, r_k ~ U(0, 1), k = 0..n-1, so each of the n
 strata of [0, 1) holds exactly one time.
+
+Data parallelism splits one global batch of n rows over ranks and micro-batches. With a
+:class:`BatchShard` the draws are made for all n rows from the step's generator and only
+the shard's rows are kept, so a row's time and mask depend on its position in the global
+batch, never on how the batch was split: one process and N ranks see the same noise.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["sample_times", "mask_subtokens"]
+__all__ = ["BatchShard", "sample_times", "mask_subtokens"]
+
+
+@dataclass(frozen=True)
+class BatchShard:
+    """Rows [start, start + size) of a global batch of ``total`` rows."""
+
+    start: int
+    size: int
+    total: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.start and self.size >= 1 and self.start + self.size <= self.total):
+            raise ValueError(
+                f"shard rows [{self.start}, {self.start + self.size}) do not lie in a "
+                f"global batch of {self.total}"
+            )
+
+
+def _uniform(
+    shape: tuple[int, ...],
+    shard: BatchShard | None,
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+) -> torch.Tensor:
+    """U(0, 1) float64 of ``shape``: drawn for the whole global batch, sliced to ``shard``."""
+    if shard is None:
+        return torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+    if shape[0] != shard.size:
+        raise ValueError(f"batch has {shape[0]} rows but the shard has {shard.size}")
+    full = torch.rand(
+        (shard.total, *shape[1:]), generator=generator, device=device, dtype=torch.float64
+    )
+    return full[shard.start : shard.start + shard.size]
 
 
 def sample_times(
@@ -24,6 +64,7 @@ def sample_times(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    shard: BatchShard | None = None,
 ) -> torch.Tensor:
     """Diffusion times (batch_size,) in [eps, 1).
 
@@ -32,14 +73,16 @@ def sample_times(
         eps: smallest time; keeps the 1/t loss weight finite (MDLM: 1e-3).
         antithetic: stratify u over the batch (one draw per stratum [k/n, (k+1)/n)).
         generator: random stream for reproducible draws.
+        shard: these rows are part of a larger global batch (strata span all its rows).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
-    u = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)
+    u = _uniform((batch_size,), shard, generator, device)
     if antithetic:
-        u = (u + torch.arange(batch_size, device=u.device, dtype=u.dtype)) / batch_size
+        n, first = (shard.total, shard.start) if shard is not None else (batch_size, 0)
+        u = (u + torch.arange(first, first + batch_size, device=u.device, dtype=u.dtype)) / n
     return (eps + (1.0 - eps) * u).to(dtype)
 
 
@@ -49,6 +92,7 @@ def mask_subtokens(
     mask_id: int,
     *,
     generator: torch.Generator | None = None,
+    shard: BatchShard | None = None,
 ) -> torch.Tensor:
     """Draw y_t ~ q(y_t | y_0), each sub-token kept with probability alpha_t.
 
@@ -56,6 +100,7 @@ def mask_subtokens(
         y0: (B, ...) clean sub-tokens (any trailing shape, e.g. (B, L, ell)).
         alpha_t: (B,) keep probability per sequence, or a scalar.
         mask_id: the mask sub-token id m (``SubTokenizer.mask_id``).
+        shard: ``y0`` holds these rows of a larger global batch.
 
     Returns:
         y_t with the same shape and dtype as ``y0``.
@@ -69,5 +114,5 @@ def mask_subtokens(
         alpha_t = alpha_t.view(-1, *([1] * (y0.dim() - 1)))
     elif alpha_t.dim() != 0:
         raise ValueError(f"alpha_t must be a scalar or (B,), got shape {tuple(alpha_t.shape)}")
-    u = torch.rand(y0.shape, generator=generator, device=y0.device, dtype=torch.float64)
+    u = _uniform(tuple(y0.shape), shard, generator, y0.device)
     return torch.where(u < alpha_t, y0, torch.full_like(y0, mask_id))

@@ -12,7 +12,7 @@ from benchmarks.config import (
     load_experiment,
     parse_overrides,
 )
-from benchmarks.launch import list_profiles, load_profile
+from benchmarks.profiles import list_profiles, load_profile
 from benchmarks.registry import MODELS, TASKS, Registry
 
 
@@ -30,8 +30,12 @@ def test_every_experiment_file_resolves_at_every_scale_it_names():
 def test_every_cluster_profile_is_valid():
     assert "local-test" in list_profiles()
     for name in list_profiles():
-        params = load_profile(name).executor_parameters()
+        profile = load_profile(name)
+        params = profile.executor_parameters("slurm")
         assert params["cpus_per_task"] >= 1
+        # One rank per GPU: Slurm starts as many tasks as the node has GPUs.
+        assert params["tasks_per_node"] == (profile.gpus_per_node or profile.ranks_per_node or 1)
+        assert params["slurm_signal_delay_s"] < 60 * params["timeout_min"]
 
 
 def test_errors_name_the_field_and_the_allowed_values():

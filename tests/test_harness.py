@@ -15,16 +15,23 @@ import pytest
 import torch
 
 from benchmarks.config import load_experiment
-from benchmarks.launch import launch, load_profile
+from benchmarks.launch import launch
+from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
+from benchmarks.profiles import load_profile
 from benchmarks.report import load_runs, render_report
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker, TrackingError
-from benchmarks.training import INTERRUPT_ENV, SimulatedInterruption
 
 REPO = Path(__file__).resolve().parent.parent
 
 TINY_TOY = {
-    "train": {"steps": 6, "batch_size": 64, "checkpoint_every": 3, "log_every": 1},
+    "train": {
+        "steps": 6,
+        "global_batch_size": 64,
+        "checkpoint_every": 4,
+        "log_every": 1,
+        "loader_workers": 0,
+    },
     "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
     "task": {
         "resolution": 64,
@@ -58,23 +65,29 @@ def mlflow_runs(uri: str, config) -> list:
     return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
 
 
-def test_interrupted_run_resumes_to_the_same_metrics_in_the_same_mlflow_run(tmp_path, monkeypatch):
+def test_warning_signal_saves_and_the_resumed_run_gives_the_same_metrics_in_one_mlflow_run(
+    tmp_path, monkeypatch
+):
     (config,) = tiny_toy(["prime-l2-joint"])
     reference = execute(config, sqlite(tmp_path / "reference.db"), tmp_path / "reference")
 
     uri = sqlite(tmp_path / "mlflow.db")
-    monkeypatch.setenv(INTERRUPT_ENV, "3")
-    with pytest.raises(SimulatedInterruption):
+    # A real SIGUSR2 at step 3, between the periodic checkpoints (every 4 steps).
+    monkeypatch.setenv(SIGNAL_AT_STEP_ENV, "3")
+    with pytest.raises(Preempted, match="at step 3"):
         execute(config, uri, tmp_path / "runs")
-    (failed,) = mlflow_runs(uri, config)
-    assert failed.info.status == "FAILED"
+    (stopped,) = mlflow_runs(uri, config)
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["primebench.state"] == "requeued"
+    assert stopped.data.tags["primebench.requeues"] == "1"
     last = tmp_path / "runs" / config.run_id / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 3
+    state = torch.load(last, weights_only=False)
+    assert state["global_step"] == 3 and state["primebench_sampler"]["start_step"] == 3
 
-    monkeypatch.delenv(INTERRUPT_ENV)
+    monkeypatch.delenv(SIGNAL_AT_STEP_ENV)
     resumed = execute(config, uri, tmp_path / "runs")
     (run,) = mlflow_runs(uri, config)  # no duplicate run
-    assert resumed["mlflow_run_id"] == failed.info.run_id == run.info.run_id
+    assert resumed["mlflow_run_id"] == stopped.info.run_id == run.info.run_id
     assert run.info.status == "FINISHED"
     assert torch.load(last, weights_only=False)["global_step"] == 6
     assert resumed["metrics"] == reference["metrics"]  # bit-for-bit the same evaluation

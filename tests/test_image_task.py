@@ -37,7 +37,7 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
         "task.sample_steps=4",
         "task.reference_count=10",
         "train.steps=2",
-        "train.batch_size=4",
+        "train.global_batch_size=4",
         "train.checkpoint_every=2",
     ]
     overrides = parse_overrides(override_list)

@@ -80,7 +80,7 @@ def test_dit_attention_is_bidirectional_unless_causal():
 TINY = {
     "train": {
         "steps": 30,
-        "batch_size": 8,
+        "global_batch_size": 8,
         "checkpoint_every": 15,
         "log_every": 5,
         "warmup_steps": 5,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .loader import ArrayRows
 from .text import default_cache_dir, staged_directory
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "image_tokens",
     "fashion_mnist",
     "random_hflip",
+    "ImageRows",
 ]
 
 FORMAT_VERSION = 1
@@ -157,7 +159,22 @@ def fashion_mnist(split: str, directory: Path | None = None) -> np.ndarray:
     return image_tokens(replace(FASHION_MNIST, split=split))
 
 
-def random_hflip(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each image (B, C, H, W) left-right with probability 1/2."""
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+def random_hflip(batch: torch.Tensor, salts: np.ndarray) -> torch.Tensor:
+    """Flip each image (B, C, H, W) left-right where its uniform random salt is odd
+    (probability 1/2, a function of the row's draw alone)."""
+    flip = torch.from_numpy((np.asarray(salts) & 1).astype(bool))
     return torch.where(flip[:, None, None, None].to(batch.device), batch.flip(-1), batch)
+
+
+class ImageRows(ArrayRows):
+    """Training rows of an (N, C, H, W) uint8 image array, randomly flipped by salt."""
+
+    def __init__(self, images: np.ndarray, hflip: bool):
+        super().__init__(images)
+        self.hflip = hflip
+
+    def get(self, indices: np.ndarray, salts: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(self.read(indices))
+        if self.hflip:
+            batch = random_hflip(batch, salts)
+        return batch.flatten(1).long()

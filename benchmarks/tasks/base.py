@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from ..data.loader import TrainRows
 from ..tracking import Metric
 
 if TYPE_CHECKING:
@@ -66,8 +67,8 @@ class Task:
     def data_spec(self) -> DataSpec:
         raise NotImplementedError
 
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """(batch_size, L) clean tokens drawn with ``generator`` (a CPU generator)."""
+    def train_rows(self) -> TrainRows:
+        """The rows training batches are drawn from (see :mod:`benchmarks.data.loader`)."""
         raise NotImplementedError(f"task {type(self).__name__} has no training data")
 
     def evaluate(self, model: nn.Module | None, ctx: EvalContext) -> EvalOutput:

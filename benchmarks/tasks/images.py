@@ -31,7 +31,7 @@ from tqdm import tqdm
 from prime import corrector_schedule, temperature_schedule, warped_grid
 
 from ..config import ConfigError, require_at_least
-from ..data.images import CIFAR10, IMAGENET32, fashion_mnist, image_tokens, random_hflip
+from ..data.images import CIFAR10, IMAGENET32, ImageRows, fashion_mnist, image_tokens
 from ..data.text import default_cache_dir
 from ..fid import (
     CleanFIDFeatures,
@@ -117,13 +117,9 @@ class ImageGeneration(Task):
         c, h, w = self.shape
         return DataSpec(num_classes=256, seq_len=c * h * w, image_shape=self.shape)
 
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    def train_rows(self) -> ImageRows:
         images = load_images(self.params.dataset, "train", self.params.path)
-        idx = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
-        batch = torch.from_numpy(np.asarray(images[np.sort(idx.numpy())]))
-        if self.params.hflip:
-            batch = random_hflip(batch, generator)
-        return batch.flatten(1).long()
+        return ImageRows(images, hflip=self.params.hflip)
 
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params

@@ -29,6 +29,7 @@ import torch
 from baselines import AutoregressiveLM
 
 from ..config import ConfigError, load_experiment, parse_overrides, require_at_least
+from ..data.loader import ArrayRows
 from ..data.text import (
     OPENWEBTEXT,
     ZERO_SHOT,
@@ -145,11 +146,8 @@ class TextLM(Task):
     def data_spec(self) -> DataSpec:
         return DataSpec(get_tokenizer(self.params.tokenizer).num_classes, self.params.block_size)
 
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        if not hasattr(self, "_train"):
-            self._train = self._blocks("train")
-        idx = torch.randint(0, self._train.shape[0], (batch_size,), generator=generator)
-        return torch.from_numpy(np.asarray(self._train[np.sort(idx.numpy())], dtype=np.int64))
+    def train_rows(self) -> ArrayRows:
+        return ArrayRows(self._blocks("train"))
 
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params

@@ -113,6 +113,24 @@ class Toy2DParams:
             )
 
 
+class GridRows:
+    """The R x R grid cells as training rows (x, y), drawn with the pmf as weights."""
+
+    def __init__(self, pmf: torch.Tensor):
+        self.pmf = pmf
+
+    def __len__(self) -> int:
+        return self.pmf.numel()
+
+    def weights(self) -> torch.Tensor:
+        return self.pmf.flatten()
+
+    def get(self, indices: np.ndarray, salts: np.ndarray) -> torch.Tensor:
+        flat = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        r = self.pmf.shape[1]
+        return torch.stack([flat // r, flat % r], dim=-1)
+
+
 @TASKS.register("toy2d")
 class Toy2D(Task):
     Params = Toy2DParams
@@ -125,11 +143,15 @@ class Toy2D(Task):
     def data_spec(self) -> DataSpec:
         return DataSpec(num_classes=self.params.resolution, seq_len=2)
 
-    def train_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """(batch_size, 2) exact draws from the target pmf."""
         flat = torch.multinomial(
             self.pmf.flatten(), batch_size, replacement=True, generator=generator
         )
-        return torch.stack([flat // self.params.resolution, flat % self.params.resolution], dim=-1)
+        return GridRows(self.pmf).get(flat.numpy(), flat.numpy())
+
+    def train_rows(self) -> GridRows:
+        return GridRows(self.pmf)
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
@@ -153,7 +175,7 @@ class Toy2D(Task):
     def _bounds(self, model: torch.nn.Module, ctx: EvalContext) -> list[Metric]:
         p = self.params
         data_gen = torch.Generator().manual_seed(10_000 + ctx.seed)  # fixed evaluation set
-        x0 = self.train_batch(p.eval_samples, data_gen)
+        x0 = self.draw(p.eval_samples, data_gen)
         exact_nll = -self.pmf[x0[:, 0], x0[:, 1]].log().to(ctx.device)
         x0 = x0.to(ctx.device)
         noise_gen = torch.Generator(device=ctx.device).manual_seed(20_000 + ctx.seed)
@@ -221,7 +243,7 @@ class Toy2D(Task):
                 bar.update(n)
         grid = counts.view(r, r)
         reference_gen = torch.Generator().manual_seed(40_000 + ctx.seed)
-        exact = self.train_batch(int(counts.sum()), reference_gen)
+        exact = self.draw(int(counts.sum()), reference_gen)
         exact_counts = torch.bincount(exact[:, 0] * r + exact[:, 1], minlength=r * r).view(r, r)
         card = {
             "samples": p.sample_count,

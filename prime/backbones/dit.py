@@ -182,6 +182,18 @@ class DiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs (forward + backward) per token, by the count of PaLM's appendix B:
+        6 N + 12 depth hidden L, with N the weights of the per-token matmuls (the blocks
+        and the output head; the embedding table is a lookup, the conditioning per row)."""
+        per_token = sum(
+            p.numel()
+            for name, p in self.blocks.named_parameters()
+            if p.dim() == 2 and ".modulation." not in f".{name}"
+        )
+        per_token += self.head.weight.numel()
+        return 6.0 * per_token + 12.0 * self.config.depth * self.config.hidden * seq_len
+
     def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """y (B, L, ell) long, t (B,) -> (B, L, out_dim)."""
         x = self.embed(y)

@@ -1,0 +1,115 @@
+"""Who this process is in a data-parallel job, and the Lightning environment that says so.
+
+A job has ``nodes`` nodes with ``local_size`` processes each (one per GPU, or CPU ranks
+on gloo); the processes are started by Slurm's srun or by submitit's local executor,
+never by Lightning. :func:`current_world` reads the rank layout from submitit's job
+environment (a single process outside a job), and :class:`JobEnvironment` hands it to
+Lightning's DDP strategy, so the same code runs on 8 GPUs x N nodes and on 2 CPU ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+from lightning.fabric.plugins.environments import ClusterEnvironment
+
+__all__ = ["World", "current_world", "JobEnvironment"]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among ``size`` ranks on ``nodes`` nodes."""
+
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+    nodes: int = 1
+    node: int = 0
+    main_address: str = "127.0.0.1"
+    main_port: int = 29500
+    job_id: str | None = None
+
+    @property
+    def local_size(self) -> int:
+        return self.size // self.nodes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _in_submitit_job() -> bool:
+    return "SUBMITIT_EXECUTOR" in os.environ or "SUBMITIT_LOCAL_JOB_ID" in os.environ
+
+
+def current_world() -> World:
+    """The rank layout of this process (a world of one outside a submitit job)."""
+    if not _in_submitit_job():
+        return World()
+    import submitit
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks == 1:
+        return World(job_id=str(env.job_id))
+    # One node: loopback needs no name resolution. Several: the first node's name, as
+    # every node resolves it.
+    address = "127.0.0.1" if env.num_nodes == 1 else env.hostnames[0]
+    # The job id picks the port, so every rank agrees without talking; a requeued job
+    # keeps its id and so its port, after the previous allocation has released it.
+    port = random.Random(f"primebench-{env.job_id}").randint(20_000, 60_000)
+    return World(
+        rank=env.global_rank,
+        local_rank=env.local_rank,
+        size=env.num_tasks,
+        nodes=env.num_nodes,
+        node=env.node,
+        main_address=address,
+        main_port=int(os.environ.get("MASTER_PORT", port)),
+        job_id=str(env.job_id),
+    )
+
+
+class JobEnvironment(ClusterEnvironment):
+    """Lightning's view of a :class:`World` whose processes were started for it."""
+
+    def __init__(self, world: World):
+        super().__init__()
+        self.world = world
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return self.world.main_address
+
+    @property
+    def main_port(self) -> int:
+        return self.world.main_port
+
+    @staticmethod
+    def detect() -> bool:
+        return True
+
+    def world_size(self) -> int:
+        return self.world.size
+
+    def set_world_size(self, size: int) -> None:
+        if size != self.world.size:
+            raise ValueError(f"Lightning asked for {size} processes; the job has {self.world.size}")
+
+    def global_rank(self) -> int:
+        return self.world.rank
+
+    def set_global_rank(self, rank: int) -> None:
+        if rank != self.world.rank:
+            raise ValueError(f"Lightning computed rank {rank}; the job says {self.world.rank}")
+
+    def local_rank(self) -> int:
+        return self.world.local_rank
+
+    def node_rank(self) -> int:
+        return self.world.node

@@ -1,0 +1,166 @@
+"""Cluster profiles (``slurm/<name>.yaml``): the resources of every job of a sweep.
+
+A profile asks for ``nodes`` nodes with ``gpus_per_node`` GPUs each and starts one
+process (rank) per GPU, so that data parallelism sees a world size of
+``nodes * gpus_per_node``. Without GPUs, ``ranks_per_node`` CPU processes per node
+train with the gloo backend (tests, laptops). A job that Slurm warns of its time limit
+or preempts saves a checkpoint and requeues itself, at most ``max_requeues`` times for
+time-outs; the warning comes ``signal_delay_s`` seconds before the limit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, build_dataclass, require_at_least
+from .resources import profiles_dir
+
+__all__ = ["ClusterProfile", "load_profile", "list_profiles", "check_slurm_can_run"]
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    """Resources of every job of a sweep; see the module docstring."""
+
+    partition: str | None = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    ranks_per_node: int | None = None  # None: one per GPU, else 1; set only without GPUs
+    cpus_per_task: int = 2  # per rank
+    mem_gb: int = 8  # per node
+    timeout_min: int = 60
+    signal_delay_s: int = 120  # Slurm's warning before the time limit: save and requeue
+    max_requeues: int = 10  # time-outs after which a job is given up
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int = 16
+    setup: tuple[str, ...] = ()  # shell lines run first in each job (modules, venv, ...)
+
+    def __post_init__(self) -> None:
+        require_at_least(
+            self,
+            "profile",
+            ("nodes", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism"),
+        )
+        require_at_least(self, "profile", ("gpus_per_node", "max_requeues"), minimum=0)
+        require_at_least(self, "profile", ("signal_delay_s",), minimum=10)
+        if self.ranks_per_node is not None:
+            if self.ranks_per_node < 1:
+                raise ConfigError(
+                    f"profile.ranks_per_node: must be >= 1, got {self.ranks_per_node}"
+                )
+            if self.gpus_per_node and self.ranks_per_node != self.gpus_per_node:
+                raise ConfigError(
+                    f"profile.ranks_per_node: with GPUs there is one rank per GPU; expected "
+                    f"{self.gpus_per_node} (gpus_per_node) or null, got {self.ranks_per_node}"
+                )
+        if self.signal_delay_s >= self.timeout_min * 60:
+            raise ConfigError(
+                f"profile.signal_delay_s: the warning must come before the time limit; "
+                f"expected < {self.timeout_min * 60} (timeout_min * 60), got {self.signal_delay_s}"
+            )
+
+    @property
+    def tasks_per_node(self) -> int:
+        """Processes per node: one per GPU, or ``ranks_per_node`` CPU processes."""
+        return self.gpus_per_node or self.ranks_per_node or 1
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.tasks_per_node
+
+    def executor_parameters(self, cluster: str) -> dict[str, Any]:
+        """submitit parameters for ``cluster`` ("slurm" or "local")."""
+        if cluster == "local":
+            if self.nodes != 1:
+                raise ConfigError(
+                    f"profile.nodes: local jobs run on this machine; expected 1, got {self.nodes}"
+                )
+            return {
+                "timeout_min": self.timeout_min,
+                "tasks_per_node": self.tasks_per_node,
+                "signal_delay_s": self.signal_delay_s,
+            }
+        params: dict[str, Any] = {
+            "nodes": self.nodes,
+            "tasks_per_node": self.tasks_per_node,
+            "gpus_per_node": self.gpus_per_node,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+            "timeout_min": self.timeout_min,
+            "slurm_signal_delay_s": self.signal_delay_s,
+            "slurm_max_num_timeout": self.max_requeues,
+            "slurm_array_parallelism": self.array_parallelism,
+        }
+        optional = {
+            "slurm_partition": self.partition,
+            "slurm_account": self.account,
+            "slurm_qos": self.qos,
+            "slurm_constraint": self.constraint,
+        }
+        params.update({k: v for k, v in optional.items() if v is not None})
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
+        return params
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in profiles_dir().glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> ClusterProfile:
+    """A cluster profile by name (``slurm/<name>.yaml``) or path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = profiles_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown cluster profile {name_or_path!r}; valid: {', '.join(list_profiles())}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"profile {path.name}: not valid YAML: {err}") from None
+    return build_dataclass(ClusterProfile, raw, f"profile {path.name}")
+
+
+def _partition_nodes(partition: str | None) -> int | None:
+    """Nodes of ``partition`` (the default one when None) in sinfo, None if unknown."""
+    cmd = ["sinfo", "-h", "-o", "%D %P"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        count, _, name = line.strip().partition(" ")
+        is_default = name.endswith("*")
+        if (partition is None and is_default) or name.rstrip("*") == partition:
+            return int(count)
+    raise ConfigError(
+        f"profile.partition: {partition!r} is not a partition of this cluster; "
+        f"sinfo lists {', '.join(sorted({ln.split()[-1] for ln in out.splitlines() if ln}))}"
+    )
+
+
+def check_slurm_can_run(profile: ClusterProfile, require_sbatch: bool = True) -> None:
+    """Raise ConfigError before submission if this machine cannot submit the profile
+    (``require_sbatch=False``: only what can be checked without sbatch, for dry runs)."""
+    if require_sbatch and shutil.which("sbatch") is None:
+        raise ConfigError(
+            "--cluster slurm: sbatch is not on PATH; run on a Slurm login node "
+            "(or start the one-node cluster with slurm/cluster-up.sh)"
+        )
+    nodes = _partition_nodes(profile.partition)
+    if nodes is not None and profile.nodes > nodes:
+        where = profile.partition or "the default partition"
+        raise ConfigError(
+            f"profile.nodes: {where} has {nodes} node(s); expected <= {nodes}, "
+            f"got {profile.nodes}"
+        )

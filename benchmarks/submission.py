@@ -1,0 +1,140 @@
+"""Submitting several experiments at once, in dependency order.
+
+An experiment whose task reads another experiment's checkpoints names it in its task
+parameters (``task.train_experiment``: table2 reads table1's, nfe-sweep ell-sweep's).
+:func:`plan_experiments` orders a set of experiments so that every upstream experiment
+comes first, and :func:`submit_plan` submits them all without waiting: on Slurm each
+downstream job array waits for its upstream arrays (``afterok``), so a whole scale is
+queued in one command. An upstream experiment outside the set is not waited for; its
+runs must be complete already (the downstream task names the missing run otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, RunConfig, list_experiments, load_experiment
+from .launch import Submission, submit, validate
+from .profiles import ClusterProfile
+
+__all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "submit_plan"]
+
+UPSTREAM_FIELD = "train_experiment"
+
+
+@dataclass(frozen=True)
+class PlannedExperiment:
+    """One experiment of a plan, with the experiments it needs."""
+
+    name: str
+    configs: list[RunConfig]
+    upstream: tuple[str, ...] = ()  # upstream experiments of this plan: waited for
+    external: tuple[str, ...] = ()  # upstream experiments outside it: must be complete
+
+
+def upstream_of(configs: Sequence[RunConfig]) -> list[str]:
+    """The experiments whose checkpoints ``configs`` read (``task.train_experiment``)."""
+    names = {getattr(c.task.params, UPSTREAM_FIELD, None) for c in configs}
+    return sorted(n for n in names if isinstance(n, str) and n)
+
+
+def _order(names: list[str], needs: dict[str, list[str]]) -> list[str]:
+    """``names`` with every upstream experiment before its users, otherwise as given."""
+    done: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            cycle = " -> ".join(visiting[visiting.index(name) :] + [name])
+            raise ConfigError(
+                f"task.{UPSTREAM_FIELD}: experiments depend on each other in a cycle: {cycle}"
+            )
+        visiting.append(name)
+        for upstream in needs[name]:
+            if upstream in needs:
+                visit(upstream)
+        visiting.pop()
+        done.append(name)
+
+    for name in names:
+        visit(name)
+    return done
+
+
+def plan_experiments(
+    names: Sequence[str],
+    scale: str,
+    overrides: dict[str, Any] | None = None,
+    variants: list[str] | None = None,
+) -> list[PlannedExperiment]:
+    """Resolve ``names`` at ``scale`` and order them upstream first (ConfigError on an
+    unknown upstream experiment or a cycle). ``variants`` applies to a single name only."""
+    if variants and len(names) != 1:
+        raise ConfigError("--variant: selects variants of one experiment only")
+    known = set(list_experiments())
+    resolved = {n: load_experiment(n).resolve(scale, overrides, variants) for n in names}
+    needs = {n: upstream_of(configs) for n, configs in resolved.items()}
+    for name, upstream in needs.items():
+        unknown = [u for u in upstream if u not in known]
+        if unknown:
+            raise ConfigError(
+                f"{name}: task.{UPSTREAM_FIELD}: expected one of {', '.join(sorted(known))}, "
+                f"got {', '.join(unknown)}"
+            )
+    return [
+        PlannedExperiment(
+            name=name,
+            configs=resolved[name],
+            upstream=tuple(u for u in needs[name] if u in resolved),
+            external=tuple(u for u in needs[name] if u not in resolved),
+        )
+        for name in _order(list(names), needs)
+    ]
+
+
+def submit_plan(
+    plan: Sequence[PlannedExperiment],
+    cluster: str,
+    *,
+    profile: ClusterProfile | None = None,
+    tracking_uri: str | None = None,
+    runs_dir: str | Path = "runs",
+    say: Callable[[str], None] = print,
+) -> dict[str, Submission]:
+    """Submit every experiment of ``plan`` in order without waiting; Slurm arrays wait
+    for their upstream arrays. Everything is validated before the first submission."""
+    slurm = cluster == "slurm"
+    if not slurm and any(item.upstream for item in plan):
+        raise ConfigError(
+            f"--cluster {cluster}: jobs cannot wait for other jobs; run the experiments one "
+            "after the other (benchmarks.launch.launch) or use --cluster slurm"
+        )
+    for item in plan:
+        validate(item.configs, cluster, profile)
+    submissions: dict[str, Submission] = {}
+    for item in plan:
+        after = [j for u in item.upstream for j in submissions[u].job_ids] if slurm else []
+        sub = submit(
+            item.configs,
+            cluster,
+            profile=profile,
+            tracking_uri=tracking_uri,
+            runs_dir=runs_dir,
+            after=after or None,
+        )
+        submissions[item.name] = sub
+        line = f"== {item.name}: {len(sub.jobs)} job(s) on {cluster}"
+        if slurm:
+            line += f", job array {sub.array_id} ({sub.job_ids[0]} .. {sub.job_ids[-1]})"
+        if item.upstream and slurm:
+            arrays = ", ".join(f"{u} [{submissions[u].array_id}]" for u in item.upstream)
+            line += f", after {arrays} succeed"
+        for name in item.external:
+            line += f"; needs the complete runs of {name} (not submitted now)"
+        say(line)
+    return submissions
