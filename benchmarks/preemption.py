@@ -5,7 +5,8 @@ Slurm sends ``SIGUSR2`` to every rank ``signal_delay_s`` seconds before the time
 (submitit asks for it with ``--signal``), and preemption sends the same signal. The
 handler only records it: the training loop reacts at the next optimizer-step boundary,
 where the ranks agree (a max all-reduce, since each rank gets the signal at its own
-moment), all save one checkpoint together and stop with :class:`Preempted`. The job
+moment), all save one checkpoint together, training stops, and :class:`Preempted` is
+raised. The job
 callable then lets submitit requeue the job (see :mod:`benchmarks.launch`).
 """
 
@@ -37,13 +38,14 @@ class Preempted(Exception):  # noqa: N818 - a state, not a failure
 
 
 class SaveOnSignal(Callback):
-    """Records the warning signal; at the next step boundary saves ``last`` and raises."""
+    """Records the warning signal; at the next step boundary saves ``last`` and stops."""
 
     def __init__(self, last: Path, signum: int = WARNING_SIGNAL):
         self.last, self.signum = last, signum
         self.received = False
         self._previous: Any = None
         self._seen_step = -1
+        self.stopped_at: int | None = None
         at = os.environ.get(SIGNAL_AT_STEP_ENV)
         self._signal_at = int(at) if at else None
 
@@ -77,4 +79,12 @@ class SaveOnSignal(Callback):
             stop = trainer.strategy.reduce(stop, reduce_op="max")
         if stop.item() > 0 and step < (trainer.max_steps or 0):
             trainer.save_checkpoint(self.last)
-            raise Preempted(step, self.last, self.signum)
+            # Stop after this batch rather than raise here: the step's metrics are logged
+            # after the batch-end hooks, and the resumed run starts at the next step.
+            self.stopped_at = step
+            trainer.should_stop = True
+
+    def raise_if_stopped(self) -> None:
+        """After ``fit`` returns: raise :class:`Preempted` if it stopped on the signal."""
+        if self.stopped_at is not None:
+            raise Preempted(self.stopped_at, self.last, self.signum)

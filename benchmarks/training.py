@@ -64,6 +64,7 @@ class DiffusionModule(L.LightningModule):
         self.seed = seed
         self.sampler = sampler
         self.ema = EMA(model, train.ema) if train.ema is not None else None
+        self._step_sums: list[torch.Tensor] = []
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         step = batch["step"]
@@ -81,9 +82,19 @@ class DiffusionModule(L.LightningModule):
         )
         torch.manual_seed(step_seed(self.seed, step, network_stream))
         loss, parts = self.model.training_loss(x0, noise_gen, shard=shard)
-        self.log("train/loss", loss, prog_bar=True)
-        for name, value in (parts._asdict() if hasattr(parts, "_asdict") else parts).items():
-            self.log(f"train/{name}", value.mean())
+        parts = parts._asdict() if hasattr(parts, "_asdict") else parts
+        self._step_sums.append(
+            torch.stack([loss.detach(), *(v.detach().mean() for v in parts.values())])
+        )
+        if batch["micro"] == self.sampler.accumulation - 1:
+            # One value per optimizer step: the mean over the whole global batch (all
+            # micro-batches, all ranks), as one process would log it.
+            values = torch.stack(self._step_sums).mean(0)
+            self._step_sums = []
+            sync = self.sampler.world_size > 1
+            self.log("train/loss", values[0], prog_bar=True, sync_dist=sync)
+            for i, name in enumerate(parts, start=1):
+                self.log(f"train/{name}", values[i], sync_dist=sync)
         return loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -173,6 +184,7 @@ def fit(
         rows.weights(),
     )
     module = DiffusionModule(model, cfg, config.seed, sampler)
+    on_signal = SaveOnSignal(last)
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
@@ -182,7 +194,7 @@ def fit(
             save_top_k=-1 if config.scale == "paper" else 1,
             save_last=True,
         ),
-        SaveOnSignal(last),
+        on_signal,
         Throughput(cfg, world.size, hardware, model),
     ]
     if world.is_main:
@@ -210,5 +222,6 @@ def fit(
         rows, sampler, cfg.loader_workers, cfg.prefetch_factor, hardware.pin_memory
     )
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
+    on_signal.raise_if_stopped()
     trainer.save_checkpoint(last)
     return module
