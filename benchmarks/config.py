@@ -27,15 +27,15 @@ import copy
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 
 from .resources import experiments_dir
+from .train_config import TrainConfig
+from .validation import ConfigError, build_dataclass, coerce, require_at_least
 
 __all__ = [
     "ConfigError",
@@ -56,209 +56,7 @@ EXPERIMENTS_DIR = experiments_dir()
 SCALES = ("cpu", "paper")
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{path}: expected one of {allowed}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {' / '.join(errors)}")
-    if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-            items = [
-                _coerce(v, a, f"{path}[{i}]")
-                for i, (v, a) in enumerate(zip(value, args, strict=True))
-            ]
-        else:
-            inner = args[0] if args else Any
-            items = [_coerce(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, path)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{path}: unsupported field type {_type_name(tp)}")
-
-
-def build_dataclass(cls: type, values: Any, path: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, naming the field of any error."""
-    if isinstance(values, cls):
-        return values
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; valid settings: "
-            f"{', '.join(sorted(fields))}"
-        )
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{path}.{name}" if path else name
-        if name in values:
-            kwargs[name] = _coerce(values[name], hints[name], sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{sub}: required setting is missing")
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{path}: {err}") from None
-
-
-def _positive(path: str, **values: float | int) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ConfigError(f"{path}.{name}: must be > 0, got {value}")
-
-
-def require_at_least(obj: Any, path: str, keys: tuple[str, ...], minimum: int = 1) -> None:
-    """Raise ConfigError naming the first of ``obj``'s fields ``keys`` below ``minimum``."""
-    for key in keys:
-        value = getattr(obj, key)
-        if value < minimum:
-            raise ConfigError(f"{path}.{key}: must be >= {minimum}, got {value}")
-
-
 # --------------------------------------------------------------------------- configs
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (steps = 0: nothing to train).
-
-    ``global_batch_size`` is the batch of one optimizer step over all ranks (the paper's
-    512). With W ranks, each rank takes ``global_batch_size / W`` rows per step, as
-    ``accumulation`` micro-batches of ``micro_batch_size`` rows (default: one micro-batch).
-
-    The fields of :attr:`EXECUTION_FIELDS` say how the steps run on the hardware at hand,
-    not what they compute: they are left out of the run id (a run started on 8 GPUs
-    resumes on 4, or on 2 CPU ranks) and recorded with the run.
-    """
-
-    EXECUTION_FIELDS: ClassVar[tuple[str, ...]] = (
-        "micro_batch_size",
-        "loader_workers",
-        "prefetch_factor",
-        "compile",
-        "tf32",
-    )
-
-    steps: int = 0
-    global_batch_size: int = 256
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float | None = None
-    ema: float | None = None
-    checkpoint_every: int = 500
-    log_every: int = 50
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
-    micro_batch_size: int | None = None  # None: global_batch_size / world size
-    loader_workers: int = 2  # DataLoader worker processes per rank
-    prefetch_factor: int = 2  # batches each worker prepares ahead
-    compile: bool = False  # torch.compile the network (used on CUDA only)
-    tf32: bool = True  # TensorFloat-32 matmuls (used on Ampere and newer GPUs only)
-
-    def __post_init__(self) -> None:
-        if self.steps < 0 or self.warmup_steps < 0:
-            raise ConfigError("train.steps and train.warmup_steps must be >= 0")
-        _positive(
-            "train",
-            global_batch_size=self.global_batch_size,
-            lr=self.lr,
-            checkpoint_every=self.checkpoint_every,
-            log_every=self.log_every,
-            prefetch_factor=self.prefetch_factor,
-        )
-        if self.micro_batch_size is not None:
-            _positive("train", micro_batch_size=self.micro_batch_size)
-        if self.loader_workers < 0:
-            raise ConfigError(f"train.loader_workers: must be >= 0, got {self.loader_workers}")
-        if self.ema is not None and not 0.0 < self.ema < 1.0:
-            raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"train.grad_clip: must be > 0 or null, got {self.grad_clip}")
-
-    def split(self, world_size: int) -> tuple[int, int]:
-        """(micro-batch rows, micro-batches per step) on each of ``world_size`` ranks."""
-        if world_size < 1:
-            raise ConfigError(f"world size: must be >= 1, got {world_size}")
-        if self.global_batch_size % world_size:
-            raise ConfigError(
-                f"train.global_batch_size: {self.global_batch_size} rows do not split over "
-                f"{world_size} ranks; expected a multiple of {world_size}"
-            )
-        per_rank = self.global_batch_size // world_size
-        micro = self.micro_batch_size or per_rank
-        if per_rank % micro:
-            raise ConfigError(
-                f"train.micro_batch_size: {micro} does not divide the {per_rank} rows of each "
-                f"of {world_size} ranks (train.global_batch_size={self.global_batch_size})"
-            )
-        return micro, per_rank // micro
-
-    def math_dict(self) -> dict[str, Any]:
-        """The settings that define the optimisation (the run id's part of this config)."""
-        out = dataclasses.asdict(self)
-        for name in self.EXECUTION_FIELDS:
-            out.pop(name)
-        return out
 
 
 @dataclass(frozen=True)
@@ -331,14 +129,14 @@ class RunConfig:
         for key in ("experiment", "variant", "scale", "task"):
             if key not in raw:
                 raise ConfigError(f"{key}: required setting is missing")
-        scale = _coerce(raw["scale"], Literal["cpu", "paper"], "scale")
+        scale = coerce(raw["scale"], Literal["cpu", "paper"], "scale")
         task = _component(raw["task"], TASKS, "task")
         model = None if raw.get("model") is None else _component(raw["model"], MODELS, "model")
         return cls(
-            experiment=_coerce(raw["experiment"], str, "experiment"),
-            variant=_coerce(raw["variant"], str, "variant"),
+            experiment=coerce(raw["experiment"], str, "experiment"),
+            variant=coerce(raw["variant"], str, "variant"),
             scale=scale,
-            seed=_coerce(raw.get("seed", 0), int, "seed"),
+            seed=coerce(raw.get("seed", 0), int, "seed"),
             task=task,
             model=model,
             train=build_dataclass(TrainConfig, raw.get("train"), "train"),

@@ -13,6 +13,7 @@ import os
 import random
 from dataclasses import dataclass
 
+import submitit
 from lightning.fabric.plugins.environments import ClusterEnvironment
 
 __all__ = ["World", "current_world", "JobEnvironment"]
@@ -48,8 +49,6 @@ def current_world() -> World:
     """The rank layout of this process (a world of one outside a submitit job)."""
     if not _in_submitit_job():
         return World()
-    import submitit
-
     env = submitit.JobEnvironment()
     if env.num_tasks == 1:
         return World(job_id=str(env.job_id))

@@ -135,14 +135,20 @@ def validate(
 def _executor(
     cluster: str, folder: Path, profile: ClusterProfile | None, after: list[str] | None
 ) -> Any:
-    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     if cluster == "slurm":
-        executor.update_parameters(**(profile or ClusterProfile()).executor_parameters("slurm"))
+        profile = profile or ClusterProfile()
+        # Time-outs after which submitit stops requeueing (preemptions are not counted).
+        executor = submitit.AutoExecutor(
+            folder=str(folder), cluster=cluster, slurm_max_num_timeout=profile.max_requeues
+        )
+        executor.update_parameters(**profile.executor_parameters("slurm"))
         if after:
             executor.update_parameters(
                 slurm_additional_parameters={"dependency": "afterok:" + ":".join(after)}
             )
-    elif cluster == "local":
+        return executor
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    if cluster == "local":
         local = profile or ClusterProfile(timeout_min=LOCAL_TIMEOUT_MIN)
         executor.update_parameters(**local.executor_parameters("local"))
     return executor

@@ -83,11 +83,8 @@ class ClusterProfile:
                 raise ConfigError(
                     f"profile.nodes: local jobs run on this machine; expected 1, got {self.nodes}"
                 )
-            return {
-                "timeout_min": self.timeout_min,
-                "tasks_per_node": self.tasks_per_node,
-                "signal_delay_s": self.signal_delay_s,
-            }
+            # submitit's local executor warns 30 s before its time limit (not settable).
+            return {"timeout_min": self.timeout_min, "tasks_per_node": self.tasks_per_node}
         params: dict[str, Any] = {
             "nodes": self.nodes,
             "tasks_per_node": self.tasks_per_node,
@@ -96,7 +93,6 @@ class ClusterProfile:
             "mem_gb": self.mem_gb,
             "timeout_min": self.timeout_min,
             "slurm_signal_delay_s": self.signal_delay_s,
-            "slurm_max_num_timeout": self.max_requeues,
             "slurm_array_parallelism": self.array_parallelism,
         }
         optional = {

@@ -1,6 +1,7 @@
 """Throughput of training, logged with the run so that an idle GPU shows at once.
 
-Every ``log_every`` optimizer steps, over the steps since the last report:
+Every ``log_every`` optimizer steps (from the second report on: the first interval
+holds start-up), over the steps since the last report:
 
     perf/samples_per_s_per_device = G k / (W dt)
     perf/tokens_per_s_per_device  = G L k / (W dt)
@@ -43,13 +44,15 @@ class Throughput(Callback):
                            batch_idx: int) -> None:
         self._seq_len = int(batch["x0"].shape[1])
         step, now = trainer.global_step, time.perf_counter()
+        # Report on the logging grid (after steps every-1, 2 every-1, ...), over the
+        # steps since the previous report; the first grid point only starts the clock,
+        # so start-up is not counted.
+        if step % self.cfg.log_every or (self._mark is not None and step == self._mark[0]):
+            return
         if self._mark is None:
-            self._mark = (step, now)  # the first step includes start-up: not counted
+            self._mark = (step, now)
             return
-        done = step - self._mark[0]
-        if done < self.cfg.log_every or step == self._mark[0]:
-            return
-        dt = now - self._mark[1]
+        done, dt = step - self._mark[0], now - self._mark[1]
         self._mark = (step, now)
         samples = self.cfg.global_batch_size * done / (self.world_size * dt)
         tokens = samples * self._seq_len

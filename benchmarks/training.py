@@ -127,18 +127,24 @@ class DiffusionModule(L.LightningModule):
 class _OpenRunLogger(MLFlowLogger):
     """Logs into an existing MLflow run and leaves it open (evaluation follows training).
 
-    Steps already in the run are not logged again: after a hard kill the run resumes
-    from its last periodic checkpoint and replays, bit for bit, steps that were logged.
+    The metric steps of a run are the same however often it was interrupted: every
+    ``every``-th step (and the last), each once. Steps already in the run are not logged
+    again (after a hard kill the run resumes from its last periodic checkpoint and
+    replays, bit for bit, steps that were logged), and the off-grid step at which a job
+    stops on the warning signal is not logged.
     """
 
-    def __init__(self, tracking_uri: str, run_id: str):
+    def __init__(self, tracking_uri: str, run_id: str, every: int, last_step: int):
         super().__init__(tracking_uri=tracking_uri, run_id=run_id)
+        self.every, self.last_step = every, last_step
         history = self.experiment.get_metric_history(run_id, "train/loss")
         self._logged_up_to = max((m.step for m in history), default=-1)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if step is not None and step <= self._logged_up_to:
-            return
+        if step is not None:
+            on_grid = (step + 1) % self.every == 0 or step == self.last_step
+            if step <= self._logged_up_to or not on_grid:
+                return
         super().log_metrics(metrics, step)
 
     def finalize(self, status: str = "success") -> None:
@@ -208,7 +214,7 @@ def fit(
         use_distributed_sampler=False,
         accumulate_grad_batches=accumulation,
         precision=hardware.precision,
-        logger=_OpenRunLogger(*logger) if logger else False,
+        logger=_OpenRunLogger(*logger, cfg.log_every, cfg.steps - 1) if logger else False,
         callbacks=callbacks,
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every,

@@ -12,6 +12,7 @@ from benchmarks.config import (
     load_experiment,
     parse_overrides,
 )
+from benchmarks.launch import _executor
 from benchmarks.profiles import list_profiles, load_profile
 from benchmarks.registry import MODELS, TASKS, Registry
 
@@ -25,6 +26,13 @@ def test_every_experiment_file_resolves_at_every_scale_it_names():
             configs = exp.resolve(scale)
             assert [c.variant for c in configs] == list(exp.variants)
             assert len({c.run_id for c in configs}) == len(configs)
+
+
+def test_every_cluster_profile_builds_a_submitit_executor(tmp_path):
+    # submitit checks every parameter name when the executor is configured.
+    for name in list_profiles():
+        executor = _executor("slurm", tmp_path, load_profile(name), after=["123"])
+        assert executor._executor.max_num_timeout == load_profile(name).max_requeues
 
 
 def test_every_cluster_profile_is_valid():

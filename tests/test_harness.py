@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import torch
 from benchmarks.config import load_experiment
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
-from benchmarks.profiles import load_profile
 from benchmarks.report import load_runs, render_report
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker, TrackingError
@@ -219,38 +217,3 @@ def test_real_mlflow_server_round_trip(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("apt-get") is None,
-    reason="starting a Slurm cluster needs root and apt-get",
-)
-def test_slurm_sweep_on_a_one_node_cluster(tmp_path):
-    subprocess.run(["bash", str(REPO / "slurm" / "cluster-up.sh")], check=True, timeout=1200)
-    try:
-        uri = sqlite(tmp_path / "mlflow.db")
-        configs = tiny_toy(["mdm", "prime-l2-joint"])
-        results = launch(
-            configs,
-            "slurm",
-            profile=load_profile("local-test"),
-            tracking_uri=uri,
-            runs_dir=tmp_path / "runs",
-        )
-        assert sorted(r["run_id"] for r in results) == sorted(c.run_id for c in configs)
-        for config in configs:
-            (run,) = mlflow_runs(uri, config)
-            assert run.info.status == "FINISHED"
-        # Accounting records the end of a job a moment after its result file appears.
-        deadline = time.time() + 120
-        while True:
-            states = subprocess.run(
-                ["sacct", "-n", "-X", "-o", "State"], capture_output=True, text=True, check=True
-            ).stdout.split()
-            if states.count("COMPLETED") >= 2 or time.time() > deadline:
-                break
-            time.sleep(2)
-        assert states.count("COMPLETED") >= 2, states
-    finally:
-        subprocess.run(["bash", str(REPO / "slurm" / "cluster-down.sh")], check=False, timeout=300)

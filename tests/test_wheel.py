@@ -84,7 +84,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], REPO)
     for name in filter(None, listed.split("\0")):
         path = REPO / name
-        if path.is_file():  # tracked files deleted in the working tree are left out
+        if path.is_symlink():  # the package's links to slurm/ and results/paper/
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(path), src / name)
+        elif path.is_file():  # tracked files deleted in the working tree are left out
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, src / name)
     dist = tmp_path_factory.mktemp("dist")

@@ -1,0 +1,95 @@
+"""Optimisation settings of a run, and how its global batch splits over ranks."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from .validation import ConfigError, positive
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (steps = 0: nothing to train).
+
+    ``global_batch_size`` is the batch of one optimizer step over all ranks (the paper's
+    512). With W ranks, each rank takes ``global_batch_size / W`` rows per step, as
+    ``accumulation`` micro-batches of ``micro_batch_size`` rows (default: one micro-batch).
+
+    The fields of :attr:`EXECUTION_FIELDS` say how the steps run on the hardware at hand,
+    not what they compute: they are left out of the run id (a run started on 8 GPUs
+    resumes on 4, or on 2 CPU ranks) and recorded with the run.
+    """
+
+    EXECUTION_FIELDS: ClassVar[tuple[str, ...]] = (
+        "micro_batch_size",
+        "loader_workers",
+        "prefetch_factor",
+        "compile",
+        "tf32",
+    )
+
+    steps: int = 0
+    global_batch_size: int = 256
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    ema: float | None = None
+    checkpoint_every: int = 500
+    log_every: int = 50
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    micro_batch_size: int | None = None  # None: global_batch_size / world size
+    loader_workers: int = 2  # DataLoader worker processes per rank
+    prefetch_factor: int = 2  # batches each worker prepares ahead
+    compile: bool = False  # torch.compile the network (used on CUDA only)
+    tf32: bool = True  # TensorFloat-32 matmuls (used on Ampere and newer GPUs only)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.warmup_steps < 0:
+            raise ConfigError("train.steps and train.warmup_steps must be >= 0")
+        positive(
+            "train",
+            global_batch_size=self.global_batch_size,
+            lr=self.lr,
+            checkpoint_every=self.checkpoint_every,
+            log_every=self.log_every,
+            prefetch_factor=self.prefetch_factor,
+        )
+        if self.micro_batch_size is not None:
+            positive("train", micro_batch_size=self.micro_batch_size)
+        if self.loader_workers < 0:
+            raise ConfigError(f"train.loader_workers: must be >= 0, got {self.loader_workers}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"train.grad_clip: must be > 0 or null, got {self.grad_clip}")
+
+    def split(self, world_size: int) -> tuple[int, int]:
+        """(micro-batch rows, micro-batches per step) on each of ``world_size`` ranks."""
+        if world_size < 1:
+            raise ConfigError(f"world size: must be >= 1, got {world_size}")
+        if self.global_batch_size % world_size:
+            raise ConfigError(
+                f"train.global_batch_size: {self.global_batch_size} rows do not split over "
+                f"{world_size} ranks; expected a multiple of {world_size}"
+            )
+        per_rank = self.global_batch_size // world_size
+        micro = self.micro_batch_size or per_rank
+        if per_rank % micro:
+            raise ConfigError(
+                f"train.micro_batch_size: {micro} does not divide the {per_rank} rows of each "
+                f"of {world_size} ranks (train.global_batch_size={self.global_batch_size})"
+            )
+        return micro, per_rank // micro
+
+    def math_dict(self) -> dict[str, Any]:
+        """The settings that define the optimisation (the run id's part of this config)."""
+        out = dataclasses.asdict(self)
+        for name in self.EXECUTION_FIELDS:
+            out.pop(name)
+        return out
