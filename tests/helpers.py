@@ -1,4 +1,5 @@
-"""Independent references for the tests: exact posteriors of enumerable distributions."""
+"""Independent references for the tests (exact posteriors of enumerable distributions),
+and the tiny run settings the harness tests share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,35 @@ import itertools
 
 import torch
 
+from benchmarks.config import deep_merge, load_experiment
 from prime import SubTokenizer
+
+# A toy2d run of a few seconds: 6 steps of a tiny MLP, small evaluation.
+TINY_TOY = {
+    "train": {
+        "steps": 6,
+        "global_batch_size": 64,
+        "checkpoint_every": 4,
+        "log_every": 1,
+        "loader_workers": 0,
+    },
+    "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
+    "task": {
+        "resolution": 64,
+        "eval_samples": 64,
+        "eval_passes": 2,
+        "eval_batch": 64,
+        "sample_count": 100,
+        "sample_steps": 4,
+        "sample_batch": 100,
+        "tv_bins": 16,
+    },
+}
+
+
+def tiny_toy(variants=None, overrides=None):
+    """The toy2d configs of ``variants`` with :data:`TINY_TOY` (and ``overrides``)."""
+    return load_experiment("toy2d").resolve("cpu", deep_merge(TINY_TOY, overrides), variants)
 
 
 class ExactPosterior:

@@ -7,42 +7,28 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.config import ConfigError, TrainConfig, load_experiment
+from benchmarks.config import ConfigError, TrainConfig, deep_merge
 from benchmarks.data.loader import StepSampler, draw_global_batch
+from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.profiles import ClusterProfile, load_profile
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
-from prime.backbones import ToyMLP
+from prime.backbones import DiT, DiTConfig, ToyMLP
+from tests.helpers import tiny_toy
 
 # No dropout: the network's own randomness is the one stream that depends on the split.
-TINY_DDP = {
-    "train": {
-        "steps": 6,
-        "global_batch_size": 64,
-        "checkpoint_every": 100,
-        "log_every": 1,
-        "loader_workers": 1,
-    },
-    "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1, "dropout": 0.0}},
-    "task": {
-        "resolution": 64,
-        "eval_samples": 64,
-        "eval_passes": 1,
-        "eval_batch": 64,
-        "sample_count": 64,
-        "sample_steps": 4,
-        "sample_batch": 64,
-        "tv_bins": 16,
-    },
+DDP = {
+    "train": {"checkpoint_every": 100, "loader_workers": 1},
+    "model": {"backbone": {"dropout": 0.0}},
+    "task": {"eval_passes": 1, "sample_count": 64, "sample_batch": 64},
 }
 
 
 def tiny_config(**train):
-    over = {**TINY_DDP, "train": {**TINY_DDP["train"], **train}}
-    (config,) = load_experiment("toy2d").resolve("cpu", over, ["prime-l2-joint"])
+    (config,) = tiny_toy(["prime-l2-joint"], deep_merge(DDP, {"train": train}))
     return config
 
 
@@ -180,3 +166,46 @@ def test_local_two_rank_job_requeues_itself_on_the_warning_signal(tmp_path, monk
     assert log.read_text().count("Caught signal SIGUSR2") == 1  # submitit's requeue path
     assert "Restored all states from the checkpoint" in log.read_text()
     assert_same_training(reference, requeued, config)
+
+
+def test_cpu_hardware_turns_every_gpu_setting_off():
+    hw = select_hardware(TrainConfig(compile=True, tf32=True))
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only check")
+    assert (hw.accelerator, hw.backend, hw.precision) == ("cpu", "gloo", "32-true")
+    assert not hw.compile and not hw.tf32 and not hw.pin_memory and hw.peak_tflops is None
+    assert hw.tags()["runtime.precision"] == "32-true"
+
+
+def test_dit_flops_per_token_counts_the_per_token_matmuls():
+    cfg = DiTConfig(hidden=64, depth=2, heads=4, cond_dim=16, dropout=0.0)
+    net = DiT(cfg, base=10, ell=1, out_dim=10)
+    d, m = cfg.hidden, cfg.mlp_ratio
+    matmuls = cfg.depth * (3 * d * d + d * d + 2 * m * d * d) + d * 10
+    assert net.flops_per_token(32) == 6 * matmuls + 12 * cfg.depth * d * 32
+
+
+def test_training_logs_throughput_and_the_runtime_it_chose(tmp_path):
+    config = tiny_config(steps=6, log_every=2, loader_workers=0)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    execute(config, uri, tmp_path / "runs")
+    tracker = Tracker(uri)
+    (run,) = tracker.client.search_runs([tracker.experiment_id(config.experiment)])
+    steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id,
+                                                                "perf/samples_per_s_per_device")]
+    assert steps == [3, 5]  # on the logging grid; the first grid point starts the clock
+    assert run.data.metrics["perf/tokens_per_s_per_device"] > 0
+    tags = run.data.tags
+    assert tags["runtime.world_size"] == "1" and tags["runtime.accelerator"] == "cpu"
+    assert tags["runtime.micro_batch_size"] == "64" and tags["runtime.accumulation"] == "1"
+
+
+def test_gradient_accumulation_takes_the_same_steps_as_one_micro_batch(tmp_path):
+    whole, split = tiny_config(loader_workers=0), tiny_config(micro_batch_size=16,
+                                                             loader_workers=0)
+    assert split.run_id == whole.run_id
+    one = (f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "one")
+    four = (f"sqlite:///{tmp_path / 'four.db'}", tmp_path / "four")
+    execute(whole, *one)
+    execute(split, *four)  # 4 micro-batches of 16 rows per step
+    assert_same_training(one, four, whole)

@@ -19,34 +19,11 @@ from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.report import load_runs, render_report
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker, TrackingError
+from tests.helpers import tiny_toy
 
 REPO = Path(__file__).resolve().parent.parent
 
-TINY_TOY = {
-    "train": {
-        "steps": 6,
-        "global_batch_size": 64,
-        "checkpoint_every": 4,
-        "log_every": 1,
-        "loader_workers": 0,
-    },
-    "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
-    "task": {
-        "resolution": 64,
-        "eval_samples": 64,
-        "eval_passes": 2,
-        "eval_batch": 64,
-        "sample_count": 100,
-        "sample_steps": 4,
-        "sample_batch": 100,
-        "tv_bins": 16,
-    },
-}
 TINY_IDLE = {"task": {"seq_len": 1024, "steps": [256, 1024], "runs": 2}}
-
-
-def tiny_toy(variants=None):
-    return load_experiment("toy2d").resolve("cpu", TINY_TOY, variants)
 
 
 def tiny_idle(variants=("mdm", "prime-l2")):

@@ -23,6 +23,7 @@ from benchmarks.launch import launch, submit, wait
 from benchmarks.profiles import ClusterProfile, load_profile
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
+from tests.helpers import TINY_TOY, tiny_toy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,22 +34,6 @@ pytestmark = [
         reason="starting a Slurm cluster needs root and apt-get",
     ),
 ]
-
-TINY_TOY = {
-    "train": {"steps": 6, "global_batch_size": 64, "checkpoint_every": 3, "log_every": 1},
-    "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
-    "task": {
-        "resolution": 64,
-        "eval_samples": 64,
-        "eval_passes": 2,
-        "eval_batch": 64,
-        "sample_count": 100,
-        "sample_steps": 4,
-        "sample_batch": 100,
-        "tv_bins": 16,
-    },
-}
-
 
 def long_toy(steps: int) -> dict:
     """A toy run of a few minutes on one core: longer than two allocations of 2 minutes."""
@@ -106,7 +91,7 @@ class _ReleaseRequeued(threading.Thread):
 
 def test_slurm_sweep_on_a_one_node_cluster(cluster, tmp_path):
     uri = sqlite(tmp_path / "mlflow.db")
-    configs = load_experiment("toy2d").resolve("cpu", TINY_TOY, ["mdm", "prime-l2-joint"])
+    configs = tiny_toy(["mdm", "prime-l2-joint"])
     results = launch(
         configs, "slurm", profile=load_profile("local-test"), tracking_uri=uri,
         runs_dir=tmp_path / "runs",

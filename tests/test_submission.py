@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import ConfigError, load_experiment
+from benchmarks.config import ConfigError
 from benchmarks.dryrun import UNKNOWN_STEP_TIME
 from benchmarks.launch import Submission, launch, submit, wait
 from benchmarks.ledger import latest_by_run_id, ledger_path, read_ledger, record
@@ -16,13 +16,8 @@ from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_
 from benchmarks.status import collect_status, format_status
 from benchmarks.submission import _order, plan_experiments, submit_plan
 from benchmarks.tracking import Tracker
+from tests.helpers import TINY_TOY, tiny_toy
 
-TINY_TOY = {
-    "train": {"steps": 6, "global_batch_size": 64, "checkpoint_every": 3, "log_every": 1},
-    "model": {"backbone": {"emb_dim": 4, "hidden": 16, "depth": 1}},
-    "task": {"resolution": 64, "eval_samples": 64, "eval_passes": 2, "eval_batch": 64,
-             "sample_count": 100, "sample_steps": 4, "sample_batch": 100, "tv_bins": 16},
-}
 PAPER = ["reproduce", "--scale", "paper", "--cluster", "slurm", "--profile", "gpu-8x"]
 
 
@@ -38,9 +33,6 @@ def _flatten(tree: dict, prefix: str = "") -> list[str]:
 
 TINY_SETS = [arg for item in _flatten(TINY_TOY) for arg in ("--set", item)]
 
-
-def tiny_toy(variants=None):
-    return load_experiment("toy2d").resolve("cpu", TINY_TOY, variants)
 
 
 def sqlite(path: Path) -> str:
