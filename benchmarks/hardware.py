@@ -51,6 +51,12 @@ class Hardware:
     def tags(self) -> dict[str, str]:
         return {f"runtime.{k}": str(v) for k, v in self.__dict__.items()}
 
+    def loader_workers(self, setting: int | None) -> int:
+        """``train.loader_workers``, or its default for this device."""
+        if setting is not None:
+            return setting
+        return 2 if self.accelerator == "gpu" else 0
+
     def maybe_compile(self, network: nn.Module) -> None:
         """Compile ``network`` in place (its state-dict keys stay the same)."""
         if self.compile:

@@ -21,7 +21,13 @@ import yaml
 from .config import ConfigError, build_dataclass, require_at_least
 from .resources import profiles_dir
 
-__all__ = ["ClusterProfile", "load_profile", "list_profiles", "check_slurm_can_run"]
+__all__ = [
+    "ClusterProfile",
+    "load_profile",
+    "list_profiles",
+    "check_slurm_can_run",
+    "partition_nodes",
+]
 
 
 @dataclass(frozen=True)
@@ -127,22 +133,35 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     return build_dataclass(ClusterProfile, raw, f"profile {path.name}")
 
 
+def partition_nodes(sinfo_output: str, partition: str | None) -> int:
+    """Nodes of ``partition`` (the default one, marked ``*``, when None) in the output of
+    ``sinfo -h -o "%D %P"``; lines of one partition (e.g. by node state) are added up."""
+    counts: dict[str, int] = {}
+    default = None
+    for line in sinfo_output.splitlines():
+        count, _, name = line.strip().partition(" ")
+        if not count.isdigit() or not name:
+            continue
+        if name.endswith("*"):
+            default = name = name.rstrip("*")
+        counts[name] = counts.get(name, 0) + int(count)
+    wanted = default if partition is None else partition
+    if wanted not in counts:
+        raise ConfigError(
+            f"profile.partition: {partition!r} is not a partition of this cluster; "
+            f"sinfo lists {', '.join(sorted(counts)) or 'none'}"
+        )
+    return counts[wanted]
+
+
 def _partition_nodes(partition: str | None) -> int | None:
-    """Nodes of ``partition`` (the default one when None) in sinfo, None if unknown."""
+    """Nodes of ``partition`` on this cluster, None if sinfo cannot tell."""
     cmd = ["sinfo", "-h", "-o", "%D %P"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    for line in out.splitlines():
-        count, _, name = line.strip().partition(" ")
-        is_default = name.endswith("*")
-        if (partition is None and is_default) or name.rstrip("*") == partition:
-            return int(count)
-    raise ConfigError(
-        f"profile.partition: {partition!r} is not a partition of this cluster; "
-        f"sinfo lists {', '.join(sorted({ln.split()[-1] for ln in out.splitlines() if ln}))}"
-    )
+    return partition_nodes(out, partition)
 
 
 def check_slurm_can_run(profile: ClusterProfile, require_sbatch: bool = True) -> None:

@@ -77,7 +77,8 @@ def execute(
     mlflow_run_id = None
     if world.is_main:
         mlflow_run_id = tracker.start(config)
-        tracker.set_tags(mlflow_run_id, {**hardware.tags(), **_layout_tags(config, world)})
+        tags = {**hardware.tags(), **_layout_tags(config, world, hardware)}
+        tracker.set_tags(mlflow_run_id, tags)
     run_dir = Path(runs_dir).resolve() / config.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -101,14 +102,14 @@ def execute(
     }
 
 
-def _layout_tags(config: RunConfig, world: World) -> dict[str, str]:
+def _layout_tags(config: RunConfig, world: World, hardware: Hardware) -> dict[str, str]:
     micro, accumulation = config.train.split(world.size)
     return {
         "runtime.world_size": str(world.size),
         "runtime.nodes": str(world.nodes),
         "runtime.micro_batch_size": str(micro),
         "runtime.accumulation": str(accumulation),
-        "runtime.loader_workers": str(config.train.loader_workers),
+        "runtime.loader_workers": str(hardware.loader_workers(config.train.loader_workers)),
         "runtime.job_id": world.job_id or "none",
     }
 

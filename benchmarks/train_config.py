@@ -44,7 +44,9 @@ class TrainConfig:
     log_every: int = 50
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     micro_batch_size: int | None = None  # None: global_batch_size / world size
-    loader_workers: int = 2  # DataLoader worker processes per rank
+    # DataLoader worker processes per rank; None: 2 on a GPU (reads overlap the step),
+    # 0 on the CPU (workers would compete with training for the same cores).
+    loader_workers: int | None = None
     prefetch_factor: int = 2  # batches each worker prepares ahead
     compile: bool = False  # torch.compile the network (used on CUDA only)
     tf32: bool = True  # TensorFloat-32 matmuls (used on Ampere and newer GPUs only)
@@ -62,7 +64,7 @@ class TrainConfig:
         )
         if self.micro_batch_size is not None:
             positive("train", micro_batch_size=self.micro_batch_size)
-        if self.loader_workers < 0:
+        if self.loader_workers is not None and self.loader_workers < 0:
             raise ConfigError(f"train.loader_workers: must be >= 0, got {self.loader_workers}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")

@@ -72,7 +72,8 @@ class DiffusionModule(L.LightningModule):
             raise RuntimeError(
                 f"the data stream is at step {step} but training at {self.global_step}"
             )
-        x0 = batch["x0"].to(self.device, non_blocking=True)
+        # Rows travel in their narrow stored dtype; widened on the device.
+        x0 = batch["x0"].to(self.device, non_blocking=True).long()
         shard = BatchShard(batch["row_start"], x0.shape[0], batch["global_size"])
         noise_gen = torch.Generator(device=self.device).manual_seed(
             step_seed(self.seed, step, NOISE_STREAM)
@@ -225,7 +226,11 @@ def fit(
         default_root_dir=run_dir,
     )
     loader = training_loader(
-        rows, sampler, cfg.loader_workers, cfg.prefetch_factor, hardware.pin_memory
+        rows,
+        sampler,
+        hardware.loader_workers(cfg.loader_workers),
+        cfg.prefetch_factor,
+        hardware.pin_memory,
     )
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
     on_signal.raise_if_stopped()

@@ -12,7 +12,7 @@ from benchmarks.data.loader import StepSampler, draw_global_batch
 from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
-from benchmarks.profiles import ClusterProfile, load_profile
+from benchmarks.profiles import ClusterProfile, load_profile, partition_nodes
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
@@ -209,3 +209,11 @@ def test_gradient_accumulation_takes_the_same_steps_as_one_micro_batch(tmp_path)
     execute(whole, *one)
     execute(split, *four)  # 4 micro-batches of 16 rows per step
     assert_same_training(one, four, whole)
+
+
+def test_partition_nodes_add_up_sinfo_lines_and_name_unknown_partitions():
+    out = "3 gpu* \n5 gpu*\n2 cpu\n"
+    assert partition_nodes(out, None) == 8 and partition_nodes(out, "cpu") == 2
+    unknown = r"profile\.partition: 'a100' is not a partition.*cpu, gpu"
+    with pytest.raises(ConfigError, match=unknown):
+        partition_nodes(out, "a100")

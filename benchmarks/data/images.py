@@ -177,4 +177,4 @@ class ImageRows(ArrayRows):
         batch = torch.from_numpy(self.read(indices))
         if self.hflip:
             batch = random_hflip(batch, salts)
-        return batch.flatten(1).long()
+        return batch.flatten(1)  # uint8 pixels

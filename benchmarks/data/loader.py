@@ -41,7 +41,9 @@ SALT_BITS = 63
 
 class TrainRows(Protocol):
     """Where training rows come from: ``len`` rows, optional sampling weights, and the
-    (n, L) int64 tokens of given row indices (with a per-row salt for augmentation)."""
+    (n, L) integer tokens of given row indices (with a per-row salt for augmentation),
+    in the narrowest dtype that holds them: they cross from loader workers and to the
+    device that way, and training widens them to int64 there."""
 
     def __len__(self) -> int: ...
 
@@ -51,8 +53,9 @@ class TrainRows(Protocol):
 
 
 class ArrayRows:
-    """Rows of an (N, ...) array, flattened to (n, L) int64; a memory-mapped ``.npy``
-    array travels to loader workers as its path and is reopened there."""
+    """Rows of an (N, ...) integer array, flattened to (n, L) (uint16 ids as int32, the
+    narrowest that torch moves everywhere); a memory-mapped ``.npy`` array travels to
+    loader workers as its path and is reopened there."""
 
     def __init__(self, array: np.ndarray):
         self._array: np.ndarray | None = array
@@ -85,7 +88,10 @@ class ArrayRows:
         return out
 
     def get(self, indices: np.ndarray, salts: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.read(indices).astype(np.int64)).flatten(1)
+        rows = self.read(indices)
+        if rows.dtype == np.uint16:
+            rows = rows.astype(np.int32)
+        return torch.from_numpy(rows).flatten(1)
 
 
 @dataclass(frozen=True)
