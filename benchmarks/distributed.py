@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import submitit
 from lightning.fabric.plugins.environments import ClusterEnvironment
 
-__all__ = ["World", "current_world", "JobEnvironment"]
+__all__ = ["World", "current_world", "in_submitit_job", "JobEnvironment"]
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,14 @@ class World:
         return self.rank == 0
 
 
-def _in_submitit_job() -> bool:
+def in_submitit_job() -> bool:
+    """Whether this process is a task of a submitit job (Slurm or local)."""
     return "SUBMITIT_EXECUTOR" in os.environ or "SUBMITIT_LOCAL_JOB_ID" in os.environ
 
 
 def current_world() -> World:
     """The rank layout of this process (a world of one outside a submitit job)."""
-    if not _in_submitit_job():
+    if not in_submitit_job():
         return World()
     env = submitit.JobEnvironment()
     if env.num_tasks == 1:

@@ -25,8 +25,9 @@ from typing import Any
 import submitit
 
 from .config import ConfigError, RunConfig
+from .distributed import in_submitit_job
 from .ledger import record
-from .preemption import Preempted
+from .preemption import WARNING_SIGNAL, Preempted
 from .profiles import ClusterProfile, check_slurm_can_run
 from .runner import execute
 from .tracking import Tracker, resolve_tracking_uri
@@ -63,7 +64,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self, config: dict[str, Any], tracking_uri: str, runs_dir: str) -> Any:
         try:
-            return execute(config, tracking_uri, runs_dir)
+            result = execute(config, tracking_uri, runs_dir)
         except Preempted as stop:
             handler = signal.getsignal(stop.signum)
             if callable(handler):
@@ -74,6 +75,12 @@ class TrainJob(submitit.helpers.Checkpointable):
                 if os.environ.get("SLURM_JOB_ID"):
                     time.sleep(3600)
             raise
+        # Done: a warning that comes now, while the process exits, must neither requeue
+        # the job nor kill it (Python restores the default action, termination, to
+        # handled signals when it shuts down; an ignored one stays ignored).
+        if in_submitit_job():
+            signal.signal(WARNING_SIGNAL, signal.SIG_IGN)
+        return result
 
 
 @dataclass

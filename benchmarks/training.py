@@ -156,7 +156,6 @@ def _strategy(world: World, hardware: Hardware) -> Any:
     if world.size == 1:
         return "auto"
     return DDPStrategy(
-        cluster_environment=JobEnvironment(world),
         process_group_backend=hardware.backend,
         # Every rank keeps the same EMA buffers; broadcasting them each step costs a
         # model-sized transfer for nothing.
@@ -212,6 +211,9 @@ def fit(
         devices=world.local_size,
         num_nodes=world.nodes,
         strategy=_strategy(world, hardware),
+        # Our own environment also for one process: under Slurm, Lightning's would install
+        # its own requeue and SIGTERM handlers beside submitit's.
+        plugins=[JobEnvironment(world)],
         use_distributed_sampler=False,
         accumulate_grad_batches=accumulation,
         precision=hardware.precision,
