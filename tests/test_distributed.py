@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,12 @@ from benchmarks.data.loader import StepSampler, draw_global_batch
 from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
-from benchmarks.profiles import ClusterProfile, load_profile, partition_nodes
+from benchmarks.profiles import (
+    ClusterProfile,
+    check_slurm_can_run,
+    load_profile,
+    partition_nodes,
+)
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
@@ -217,3 +223,16 @@ def test_partition_nodes_add_up_sinfo_lines_and_name_unknown_partitions():
     unknown = r"profile\.partition: 'a100' is not a partition.*cpu, gpu"
     with pytest.raises(ConfigError, match=unknown):
         partition_nodes(out, "a100")
+
+
+def test_more_nodes_than_the_partition_has_is_an_error_before_submission(tmp_path, monkeypatch):
+    for name, text in (("sinfo", 'echo "1 debug*"'), ("sbatch", "exit 1")):
+        tool = tmp_path / name
+        tool.write_text(f"#!/bin/sh\n{text}\n")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    check_slurm_can_run(ClusterProfile(nodes=1))
+    with pytest.raises(ConfigError, match=r"profile\.nodes: the default partition has 1 node"):
+        check_slurm_can_run(ClusterProfile(nodes=2))
+    with pytest.raises(ConfigError, match=r"profile\.partition: 'gpu' is not a partition"):
+        check_slurm_can_run(ClusterProfile(partition="gpu"))
