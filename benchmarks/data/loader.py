@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 __all__ = [
     "TrainRows",
     "ArrayRows",
+    "GridRows",
     "StepBatch",
     "StepSampler",
     "draw_global_batch",
@@ -92,6 +93,25 @@ class ArrayRows:
         if rows.dtype == np.uint16:
             rows = rows.astype(np.int32)
         return torch.from_numpy(rows).flatten(1)
+
+
+class GridRows:
+    """The cells of an R x R pmf as training rows (x, y), drawn with the pmf as weights
+    (the 2-D toy: an infinite sample from a known distribution)."""
+
+    def __init__(self, pmf: torch.Tensor):
+        self.pmf = pmf
+
+    def __len__(self) -> int:
+        return self.pmf.numel()
+
+    def weights(self) -> torch.Tensor:
+        return self.pmf.flatten()
+
+    def get(self, indices: np.ndarray, salts: np.ndarray) -> torch.Tensor:
+        flat = torch.from_numpy(np.asarray(indices, dtype=np.int64))
+        r = self.pmf.shape[1]
+        return torch.stack([flat // r, flat % r], dim=-1)
 
 
 @dataclass(frozen=True)

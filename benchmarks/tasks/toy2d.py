@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import ConfigError, require_at_least
+from ..data.loader import GridRows
 from ..registry import TASKS
 from ..report import ReportContext, run_value
 from ..tracking import Metric
@@ -111,24 +112,6 @@ class Toy2DParams:
             raise ConfigError(
                 f"task.tv_bins: must divide task.resolution={self.resolution}, got {self.tv_bins}"
             )
-
-
-class GridRows:
-    """The R x R grid cells as training rows (x, y), drawn with the pmf as weights."""
-
-    def __init__(self, pmf: torch.Tensor):
-        self.pmf = pmf
-
-    def __len__(self) -> int:
-        return self.pmf.numel()
-
-    def weights(self) -> torch.Tensor:
-        return self.pmf.flatten()
-
-    def get(self, indices: np.ndarray, salts: np.ndarray) -> torch.Tensor:
-        flat = torch.from_numpy(np.asarray(indices, dtype=np.int64))
-        r = self.pmf.shape[1]
-        return torch.stack([flat // r, flat % r], dim=-1)
 
 
 @TASKS.register("toy2d")
