@@ -128,6 +128,15 @@ class MaskedDiffusion(nn.Module):
         )
         return t, y_t
 
+    def predict(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
+        """Decoder logits for the noised y_t (the clean x0 is unused here; block diffusion
+        conditions on its earlier blocks)."""
+        return self(y_t, t)
+
+    def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """The time of each token: here one per sequence, t (B,) as is."""
+        return t
+
     def losses(
         self,
         x0: torch.Tensor,
@@ -141,7 +150,8 @@ class MaskedDiffusion(nn.Module):
         training needs only its objective, and the sub-token marginals of the valid
         bound cost a pass over the (B, L, C) probabilities.
         """
-        logits = self(y_t, t)
+        logits = self.predict(x0, t, y_t)
+        t = self.token_times(t, x0.shape[1])
         y0 = self.codec.encode(x0)
         published = valid = None
         if self.decoder == "joint":
@@ -159,7 +169,8 @@ class MaskedDiffusion(nn.Module):
             if "published" in which:
                 digit_nll = -marginals.gather(-1, y0.unsqueeze(-1)).squeeze(-1).sum(-1)
                 weight = self.schedule.weight(t.double()).to(digit_nll.dtype)
-                published = weight.view(-1, *([1] * (digit_nll.dim() - 1))) * digit_nll
+                published = weight.view(*weight.shape, *([1] * (digit_nll.dim() - weight.dim())))
+                published = published * digit_nll
         if marginals is not None:
             valid = valid_marginal_bound(marginals, y0, y_t, t, self.schedule, self.codec.mask_id)
         return PrimeLosses(published=published, valid_bound=valid)
@@ -170,7 +181,7 @@ class MaskedDiffusion(nn.Module):
         if self.decoder != "joint":
             raise ValueError("the cross-entropy objective needs the joint decoder")
         log_probs = joint_log_probs(
-            self(y_t, t), y_t, self.codec, carry_over=self.carry_over, inplace=True
+            self.predict(x0, t, y_t), y_t, self.codec, carry_over=self.carry_over, inplace=True
         )
         return -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
 

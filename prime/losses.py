@@ -42,8 +42,9 @@ __all__ = [
 
 
 def _weight(t: torch.Tensor, schedule: Schedule, like: torch.Tensor) -> torch.Tensor:
+    """w(t) shaped to multiply ``like``: t is (B,) per sequence or (B, L) per token."""
     w = schedule.weight(t.to(torch.float64)).to(like.dtype)
-    return w.view(-1, *([1] * (like.dim() - 1)))
+    return w.view(*w.shape, *([1] * (like.dim() - w.dim())))
 
 
 def published_joint_loss(
@@ -54,7 +55,7 @@ def published_joint_loss(
     Args:
         log_probs: (B, L, C) joint log p_theta(x | y_t).
         x0: (B, L) clean token ids.
-        t: (B,) diffusion times.
+        t: (B,) diffusion times, or (B, L) one per token (block diffusion).
         schedule: gives the weight w(t).
 
     Returns:
@@ -78,7 +79,7 @@ def valid_marginal_bound(
         log_marginals: (B, L, ell, b) log p_theta(y_0^{i,j} = v | y_t).
         y0: (B, L, ell) clean sub-tokens.
         y_t: (B, L, ell) noised sub-tokens.
-        t: (B,) diffusion times.
+        t: (B,) diffusion times, or (B, L) one per token.
         mask_id: the mask sub-token id m.
 
     Returns:

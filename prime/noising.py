@@ -4,9 +4,10 @@ Every sub-token is masked independently:
 
     q(y_t^{i,j} | y_0^{i,j}) = alpha_t * delta_{y_0^{i,j}} + (1 - alpha_t) * delta_m.
 
-Times are drawn per sequence, t = eps + (1 - eps) u. With ``antithetic=True`` the batch is
-stratified as in MDLM: u_k = (r_k + k) / n, r_k ~ U(0, 1), k = 0..n-1, so each of the n
-strata of [0, 1) holds exactly one time.
+Times are drawn per sequence (or per block of a sequence), t = eps + (high - eps) u with
+high = 1 except for clipped windows [eps, high] (block diffusion's [beta, omega]).
+With ``antithetic=True`` the batch is stratified as in MDLM: u_k = (r_k + k) / n,
+r_k ~ U(0, 1), k = 0..n-1, so each of the n strata of [0, 1) holds exactly one time.
 
 Data parallelism splits one global batch of n rows over ranks and micro-batches. With a
 :class:`BatchShard` the draws are made for all n rows from the step's generator and only
@@ -65,25 +66,27 @@ def sample_times(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     shard: BatchShard | None = None,
+    high: float = 1.0,
 ) -> torch.Tensor:
-    """Diffusion times (batch_size,) in [eps, 1).
+    """Diffusion times (batch_size,) in [eps, high).
 
     Args:
         batch_size: number of sequences n.
         eps: smallest time; keeps the 1/t loss weight finite (MDLM: 1e-3).
+        high: largest time (1: the full window; below 1: a clipped window).
         antithetic: stratify u over the batch (one draw per stratum [k/n, (k+1)/n)).
         generator: random stream for reproducible draws.
         shard: these rows are part of a larger global batch (strata span all its rows).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not 0.0 <= eps < 1.0:
-        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    if not 0.0 <= eps < high <= 1.0:
+        raise ValueError(f"times must lie in a window 0 <= eps < high <= 1, got [{eps}, {high}]")
     u = _uniform((batch_size,), shard, generator, device)
     if antithetic:
         n, first = (shard.total, shard.start) if shard is not None else (batch_size, 0)
         u = (u + torch.arange(first, first + batch_size, device=u.device, dtype=u.dtype)) / n
-    return (eps + (1.0 - eps) * u).to(dtype)
+    return (eps + (high - eps) * u).to(dtype)
 
 
 def mask_subtokens(
@@ -98,7 +101,7 @@ def mask_subtokens(
 
     Args:
         y0: (B, ...) clean sub-tokens (any trailing shape, e.g. (B, L, ell)).
-        alpha_t: (B,) keep probability per sequence, or a scalar.
+        alpha_t: keep probability: a scalar, (B,) per sequence, or (B, L) per token.
         mask_id: the mask sub-token id m (``SubTokenizer.mask_id``).
         shard: ``y0`` holds these rows of a larger global batch.
 
@@ -106,13 +109,12 @@ def mask_subtokens(
         y_t with the same shape and dtype as ``y0``.
     """
     alpha_t = torch.as_tensor(alpha_t, device=y0.device, dtype=torch.float64)
-    if alpha_t.dim() == 1:
-        if alpha_t.shape[0] != y0.shape[0]:
+    if alpha_t.dim() > 0:
+        if alpha_t.dim() >= y0.dim() or alpha_t.shape != y0.shape[: alpha_t.dim()]:
             raise ValueError(
-                f"alpha_t has {alpha_t.shape[0]} entries but y0 has batch size {y0.shape[0]}"
+                f"alpha_t of shape {tuple(alpha_t.shape)} must be a scalar or match the "
+                f"leading dimensions of y0 {tuple(y0.shape)}"
             )
-        alpha_t = alpha_t.view(-1, *([1] * (y0.dim() - 1)))
-    elif alpha_t.dim() != 0:
-        raise ValueError(f"alpha_t must be a scalar or (B,), got shape {tuple(alpha_t.shape)}")
+        alpha_t = alpha_t.view(*alpha_t.shape, *([1] * (y0.dim() - alpha_t.dim())))
     u = _uniform(tuple(y0.shape), shard, generator, y0.device)
     return torch.where(u < alpha_t, y0, torch.full_like(y0, mask_id))

@@ -20,9 +20,7 @@ more prediction (cached if the last transition was idle). Counts:
     nfe               = network calls = T + 1 - batch_idle_steps   (with caching)
                                         T + 1                      (without)
 
-Categorical draws use the exponential race argmax_x p(x) / E_x, E_x ~ Exp(1) (the
-Gumbel-max trick), with p and E in ``sampling_dtype``: float32 noise truncates the tail
-of the Gumbel variable and lowers the effective temperature, float64 avoids that.
+Clean proposals and categorical draws: :mod:`prime.proposals`.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from typing import Literal
 import torch
 
 from .codec import SubTokenizer
-from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
+from .proposals import Proposal, propose, sample_categorical, top_p_filter
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -105,31 +103,6 @@ def time_grid(num_steps: int, eps: float = 1e-5) -> torch.Tensor:
     return 1.0 - k * (1.0 - eps) / num_steps
 
 
-def sample_categorical(
-    probs: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """One draw per row of ``probs`` (..., K) (unnormalised is fine) via argmax p / Exp(1).
-
-    The exponential noise has the dtype of ``probs``.
-    """
-    noise = torch.empty_like(probs).exponential_(generator=generator)
-    return (probs / noise).argmax(dim=-1)
-
-
-def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Nucleus filtering over the last dim: keep the smallest set of most likely classes
-    whose mass reaches ``top_p`` (always at least the best one), renormalised."""
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if top_p == 1.0:
-        return probs
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_p.cumsum(dim=-1) - sorted_p
-    sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)
-    filtered = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return filtered / filtered.sum(dim=-1, keepdim=True)
-
-
 def _check_prefix(prefix: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tensor:
     prefix = torch.as_tensor(prefix)
     if prefix.dim() == 1:
@@ -153,7 +126,7 @@ def sample(
     schedule: str | Schedule = "linear",
     decoder: Literal["joint", "independent"] = "joint",
     carry_over: bool = True,
-    proposal: Literal["token", "subtoken"] = "token",
+    proposal: Proposal = "token",
     top_p: float | None = None,
     temperature: TimeFunction | None = None,
     corrector: TimeFunction | None = None,
@@ -234,23 +207,20 @@ def sample(
         """Clean sub-token proposals (B, L, ell) from the network output at time t."""
         if temperature is not None:
             logits = logits / temperature(t)
-        if decoder == "independent":
-            log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
-            return sample_categorical(log_probs.to(sampling_dtype).exp(), generator)
         # The restriction writes into its input: keep the cached network output intact
         # (dividing by a temperature already made a copy).
-        inplace = temperature is not None
-        log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=inplace)
-        log_probs = log_probs.to(sampling_dtype)
-        if proposal == "subtoken":
-            if top_p is not None:
-                log_probs = top_p_filter(log_probs.exp(), top_p).log()
-            marginals = subtoken_log_marginals(log_probs, codec).exp()
-            return sample_categorical(marginals, generator)
-        probs = log_probs.exp()
-        if top_p is not None:
-            probs = top_p_filter(probs, top_p)
-        return codec.digits[sample_categorical(probs, generator)]
+        return propose(
+            logits,
+            y,
+            codec,
+            decoder=decoder,
+            carry_over=carry_over,
+            proposal=proposal,
+            top_p=top_p,
+            sampling_dtype=sampling_dtype,
+            generator=generator,
+            inplace=temperature is not None,
+        )
 
     idle = torch.zeros(batch_size, dtype=torch.long, device=device)
     batch_idle = 0

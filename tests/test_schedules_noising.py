@@ -82,5 +82,15 @@ def test_masking_keeps_each_subtoken_with_probability_alpha():
 
 
 def test_masking_rejects_a_mismatched_alpha():
-    with pytest.raises(ValueError, match="batch size"):
+    with pytest.raises(ValueError, match="leading dimensions"):
         mask_subtokens(torch.zeros(3, 4, dtype=torch.long), torch.ones(2), mask_id=5)
+    with pytest.raises(ValueError, match="leading dimensions"):
+        mask_subtokens(torch.zeros(3, 4, 2, dtype=torch.long), torch.ones(3, 5), mask_id=5)
+
+
+def test_per_token_alpha_masks_each_token_at_its_own_rate():
+    # Block diffusion: one keep probability per token; here 0 on the first half, 1 on the rest.
+    y0 = torch.zeros(2000, 6, 2, dtype=torch.long)
+    alpha = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]).expand(2000, 6)
+    y_t = mask_subtokens(y0, alpha, mask_id=7, generator=torch.Generator().manual_seed(0))
+    assert bool((y_t[:, :3] == 7).all()) and bool((y_t[:, 3:] == 0).all())

@@ -12,7 +12,8 @@ embeddings to width D (ell = 1 is a plain (C+1) x D token embedding, as in MDLM)
 where (m, s, g) come from adaLN-zero modulation of a conditioning vector c (sinusoidal
 embedding of t -> MLP; t is fed as 0 when the model is not time-conditioned, as in MDLM),
 attention is bias-free multi-head self-attention with rotary positions over the L tokens
-(``scaled_dot_product_attention``, causal for the autoregressive baseline), the MLP is
+(causal for the autoregressive baseline; any mask, explicit positions and a key/value
+cache for block diffusion: :mod:`prime.backbones.attention`), the MLP is
 D -> 4D -> D with tanh-GELU, LayerNorms have no bias. A final adaLN-modulated LayerNorm
 and a zero-initialised linear head give (B, L, out_dim).
 """
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attention import AttentionMask, KVCache, apply_rotary, attend, rotary
 
 __all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "SubTokenEmbedding"]
 
@@ -82,19 +85,6 @@ class _LayerNorm(nn.Module):
         return F.layer_norm(x.float(), (x.shape[-1],), self.weight.float()).to(x.dtype)
 
 
-def _rotary(seq_len: int, head_dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
-    angles = torch.outer(torch.arange(seq_len, device=device).float(), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)  # rotate-half (NeoX) layout
-    return angles.cos(), angles.sin()
-
-
-def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
-
-
 class _TimeEmbedding(nn.Module):
     def __init__(self, cond_dim: int, freq_dim: int = 256):
         super().__init__()
@@ -134,13 +124,22 @@ class _Block(nn.Module):
         c: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         causal: bool,
+        mask: AttentionMask | None = None,
+        cache: tuple[KVCache, int] | None = None,
     ) -> torch.Tensor:
         b, n, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + scale1) + shift1
         q, k, v = self.qkv(h).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = _apply_rotary(q, *rope), _apply_rotary(k, *rope)
-        attn = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if cache is not None:
+            kv, layer = cache
+            old_k, old_v = kv.layer(layer)
+            if kv.store:
+                kv.put(layer, k, v)
+            if old_k is not None:
+                k, v = torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
+        attn = attend(q, k, v, mask, causal)
         x = x + gate1 * self.dropout(self.proj(attn.transpose(1, 2).reshape(b, n, d)))
         h = self.norm2(x) * (1 + scale2) + shift2
         return x + gate2 * self.dropout(self.mlp(h))
@@ -194,14 +193,31 @@ class DiT(nn.Module):
         per_token += self.head.weight.numel()
         return 6.0 * per_token + 12.0 * self.config.depth * self.config.hidden * seq_len
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """y (B, L, ell) long, t (B,) -> (B, L, out_dim)."""
+    def forward(
+        self,
+        y: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        positions: torch.Tensor | None = None,
+        mask: AttentionMask | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """y (B, N, ell) long, t (B,) -> (B, N, out_dim).
+
+        ``positions`` (N,): absolute positions of the N inputs (default 0..N-1); ``mask``:
+        which keys each query sees (:mod:`prime.backbones.attention`); ``cache``: keys and
+        values of earlier positions, read by every query, and extended by this call's own
+        when ``cache.store``.
+        """
         x = self.embed(y)
         if t is None or not self.time_conditioned:
             t = torch.zeros(y.shape[0], device=y.device)
         c = F.silu(self.time(t))
-        rope = _rotary(y.shape[1], self.config.hidden // self.config.heads, y.device)
-        for block in self.blocks:
-            x = block(x, c, rope, self.causal)
+        if positions is None:
+            positions = torch.arange(y.shape[1], device=y.device)
+        rope = rotary(positions, self.config.hidden // self.config.heads)
+        for i, block in enumerate(self.blocks):
+            layer_cache = (cache, i) if cache is not None else None
+            x = block(x, c, rope, self.causal and mask is None, mask, layer_cache)
         shift, scale = self.modulation_out(c)[:, None].chunk(2, dim=-1)
         return self.head(self.norm_out(x) * (1 + scale) + shift)

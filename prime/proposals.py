@@ -1,0 +1,88 @@
+"""Clean proposals of a reverse step: categorical draws from the decoder (PRIME_SPEC §6.1-6.2).
+
+Given the network output at the current y_t, every sampler step draws a complete clean
+candidate y_hat (B, L, ell); the sampler then decides which masked sub-tokens take their
+candidate value. The draws:
+
+* joint decoder, ``token`` proposal: x^i ~ p(x | y_t) per token (restricted to V(y_t^i)
+  with carry-over, optionally top-p filtered), y_hat^i = f(x^i);
+* joint decoder, ``subtoken`` proposal: every digit from its marginal
+  sum_{x : f(x)_j = v} p(x | y_t);
+* independent decoder: every digit from its own softmax.
+
+Categorical draws use the exponential race argmax_x p(x) / E_x, E_x ~ Exp(1) (the
+Gumbel-max trick), with p and E in ``sampling_dtype``: float32 noise truncates the tail
+of the Gumbel variable and lowers the effective temperature, float64 avoids that.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from .codec import SubTokenizer
+from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
+
+__all__ = ["Proposal", "propose", "sample_categorical", "top_p_filter"]
+
+Proposal = Literal["token", "subtoken"]
+
+
+def sample_categorical(
+    probs: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One draw per row of ``probs`` (..., K) (unnormalised is fine) via argmax p / Exp(1).
+
+    The exponential noise has the dtype of ``probs``.
+    """
+    noise = torch.empty_like(probs).exponential_(generator=generator)
+    return (probs / noise).argmax(dim=-1)
+
+
+def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering over the last dim: keep the smallest set of most likely classes
+    whose mass reaches ``top_p`` (always at least the best one), renormalised."""
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_p == 1.0:
+        return probs
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_p.cumsum(dim=-1) - sorted_p
+    sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)
+    filtered = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return filtered / filtered.sum(dim=-1, keepdim=True)
+
+
+def propose(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    codec: SubTokenizer,
+    *,
+    decoder: Literal["joint", "independent"] = "joint",
+    carry_over: bool = True,
+    proposal: Proposal = "token",
+    top_p: float | None = None,
+    sampling_dtype: torch.dtype = torch.float64,
+    generator: torch.Generator | None = None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """Clean sub-token proposals (B, L, ell) from decoder logits at the noised ``y``.
+
+    ``logits``: (B, L, C) joint or (B, L, ell, b) independent; ``inplace`` lets the
+    carry-over restriction overwrite them.
+    """
+    if decoder == "independent":
+        log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
+        return sample_categorical(log_probs.to(sampling_dtype).exp(), generator)
+    log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=inplace)
+    log_probs = log_probs.to(sampling_dtype)
+    if proposal == "subtoken":
+        if top_p is not None:
+            log_probs = top_p_filter(log_probs.exp(), top_p).log()
+        marginals = subtoken_log_marginals(log_probs, codec).exp()
+        return sample_categorical(marginals, generator)
+    probs = log_probs.exp()
+    if top_p is not None:
+        probs = top_p_filter(probs, top_p)
+    return codec.digits[sample_categorical(probs, generator)]
