@@ -1,7 +1,19 @@
 """Baselines written on prime's shared pieces."""
 
 from .ar import AutoregressiveLM
+from .bd3lm import DEFAULT_WINDOWS, BlockDiffusion
+from .block_attention import context_mask, training_mask
+from .block_sampler import sample_blocks
 from .mdm import build_mdm
 from .mixture import LabelMixture
 
-__all__ = ["AutoregressiveLM", "LabelMixture", "build_mdm"]
+__all__ = [
+    "AutoregressiveLM",
+    "BlockDiffusion",
+    "DEFAULT_WINDOWS",
+    "LabelMixture",
+    "build_mdm",
+    "context_mask",
+    "sample_blocks",
+    "training_mask",
+]

@@ -2,11 +2,13 @@
 
 Pure-torch building blocks: the sub-token codec, masking schedules, the forward
 process, decoder parameterizations, the two losses (published estimator and valid
-bound), the reverse sampler with idle-step counting, and the closed-form idle analysis.
+bound), the reverse samplers (on a time grid with idle-step counting, and first-hitting),
+and the closed-form idle analysis.
 """
 
 from .codec import SubTokenizer, smallest_base
 from .diffusion import MaskedDiffusion
+from .first_hitting import sample_first_hitting, time_of_alpha
 from .idle import (
     expected_batch_idle_steps,
     expected_idle_ratio,
@@ -22,7 +24,8 @@ from .parameterization import (
     subs_log_probs,
     subtoken_log_marginals,
 )
-from .sampler import SampleResult, sample, sample_categorical, time_grid, top_p_filter
+from .proposals import propose, sample_categorical, top_p_filter
+from .sampler import SampleResult, sample, time_grid
 from .sampler_schedules import corrector_schedule, temperature_schedule, warped_grid
 from .schedules import (
     CosineSchedule,
@@ -55,6 +58,9 @@ __all__ = [
     "joint_decoder_losses",
     "PrimeLosses",
     "sample",
+    "sample_first_hitting",
+    "time_of_alpha",
+    "propose",
     "SampleResult",
     "sample_categorical",
     "time_grid",

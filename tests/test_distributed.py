@@ -127,9 +127,7 @@ def test_one_process_and_two_gloo_ranks_take_the_same_steps(tmp_path):
         [config], "local", profile=load_profile("cpu-ddp"), tracking_uri=two[0], runs_dir=two[1]
     )
     assert result["rank"] == 0
-    (run,) = Tracker(two[0]).client.search_runs(
-        [Tracker(two[0]).experiment_id(config.experiment)]
-    )
+    (run,) = Tracker(two[0]).client.search_runs([Tracker(two[0]).experiment_id(config.experiment)])
     assert run.data.tags["runtime.world_size"] == "2"
     assert run.data.tags["runtime.backend"] == "gloo"
     assert run.data.tags["runtime.micro_batch_size"] == "32"
@@ -137,9 +135,7 @@ def test_one_process_and_two_gloo_ranks_take_the_same_steps(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_stopped_on_one_rank_resumes_on_two_with_the_same_data_order(
-    tmp_path, monkeypatch
-):
+def test_a_run_stopped_on_one_rank_resumes_on_two_with_the_same_data_order(tmp_path, monkeypatch):
     config = tiny_config()
     reference = (f"sqlite:///{tmp_path / 'ref.db'}", tmp_path / "ref")
     execute(config, *reference)
@@ -149,8 +145,9 @@ def test_a_run_stopped_on_one_rank_resumes_on_two_with_the_same_data_order(
     with pytest.raises(Preempted):
         execute(config, *moved)  # one process, stopped with a checkpoint at step 2
     monkeypatch.delenv(SIGNAL_AT_STEP_ENV)
-    launch([config], "local", profile=load_profile("cpu-ddp"), tracking_uri=moved[0],
-           runs_dir=moved[1])
+    launch(
+        [config], "local", profile=load_profile("cpu-ddp"), tracking_uri=moved[0], runs_dir=moved[1]
+    )
     assert_same_training(reference, moved, config)
 
 
@@ -161,8 +158,13 @@ def test_local_two_rank_job_requeues_itself_on_the_warning_signal(tmp_path, monk
     execute(config, *reference)
     requeued = (f"sqlite:///{tmp_path / 'requeued.db'}", tmp_path / "requeued")
     monkeypatch.setenv(SIGNAL_AT_STEP_ENV, "3")  # inherited by the job's ranks
-    (result,) = launch([config], "local", profile=load_profile("cpu-ddp"),
-                       tracking_uri=requeued[0], runs_dir=requeued[1])
+    (result,) = launch(
+        [config],
+        "local",
+        profile=load_profile("cpu-ddp"),
+        tracking_uri=requeued[0],
+        runs_dir=requeued[1],
+    )
     tracker = Tracker(requeued[0])
     (run,) = tracker.client.search_runs([tracker.experiment_id(config.experiment)])
     assert run.data.tags["primebench.requeues"] == "1"
@@ -197,8 +199,10 @@ def test_training_logs_throughput_and_the_runtime_it_chose(tmp_path):
     execute(config, uri, tmp_path / "runs")
     tracker = Tracker(uri)
     (run,) = tracker.client.search_runs([tracker.experiment_id(config.experiment)])
-    steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id,
-                                                                "perf/samples_per_s_per_device")]
+    steps = [
+        m.step
+        for m in tracker.client.get_metric_history(run.info.run_id, "perf/samples_per_s_per_device")
+    ]
     assert steps == [3, 5]  # on the logging grid; the first grid point starts the clock
     assert run.data.metrics["perf/tokens_per_s_per_device"] > 0
     tags = run.data.tags
@@ -207,8 +211,7 @@ def test_training_logs_throughput_and_the_runtime_it_chose(tmp_path):
 
 
 def test_gradient_accumulation_takes_the_same_steps_as_one_micro_batch(tmp_path):
-    whole, split = tiny_config(loader_workers=0), tiny_config(micro_batch_size=16,
-                                                             loader_workers=0)
+    whole, split = tiny_config(loader_workers=0), tiny_config(micro_batch_size=16, loader_workers=0)
     assert split.run_id == whole.run_id
     one = (f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "one")
     four = (f"sqlite:///{tmp_path / 'four.db'}", tmp_path / "four")

@@ -5,9 +5,11 @@ import torch
 
 from prime import (
     SubTokenizer,
+    get_schedule,
     idle_step_probabilities,
     sample,
     sample_categorical,
+    time_of_alpha,
     top_p_filter,
 )
 from tests.helpers import ExactPosterior
@@ -221,3 +223,10 @@ def test_categorical_draws_follow_the_probabilities():
     probs = torch.tensor([0.1, 0.6, 0.3], dtype=torch.float64).expand(60000, 3)
     freq = torch.bincount(sample_categorical(probs, g), minlength=3).double() / 60000
     assert torch.allclose(freq, probs[0], atol=4 * math.sqrt(0.25 / 60000))
+
+
+def test_time_of_alpha_inverts_every_schedule():
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    for name in ("linear", "loglinear", "polynomial", "cosine"):
+        schedule = get_schedule(name)
+        assert torch.allclose(time_of_alpha(schedule, schedule.alpha(t)), t, atol=1e-9)

@@ -35,6 +35,7 @@ pytestmark = [
     ),
 ]
 
+
 def long_toy(steps: int) -> dict:
     """A toy run of a few minutes on one core: longer than two allocations of 2 minutes."""
     return {
@@ -85,15 +86,19 @@ class _ReleaseRequeued(threading.Thread):
             for line in out.splitlines():
                 job, _, reason = line.partition(" ")
                 if reason.strip() == "BeginTime":
-                    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
-                                   capture_output=True)
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True
+                    )
 
 
 def test_slurm_sweep_on_a_one_node_cluster(cluster, tmp_path):
     uri = sqlite(tmp_path / "mlflow.db")
     configs = tiny_toy(["mdm", "prime-l2-joint"])
     results = launch(
-        configs, "slurm", profile=load_profile("local-test"), tracking_uri=uri,
+        configs,
+        "slurm",
+        profile=load_profile("local-test"),
+        tracking_uri=uri,
         runs_dir=tmp_path / "runs",
     )
     assert sorted(r["run_id"] for r in results) == sorted(c.run_id for c in configs)
@@ -118,8 +123,9 @@ def test_a_job_that_times_out_requeues_and_ends_as_if_uninterrupted(
         array_parallelism=1,
     )
     uri = sqlite(tmp_path / "mlflow.db")
-    submission = submit([config], "slurm", profile=profile, tracking_uri=uri,
-                        runs_dir=tmp_path / "runs")
+    submission = submit(
+        [config], "slurm", profile=profile, tracking_uri=uri, runs_dir=tmp_path / "runs"
+    )
 
     # The uninterrupted reference, meanwhile, with the same rank layout and threads.
     ref_uri = sqlite(tmp_path / "reference.db")
@@ -127,8 +133,13 @@ def test_a_job_that_times_out_requeues_and_ends_as_if_uninterrupted(
     if ranks == 1:
         reference = execute(config, ref_uri, tmp_path / "reference")
     else:
-        (reference,) = launch([config], "local", profile=load_profile("cpu-ddp"),
-                              tracking_uri=ref_uri, runs_dir=tmp_path / "reference")
+        (reference,) = launch(
+            [config],
+            "local",
+            profile=load_profile("cpu-ddp"),
+            tracking_uri=ref_uri,
+            runs_dir=tmp_path / "reference",
+        )
     releaser = _ReleaseRequeued()
     releaser.start()
     began = time.time()
@@ -159,7 +170,8 @@ def test_a_job_that_times_out_requeues_and_ends_as_if_uninterrupted(
     while True:
         states = subprocess.run(
             ["sacct", "-n", "-X", "-D", "-j", submission.array_id, "-o", "State"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         ).stdout.split()
         if (states and states[-1] == "COMPLETED") or time.time() > deadline:
             break

@@ -34,7 +34,6 @@ def _flatten(tree: dict, prefix: str = "") -> list[str]:
 TINY_SETS = [arg for item in _flatten(TINY_TOY) for arg in ("--set", item)]
 
 
-
 def sqlite(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -87,9 +86,7 @@ def _fake_slurm(monkeypatch, calls: list):
     monkeypatch.setattr("benchmarks.submission.validate", lambda *a, **k: None)
 
 
-def test_reproduce_on_slurm_submits_everything_with_dependencies_and_exits(
-    monkeypatch, capsys
-):
+def test_reproduce_on_slurm_submits_everything_with_dependencies_and_exits(monkeypatch, capsys):
     calls: list = []
     _fake_slurm(monkeypatch, calls)
     assert main(PAPER) == 0
@@ -160,7 +157,9 @@ def test_status_from_the_ledger_and_slurm_without_an_mlflow_run(tmp_path):
     record(tmp_path / "runs", [mdm, joint], ["55_0", "55_1"], "slurm")
     slurm = {"55_0": SlurmJob("55_0", "PENDING", "Dependency"), "55_1": SlurmJob("55_1", "FAILED")}
     rows = collect_status(
-        [mdm, joint, independent], sqlite(tmp_path / "none.db"), tmp_path / "runs",
+        [mdm, joint, independent],
+        sqlite(tmp_path / "none.db"),
+        tmp_path / "runs",
         slurm=lambda ids: {j: slurm[j] for j in ids},
     )
     assert [r.state for r in rows] == ["pending", "failed", "not submitted"]
@@ -204,7 +203,14 @@ def test_status_shows_a_finished_run_and_unrun_variants(trained, capsys):
     assert main(argv) == 0
     header, first = capsys.readouterr().out.splitlines()[:2]
     assert header.split() == [
-        "experiment", "variant", "run", "id", "state", "steps", "job", "slurm"
+        "experiment",
+        "variant",
+        "run",
+        "id",
+        "state",
+        "steps",
+        "job",
+        "slurm",
     ]
     assert first.split()[:5] == ["toy2d", "mdm", config.run_id, "done", "6/6"]
 
@@ -288,7 +294,9 @@ def test_local_submission_is_in_the_ledger_and_in_status(tmp_path):
     submission = submit([config], "local", tracking_uri=uri, runs_dir=runs)
     (entry,) = read_ledger(runs)
     assert (entry.run_id, entry.job_id, entry.cluster) == (
-        config.run_id, submission.job_ids[0], "local"
+        config.run_id,
+        submission.job_ids[0],
+        "local",
     )
     (row,) = collect_status([config], uri, runs, slurm=lambda ids: {})
     assert row.state in ("pending", "running") and row.job_id == entry.job_id

@@ -97,7 +97,8 @@ class _TimeEmbedding(nn.Module):
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
         args = t.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+        features = torch.cat([args.cos(), args.sin()], dim=-1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class _Block(nn.Module):

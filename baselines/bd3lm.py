@@ -1,0 +1,243 @@
+"""Block diffusion (BD3-LM, Arriola et al., ICLR 2025), over tokens or over sub-tokens.
+
+A sequence x of L tokens is cut into blocks x^1..x^B of L' tokens (the last one shorter
+when L' does not divide L). The likelihood is autoregressive over blocks and masked
+diffusion inside a block:
+
+    log p(x) = sum_b log p(x^b | x^{<b}),
+
+    -log p(x^b | x^{<b})
+        <= E_{t_b, y_t^b} [ sum_{i in b} w(t_b) sum_{j masked} -log p(y_0^{i,j} | y_t^b, x^{<b}) ],
+
+each block with its own time t_b and the clean earlier blocks as context. That is the
+MDLM NELBO (ell = 1, SUBS) or MDM-Prime's valid bound (ell > 1, sub-token marginals of the
+joint carry-over decoder) per block, and the published estimator is reported beside it
+exactly as for MDLM-Prime. So ``BlockDiffusion`` is ``MaskedDiffusion`` with two changes:
+one time per block, and a network that sees x_t next to x_0 under the mask of
+:mod:`baselines.block_attention`. With L' = L it is MDLM / MDLM-Prime (one block, no
+context); with L' = 1 and t = 1 its loss is the next-token NLL.
+
+Training times: t_b = beta + (omega - beta) u, u stratified over batch x blocks. The
+window [beta, omega] ("clipped schedule") lowers the variance of the training loss but
+makes it the NELBO of no model unless it is [eps, 1]; evaluation always uses [eps, 1].
+:meth:`BlockDiffusion.window_variances` scores candidate windows by the variance of the
+per-block loss, the data-driven search of BD3-LM.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from prime import (
+    BatchShard,
+    MaskedDiffusion,
+    SampleResult,
+    Schedule,
+    SubTokenizer,
+    mask_subtokens,
+    sample_times,
+)
+
+from .block_attention import AttentionBackend, training_mask
+from .block_sampler import sample_blocks
+
+__all__ = ["BlockDiffusion", "DEFAULT_WINDOWS"]
+
+# Candidate windows of the variance search (BD3-LM searched beta, omega on such a grid).
+DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = tuple(
+    (beta, omega)
+    for beta in (0.0, 0.1, 0.2, 0.3, 0.45)
+    for omega in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    if beta < omega
+)
+
+
+class BlockDiffusion(MaskedDiffusion):
+    """Masked diffusion inside blocks of ``block_size`` tokens, autoregressive across them.
+
+    Args:
+        network: maps (y (B, N, ell), t, positions=(N,), mask=...) to (B, N, out_dim), and
+            accepts a ``cache`` for sampling with cached keys (``prime.backbones.DiT``). It
+            must ignore t (``time_conditioned = False``): blocks have different times.
+        codec, schedule, decoder, carry_over, objective, time_eps: as in
+            :class:`prime.MaskedDiffusion`.
+        block_size: L'.
+        window: training times [beta, omega]; None: [time_eps, 1], the unbiased NELBO.
+        attention: "auto" (flex attention on CUDA, SDPA elsewhere), "sdpa" or "flex".
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        codec: SubTokenizer,
+        block_size: int,
+        schedule: str | Schedule = "loglinear",
+        *,
+        decoder: str = "joint",
+        carry_over: bool = True,
+        objective: str = "valid",
+        time_eps: float = 1e-3,
+        window: tuple[float, float] | None = None,
+        attention: AttentionBackend = "auto",
+    ):
+        if objective == "cross_entropy":
+            raise ValueError("block diffusion trains on a likelihood bound, not cross_entropy")
+        super().__init__(
+            network,
+            codec,
+            schedule,
+            decoder=decoder,
+            carry_over=carry_over,
+            objective=objective,
+            time_eps=time_eps,
+        )
+        if getattr(network, "time_conditioned", True):
+            raise ValueError(
+                "block diffusion needs a network that ignores t (time_conditioned=False): "
+                "the blocks of one sequence have different times"
+            )
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self.block_size = block_size
+        self.attention: AttentionBackend = attention
+        # A buffer: checkpoints keep the window the search last chose.
+        self.register_buffer(
+            "window", torch.tensor(self._check_window(window), dtype=torch.float64)
+        )
+
+    def _check_window(self, window: Sequence[float] | None) -> tuple[float, float]:
+        beta, omega = (self.time_eps, 1.0) if window is None else (float(w) for w in window)
+        if not 0.0 <= beta < omega <= 1.0:
+            raise ValueError(f"window must satisfy 0 <= beta < omega <= 1, got [{beta}, {omega}]")
+        return max(beta, self.time_eps), omega
+
+    @property
+    def training_window(self) -> tuple[float, float]:
+        beta, omega = self.window.tolist()
+        return beta, omega
+
+    def set_window(self, window: Sequence[float]) -> None:
+        self.window.copy_(torch.tensor(self._check_window(window), dtype=torch.float64))
+
+    def num_blocks(self, seq_len: int) -> int:
+        return math.ceil(seq_len / self.block_size)
+
+    def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """Per-block times (B, blocks) -> per-token times (B, L); (B,) is one block."""
+        if t.dim() == 1:
+            return t
+        return t.repeat_interleave(self.block_size, dim=1)[:, :seq_len]
+
+    def corrupt(
+        self,
+        x0: torch.Tensor,
+        generator: torch.Generator | None = None,
+        antithetic: bool = True,
+        shard: BatchShard | None = None,
+        window: Sequence[float] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t (B, blocks), y_t (B, L, ell)): one time per block, stratified over all the
+        blocks of the (global) batch, in ``window`` (default: the training window)."""
+        batch, seq_len = x0.shape
+        blocks = self.num_blocks(seq_len)
+        beta, omega = self.training_window if window is None else self._check_window(window)
+        block_shard = (
+            None
+            if shard is None
+            else BatchShard(shard.start * blocks, shard.size * blocks, shard.total * blocks)
+        )
+        t = sample_times(
+            batch * blocks,
+            eps=beta,
+            high=omega,
+            antithetic=antithetic,
+            generator=generator,
+            device=x0.device,
+            shard=block_shard,
+        ).view(batch, blocks)
+        alpha = self.schedule.alpha(self.token_times(t, seq_len).double())
+        y_t = mask_subtokens(
+            self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator, shard=shard
+        )
+        return t, y_t
+
+    def predict(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
+        """Logits of the noised half of the 2L-position pass over (x_t, x_0)."""
+        seq_len = x0.shape[1]
+        y_in = torch.cat([y_t, self.codec.encode(x0)], dim=1)
+        positions = torch.arange(seq_len, device=x0.device).repeat(2)
+        mask = training_mask(seq_len, self.block_size, x0.device, self.attention)
+        return self.network(y_in, None, positions=positions, mask=mask)[:, :seq_len]
+
+    def block_losses(self, per_token: torch.Tensor) -> torch.Tensor:
+        """Per-token losses (B, L) summed within blocks: (B, blocks)."""
+        batch, seq_len = per_token.shape
+        pad = self.num_blocks(seq_len) * self.block_size - seq_len
+        padded = torch.nn.functional.pad(per_token, (0, pad))
+        return padded.view(batch, -1, self.block_size).sum(-1)
+
+    @torch.no_grad()
+    def window_variances(
+        self,
+        x0: torch.Tensor,
+        windows: Sequence[tuple[float, float]] = DEFAULT_WINDOWS,
+        seed: int = 0,
+    ) -> torch.Tensor:
+        """(K,) variance of the per-block training loss under each candidate window.
+
+        Every window sees the same data and the same random stream (common random numbers),
+        so the comparison is paired.
+        """
+        name = "published" if self.objective == "published" or self.ell == 1 else "valid_bound"
+        was_training = self.training
+        self.eval()
+        variances = []
+        for window in windows:
+            gen = torch.Generator(device=x0.device).manual_seed(seed)
+            t, y_t = self.corrupt(x0, gen, window=window)
+            per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name)
+            variances.append(self.block_losses(per_token.double()).flatten().var())
+        self.train(was_training)
+        return torch.stack(variances)
+
+    def search_window(
+        self,
+        x0: torch.Tensor,
+        windows: Sequence[tuple[float, float]] = DEFAULT_WINDOWS,
+        seed: int = 0,
+    ) -> tuple[float, float]:
+        """Set the training window to the candidate of least per-block loss variance."""
+        variances = self.window_variances(x0, windows, seed)
+        best = windows[int(variances.argmin())]
+        self.set_window(best)
+        return self.training_window
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch_size: int,
+        seq_len: int,
+        num_steps: int,
+        **kwargs,
+    ) -> SampleResult:
+        """Block-by-block sampling, ``num_steps`` per block; keyword arguments go to
+        :func:`baselines.block_sampler.sample_blocks` (kv_cache, context_blocks,
+        first_hitting, top_p, sampling_dtype, generator, ...)."""
+        kwargs.setdefault("schedule", self.schedule)
+        kwargs.setdefault("carry_over", self.carry_over)
+        kwargs.pop("use_cache", None)  # the network ignores t: idle steps are always cached
+        return sample_blocks(
+            self.network,
+            self.codec,
+            self.block_size,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            num_steps=num_steps,
+            decoder=self.decoder,
+            device=self.window.device,
+            **kwargs,
+        )

@@ -1,0 +1,137 @@
+"""Block-by-block sampling of block diffusion, with a key/value cache of the clean blocks.
+
+For b = 1..B: the block's L' tokens start fully masked and are denoised by a masked-
+diffusion sampler of :mod:`prime` (the time-grid sampler with idle-step counting, or the
+first-hitting sampler), whose network call sees the clean earlier blocks as context.
+The finished block then becomes context for the next.
+
+Two ways to give the context, with identical results for the same random stream:
+
+* ``kv_cache=True``: the clean blocks' keys and values are kept per layer; a denoising
+  call runs the network on the L' noised tokens only, against the cache; when a block is
+  finished one more pass over it (not counted as NFE: it denoises nothing, as in BD3-LM)
+  appends its keys and values;
+* ``kv_cache=False``: every call runs the network on all clean tokens followed by the
+  noised block, under the block-causal mask (the reference path: quadratic in the
+  length, since a clean block's keys depend on the blocks before it).
+
+A sliding context of c blocks (``context_blocks``) bounds the attention of every block,
+clean or noised, to the c blocks before it, so memory and work per block stop growing
+with the length (sequences longer than the training length use it). Positions stay
+absolute; with rotary embeddings only distances matter, and they stay below (c + 1) L'.
+
+Bookkeeping over the whole sequence: idle steps and NFE are summed over blocks, and
+``num_steps`` is the total number of transitions, so ``idle_ratio`` is the mean of the
+blocks' ratios; for a block the closed form of :mod:`prime.idle` holds with L' in place
+of L.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prime import SampleResult, Schedule, SubTokenizer, sample, sample_first_hitting
+from prime.backbones import KVCache
+
+from .block_attention import context_mask
+
+__all__ = ["sample_blocks"]
+
+
+class _ContextDenoiser:
+    """The in-block denoiser: the network on the noised block ``y`` (B, n, ell) at
+    positions start..start+n-1, with the clean blocks before it as context."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        clean: torch.Tensor,
+        start: int,
+        block_size: int,
+        cache: KVCache | None,
+        context_blocks: int | None,
+    ):
+        self.network, self.clean, self.cache = network, clean, cache
+        self.block_size, self.context_blocks = block_size, context_blocks
+        self.start = start
+        self.positions: torch.Tensor | None = None
+
+    def __call__(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        size = y.shape[1]
+        self.positions = torch.arange(self.start, self.start + size, device=y.device)
+        if self.cache is not None:
+            return self.network(y, None, positions=self.positions, cache=self.cache)
+        # All of the history, not only the window: a clean block's keys depend on the
+        # blocks in *its* window, as when the cache computed them.
+        y_all = torch.cat([self.clean, y], dim=1)
+        where = torch.arange(self.start + size, device=y.device)
+        mask = context_mask(where, self.block_size, self.context_blocks)
+        return self.network(y_all, None, positions=where, mask=mask)[:, -size:]
+
+
+@torch.no_grad()
+def sample_blocks(
+    network: nn.Module,
+    codec: SubTokenizer,
+    block_size: int,
+    *,
+    batch_size: int,
+    seq_len: int,
+    num_steps: int,
+    schedule: str | Schedule,
+    decoder: str = "joint",
+    carry_over: bool = True,
+    first_hitting: bool = False,
+    kv_cache: bool = True,
+    context_blocks: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    **sampler_kwargs,
+) -> SampleResult:
+    """Sample (batch_size, seq_len) tokens block by block.
+
+    ``sampler_kwargs`` (top_p, sampling_dtype, proposal, ...) go to the in-block sampler
+    (:func:`prime.sample`, or :func:`prime.sample_first_hitting` when ``first_hitting``).
+    """
+    if context_blocks is not None and context_blocks < 1:
+        raise ValueError(f"context_blocks must be >= 1 (or None: all), got {context_blocks}")
+    device = torch.device(device) if device is not None else codec.device
+    cache = KVCache() if kv_cache else None
+    clean = torch.empty(batch_size, 0, codec.ell, dtype=torch.long, device=device)
+    results: list[SampleResult] = []
+    for start in range(0, seq_len, block_size):
+        size = min(block_size, seq_len - start)
+
+        denoiser = _ContextDenoiser(network, clean, start, block_size, cache, context_blocks)
+        common = dict(
+            batch_size=batch_size,
+            seq_len=size,
+            schedule=schedule,
+            decoder=decoder,
+            carry_over=carry_over,
+            generator=generator,
+            device=device,
+            **sampler_kwargs,
+        )
+        if first_hitting:
+            result = sample_first_hitting(denoiser, codec, **common)
+        else:
+            result = sample(denoiser, codec, num_steps=num_steps, use_cache=True, **common)
+        results.append(result)
+        clean = torch.cat([clean, result.subtokens], dim=1)
+        if cache is not None:
+            cache.store = True
+            network(result.subtokens, None, positions=denoiser.positions, cache=cache)
+            cache.store = False
+            if context_blocks is not None:
+                cache.keep_last(context_blocks * block_size)
+    return SampleResult(
+        tokens=codec.decode(clean),
+        subtokens=clean,
+        idle_steps=torch.stack([r.idle_steps for r in results]).sum(0),
+        batch_idle_steps=sum(r.batch_idle_steps for r in results),
+        nfe=sum(r.nfe for r in results),
+        num_steps=sum(r.num_steps for r in results),
+        num_classes=codec.num_classes,
+    )
