@@ -113,8 +113,9 @@ def _report(args: argparse.Namespace) -> list:
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         overrides = parse_overrides(args.set)
-        return _dry_run(args, plan_experiments([args.experiment], args.scale, overrides,
-                                               args.variant))
+        return _dry_run(
+            args, plan_experiments([args.experiment], args.scale, overrides, args.variant)
+        )
     _launch(args, args.experiment, _configs(args, args.experiment))
     return 0
 
@@ -124,8 +125,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise ConfigError("--variant: name the experiment too, e.g. primebench status toy2d")
     names = [args.experiment] if args.experiment else _scale_experiments(args.scale)
     overrides = parse_overrides(args.set)
-    configs = [c for n in names for c in
-               load_experiment(n).resolve(args.scale, overrides, args.variant)]
+    configs = [
+        c for n in names for c in load_experiment(n).resolve(args.scale, overrides, args.variant)
+    ]
     print(format_status(collect_status(configs, args.tracking_uri, args.runs_dir)))
     return 0
 
@@ -138,7 +140,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
     """Submit the plan to Slurm; True when the user asked to wait for it."""
     submissions = submit_plan(
-        plan, "slurm", profile=_profile(args), tracking_uri=args.tracking_uri,
+        plan,
+        "slurm",
+        profile=_profile(args),
+        tracking_uri=args.tracking_uri,
         runs_dir=args.runs_dir,
     )
     if args.wait:
@@ -228,9 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", default="local", choices=CLUSTERS)
     p.add_argument("--profile", help="cluster profile under slurm/")
     p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
-    p.add_argument(
-        "--wait", action="store_true", help="slurm: wait for the jobs, then report"
-    )
+    p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then report")
     _add_dry_run(p)
     p.set_defaults(func=cmd_reproduce)
 

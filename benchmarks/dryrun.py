@@ -22,8 +22,16 @@ __all__ = ["layout_of", "dry_run", "UNKNOWN_STEP_TIME"]
 
 UNKNOWN_STEP_TIME = "unknown (no measured step time; pass --step-time)"
 _HEADER = (
-    "experiment", "variant", "run id", "resources", "limit", "after",
-    "steps", "step time", "hours", "allocs",
+    "experiment",
+    "variant",
+    "run id",
+    "resources",
+    "limit",
+    "after",
+    "steps",
+    "step time",
+    "hours",
+    "allocs",
 )
 
 
@@ -94,15 +102,26 @@ def dry_run(
             estimates.append(est)
             if est.device_hours is not None:
                 hours = (hours or 0.0) + est.device_hours
-            rows.append((
-                config.experiment, config.variant, config.run_id, layout.describe(),
-                layout.limit(), after, f"{est.steps:,}", _step_time_text(est, layout),
-                _hours_text(est), "?" if est.allocations is None else str(est.allocations),
-            ))
+            rows.append(
+                (
+                    config.experiment,
+                    config.variant,
+                    config.run_id,
+                    layout.describe(),
+                    layout.limit(),
+                    after,
+                    f"{est.steps:,}",
+                    _step_time_text(est, layout),
+                    _hours_text(est),
+                    "?" if est.allocations is None else str(est.allocations),
+                )
+            )
         subtotals.append(f"{item.name} " + ("-" if hours is None else f"{hours:,.1f}"))
     total = len(estimates)
-    say(f"== dry run: {total} job(s) of {len(plan)} experiment(s) on {cluster}; "
-        f"hours are {layout.unit}, nothing is submitted")
+    say(
+        f"== dry run: {total} job(s) of {len(plan)} experiment(s) on {cluster}; "
+        f"hours are {layout.unit}, nothing is submitted"
+    )
     for line in _table(rows):
         say(line)
     if any(item.upstream for item in plan):
@@ -124,9 +143,11 @@ def _summary(
     unknown = [e for e in estimates if e.device_hours is None and not e.eval_only]
     eval_only = [e for e in estimates if e.eval_only]
     allocations = sum(e.allocations or 0 for e in estimates)
-    say(f"== estimate: {sum(e.device_hours or 0.0 for e in known):,.1f} {layout.unit} "
+    say(
+        f"== estimate: {sum(e.device_hours or 0.0 for e in known):,.1f} {layout.unit} "
         f"for {len(known)} training run(s); {allocations} allocation(s) of "
-        f"{layout.limit()} for {len(estimates) - len(unknown)} run(s)")
+        f"{layout.limit()} for {len(estimates) - len(unknown)} run(s)"
+    )
     say("   by experiment (" + layout.unit + "): " + ", ".join(subtotals))
     if unknown:
         say(f"   + {len(unknown)} run(s): {UNKNOWN_STEP_TIME}")
@@ -136,6 +157,8 @@ def _summary(
     if layout.max_requeues is not None:
         for config, est in zip(configs, estimates, strict=True):
             if est.allocations is not None and est.allocations - 1 > layout.max_requeues:
-                say(f"   warning: {config.experiment}/{config.variant} needs "
+                say(
+                    f"   warning: {config.experiment}/{config.variant} needs "
                     f"{est.allocations} allocations, but profile.max_requeues is "
-                    f"{layout.max_requeues}: raise it, or the run is given up unfinished")
+                    f"{layout.max_requeues}: raise it, or the run is given up unfinished"
+                )

@@ -9,140 +9,29 @@ class Entry(ModelEntry):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from torch import nn
 
-from baselines import AutoregressiveLM, LabelMixture, build_mdm
+from baselines import AutoregressiveLM, BlockDiffusion, LabelMixture, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
-from prime.backbones import (
-    DIT_PRESETS,
-    UNET_PRESETS,
-    DiT,
-    DiTConfig,
-    PixelUNet,
-    ToyMLP,
-    UNetConfig,
-)
 
+from .backbones import BackboneParams, DiTParams, ToyMLPParams, UNetParams, build_backbone
 from .config import ConfigError, require_at_least
 from .registry import MODELS
 from .tasks.base import DataSpec
 
 __all__ = [
     "ModelEntry",
-    "ToyMLPParams",
-    "DiTParams",
-    "UNetParams",
     "PrimeParams",
     "MDMParams",
     "ARParams",
-    "build_backbone",
+    "BD3LMParams",
+    "MixtureParams",
 ]
 
 ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
-
-
-@dataclass(frozen=True)
-class ToyMLPParams:
-    """The 2-D toy's MLP (PRIME_SPEC §7.4: hidden 512, 2 hidden layers, dropout 0.1)."""
-
-    name: Literal["toy-mlp"] = "toy-mlp"
-    emb_dim: int = 64
-    hidden: int = 512
-    depth: int = 2
-    dropout: float = 0.1
-    time_conditioned: bool = True
-
-    def __post_init__(self) -> None:
-        require_at_least(self, "backbone", ("emb_dim", "hidden", "depth"))
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"backbone.dropout: must be in [0, 1), got {self.dropout}")
-
-
-@dataclass(frozen=True)
-class DiTParams:
-    """MDLM's diffusion transformer; ``preset`` sets the sizes (small = the paper's)."""
-
-    name: Literal["dit"] = "dit"
-    preset: Literal["small", "tiny", "cpu"] = "small"
-    dropout: float | None = None  # None: the preset's
-    time_conditioned: bool = False
-
-    def config(self) -> DiTConfig:
-        base = DIT_PRESETS[self.preset]
-        return base if self.dropout is None else replace(base, dropout=self.dropout)
-
-
-@dataclass(frozen=True)
-class UNetParams:
-    """ADM U-Net over pixel sub-tokens; ``preset`` sets the sizes (paper = the paper's)."""
-
-    name: Literal["unet"] = "unet"
-    preset: Literal["paper", "cpu"] = "paper"
-    dropout: float | None = None  # None: the preset's
-
-    def config(self) -> UNetConfig:
-        base = UNET_PRESETS[self.preset]
-        return base if self.dropout is None else replace(base, dropout=self.dropout)
-
-
-BackboneParams = ToyMLPParams | DiTParams | UNetParams
-
-
-def build_backbone(
-    params: BackboneParams,
-    data: DataSpec,
-    ell: int,
-    base: int,
-    out_dim: int,
-    *,
-    causal: bool = False,
-    num_labels: int = 0,
-) -> nn.Module:
-    """The denoiser network named by ``params.name`` (``num_labels``: label-conditioned)."""
-    if params.name == "unet":
-        if data.image_shape is None or causal:
-            raise ConfigError("model.backbone: 'unet' needs an image task (non-causal)")
-        channels, height, width = data.image_shape
-        if height != width:
-            raise ConfigError(f"model.backbone: 'unet' needs square images, got {height}x{width}")
-        try:
-            return PixelUNet(
-                params.config(), channels, height, base, ell, out_dim, num_labels=num_labels
-            )
-        except ValueError as err:
-            raise ConfigError(f"model.backbone: {err}") from None
-    if num_labels:
-        raise ConfigError(f"model.backbone: {params.name} takes no labels; use 'unet'")
-    if params.name == "dit":
-        try:
-            return DiT(
-                params.config(),
-                base,
-                ell,
-                out_dim,
-                time_conditioned=params.time_conditioned,
-                causal=causal,
-            )
-        except ValueError as err:
-            raise ConfigError(f"model.backbone: {err}") from None
-    if causal:
-        raise ConfigError(f"model.backbone: {params.name} cannot be causal; use 'dit'")
-    if params.name == "toy-mlp":
-        return ToyMLP(
-            data.seq_len,
-            ell,
-            base,
-            out_dim,
-            emb_dim=params.emb_dim,
-            hidden=params.hidden,
-            depth=params.depth,
-            dropout=params.dropout,
-            time_conditioned=params.time_conditioned,
-        )
-    raise ConfigError(f"backbone.name: unknown backbone {params.name!r}")
 
 
 class ModelEntry:
@@ -266,4 +155,74 @@ class MDMMixture(ModelEntry):
             params.schedule,
             time_eps=params.time_eps,
             objective=params.objective,
+        )
+
+
+@dataclass(frozen=True)
+class BD3LMParams:
+    """Block diffusion: BD3-LM (ell = 1) or block diffusion over ell sub-tokens.
+
+    ``window``: training times [beta, omega] (null: [time_eps, 1], the unbiased NELBO);
+    ``window_search_every``: every this many steps, set the window to the candidate of
+    least per-block loss variance on held-out rows (0: never; BD3-LM's data-driven
+    schedule). Evaluation always uses [time_eps, 1].
+    """
+
+    block_size: int = 4
+    ell: int = 1
+    carry_over: bool = True
+    objective: Literal["published", "valid"] = "valid"
+    schedule: ScheduleName = "loglinear"
+    time_eps: float = 1e-3
+    window: tuple[float, float] | None = None
+    window_search_every: int = 0
+    window_search_rows: int = 64
+    attention: Literal["auto", "sdpa", "flex"] = "auto"
+    backbone: DiTParams = field(default_factory=DiTParams)
+
+    def __post_init__(self) -> None:
+        require_at_least(self, "model", ("block_size", "ell", "window_search_rows"))
+        if self.window_search_every < 0:
+            raise ConfigError(
+                f"model.window_search_every: must be >= 0, got {self.window_search_every}"
+            )
+        if not 0.0 <= self.time_eps < 1.0:
+            raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
+        if self.window is not None and not 0.0 <= self.window[0] < self.window[1] <= 1.0:
+            raise ConfigError(
+                f"model.window: expected [beta, omega] with 0 <= beta < omega <= 1, "
+                f"got {list(self.window)}"
+            )
+        if self.backbone.time_conditioned:
+            raise ConfigError(
+                "model.backbone.time_conditioned: block diffusion needs false "
+                "(the blocks of a sequence have different times)"
+            )
+
+
+@MODELS.register("bd3lm")
+class BD3LM(ModelEntry):
+    """BD3-LM: autoregressive over blocks of L' tokens, masked diffusion inside a block;
+    with ell > 1 the diffusion runs over the block's sub-tokens (joint decoder)."""
+
+    Params = BD3LMParams
+
+    @classmethod
+    def build(cls, params: BD3LMParams, data: DataSpec) -> BlockDiffusion:
+        if params.block_size > data.seq_len:
+            raise ConfigError(
+                f"model.block_size: {params.block_size} exceeds the sequence length {data.seq_len}"
+            )
+        codec = SubTokenizer(data.num_classes, params.ell)
+        network = build_backbone(params.backbone, data, params.ell, codec.base, data.num_classes)
+        return BlockDiffusion(
+            network,
+            codec,
+            params.block_size,
+            params.schedule,
+            carry_over=params.carry_over,
+            objective=params.objective,
+            time_eps=params.time_eps,
+            window=params.window,
+            attention=params.attention,
         )

@@ -32,8 +32,10 @@ class Preempted(Exception):  # noqa: N818 - a state, not a failure
     """Training stopped on the warning signal after saving ``checkpoint`` at ``step``."""
 
     def __init__(self, step: int, checkpoint: Path, signum: int):
-        super().__init__(f"stopped on signal {signal.Signals(signum).name} at step {step}; "
-                         f"checkpoint {checkpoint}")
+        super().__init__(
+            f"stopped on signal {signal.Signals(signum).name} at step {step}; "
+            f"checkpoint {checkpoint}"
+        )
         self.step, self.checkpoint, self.signum = step, checkpoint, signum
 
 

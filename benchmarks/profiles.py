@@ -176,6 +176,5 @@ def check_slurm_can_run(profile: ClusterProfile, require_sbatch: bool = True) ->
     if nodes is not None and profile.nodes > nodes:
         where = profile.partition or "the default partition"
         raise ConfigError(
-            f"profile.nodes: {where} has {nodes} node(s); expected <= {nodes}, "
-            f"got {profile.nodes}"
+            f"profile.nodes: {where} has {nodes} node(s); expected <= {nodes}, got {profile.nodes}"
         )

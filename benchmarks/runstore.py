@@ -64,9 +64,11 @@ class RunStore:
         if experiment in self._runs:
             return self._runs[experiment]
         found: dict[str, Any] = {}
-        exp = self.client.get_experiment_by_name(EXPERIMENT_PREFIX + experiment) if (
-            self.client is not None
-        ) else None
+        exp = (
+            self.client.get_experiment_by_name(EXPERIMENT_PREFIX + experiment)
+            if (self.client is not None)
+            else None
+        )
         if exp is not None:
             token = None
             while True:

@@ -107,8 +107,10 @@ def format_status(rows: Sequence[StatusRow]) -> str:
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in table]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
     counts: dict[str, int] = {}
     for r in rows:
         key = re.sub(r" \(.*\)| \d+x$", "", r.state)  # "requeued 2x" -> requeued

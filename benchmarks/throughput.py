@@ -29,8 +29,7 @@ __all__ = ["Throughput", "flops_per_token_of"]
 
 def flops_per_token_of(model: nn.Module) -> Any:
     """The ``flops_per_token(seq_len)`` of the first submodule that has one, else None."""
-    return next((m.flops_per_token for m in model.modules() if hasattr(m, "flops_per_token")),
-                None)
+    return next((m.flops_per_token for m in model.modules() if hasattr(m, "flops_per_token")), None)
 
 
 class Throughput(Callback):
@@ -40,8 +39,9 @@ class Throughput(Callback):
         self._mark: tuple[int, float] | None = None
         self._seq_len: int | None = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self._seq_len = int(batch["x0"].shape[1])
         step, now = trainer.global_step, time.perf_counter()
         # Report on the logging grid (after steps every-1, 2 every-1, ...), over the

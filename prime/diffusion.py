@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .codec import SubTokenizer
+from .first_hitting import sample_first_hitting
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .noising import BatchShard, mask_subtokens, sample_times
 from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
@@ -133,9 +134,13 @@ class MaskedDiffusion(nn.Module):
         conditions on its earlier blocks)."""
         return self(y_t, t)
 
+    def num_blocks(self, seq_len: int) -> int:
+        """Blocks with a time of their own: one (block diffusion has more)."""
+        return 1
+
     def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
-        """The time of each token: here one per sequence, t (B,) as is."""
-        return t
+        """The time of each token: here one per sequence, so t (B,) or (B, 1) -> (B,)."""
+        return t[:, 0] if t.dim() == 2 else t
 
     def losses(
         self,
@@ -212,20 +217,19 @@ class MaskedDiffusion(nn.Module):
         batch_size: int,
         seq_len: int,
         num_steps: int,
+        *,
+        first_hitting: bool = False,
         **kwargs,
     ) -> SampleResult:
-        """Reverse sampling; keyword arguments go to :func:`prime.sample`."""
-        kwargs.setdefault("use_cache", not self.time_conditioned)
+        """Reverse sampling; keyword arguments go to :func:`prime.sample`, or with
+        ``first_hitting`` (one sub-token per step; ``num_steps`` unused) to
+        :func:`prime.sample_first_hitting`."""
         kwargs.setdefault("schedule", self.schedule)
         kwargs.setdefault("carry_over", self.carry_over)
         device = next(self.parameters()).device
-        return sample(
-            self,
-            self.codec,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            num_steps=num_steps,
-            decoder=self.decoder,
-            device=device,
-            **kwargs,
-        )
+        common = dict(batch_size=batch_size, seq_len=seq_len, decoder=self.decoder, device=device)
+        if first_hitting:
+            kwargs.pop("use_cache", None)
+            return sample_first_hitting(self, self.codec, **common, **kwargs)
+        kwargs.setdefault("use_cache", not self.time_conditioned)
+        return sample(self, self.codec, num_steps=num_steps, **common, **kwargs)

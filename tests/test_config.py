@@ -56,7 +56,7 @@ def test_errors_name_the_field_and_the_allowed_values():
         exp.resolve("cpu", parse_overrides(["train.steps=many"]))
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) lr.*valid settings: .*steps"):
         exp.resolve("cpu", parse_overrides(["train.lr=1", "train.lrr=2"]))
-    valid_models = r"unknown model 'gpt'; valid: ar, mdm, mdm-mixture, prime"
+    valid_models = r"unknown model 'gpt'; valid: ar, bd3lm, mdm, mdm-mixture, prime"
     with pytest.raises(ConfigError, match=valid_models):
         exp.resolve("cpu", parse_overrides(["model.name=gpt"]))
     with pytest.raises(ConfigError, match=r"scale: expected one of cpu, paper"):

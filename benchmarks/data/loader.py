@@ -195,8 +195,9 @@ class StepSampler(Sampler[StepBatch]):
             )
             for micro in range(self.accumulation):
                 lo = (micro * w + self.rank) * m
-                yield StepBatch(step, micro, lo, self.global_batch, idx[lo : lo + m],
-                                salts[lo : lo + m])
+                yield StepBatch(
+                    step, micro, lo, self.global_batch, idx[lo : lo + m], salts[lo : lo + m]
+                )
 
 
 class _KeyedRows(Dataset):

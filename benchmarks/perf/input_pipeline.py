@@ -63,8 +63,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = ArrayRows(_blocks(Path(tmp) / "blocks.npy", args.blocks, args.length))
         size_gb = args.blocks * args.length * 2 / 2**30
-        print(f"{args.blocks} blocks x {args.length} tokens ({size_gb:.2f} GiB, memory-mapped),"
-              f" global batch 512, {args.compute_ms:.0f} ms of compute per step")
+        print(
+            f"{args.blocks} blocks x {args.length} tokens ({size_gb:.2f} GiB, memory-mapped),"
+            f" global batch 512, {args.compute_ms:.0f} ms of compute per step"
+        )
         header = ("ranks", "workers", "s/step", "tokens/s/rank", "vs 0 workers")
         print("{:>5} {:>7} {:>8} {:>14} {:>13}".format(*header))
         for world in (1, 8):

@@ -2,7 +2,8 @@
 
 AR models: the exact next-token NLL. Masked diffusion models: the published estimator and
 the valid bound, each averaged over Monte Carlo passes whose times are stratified over
-the *whole* evaluation set (one stratum per sequence) from a fixed seed, accumulated in
+the *whole* evaluation set (one stratum per sequence, or per block of a sequence for
+block diffusion) from a fixed seed, over the full window [eps, 1], accumulated in
 float64, with a standard error over sequences.
 """
 
@@ -43,8 +44,9 @@ def block_nll(
 
     AR: {"exact": (N,)} over the L - 1 predicted tokens. Diffusion: {"published",
     "valid_bound"} summed over the L tokens and averaged over ``passes``; in each pass
-    the times are stratified over all N blocks (one stratum per block), drawn from a
-    generator seeded with ``seed``.
+    the times are stratified over all N sequences x k time blocks (k = 1 but for block
+    diffusion), drawn from a generator seeded with ``seed``, in [eps, 1] whatever window
+    the model trained in (any other window is not a bound).
     """
     n = blocks.shape[0]
     rows = list(torch.split(torch.arange(n), batch))
@@ -65,14 +67,17 @@ def block_nll(
         "published": torch.zeros(n, dtype=torch.float64),
         "valid_bound": torch.zeros(n, dtype=torch.float64),
     }
+    seq_len = blocks.shape[1]
+    k = model.num_blocks(seq_len)
     for p in range(passes):
-        t_all = sample_times(n, eps=model.time_eps, generator=gen, device=device)
+        t_all = sample_times(n * k, eps=model.time_eps, generator=gen, device=device).view(n, k)
         for idx in tqdm(rows, desc=f"{desc} (pass {p + 1}/{passes})", unit="batch"):
             x0 = batch_of(idx)
             t = t_all[idx.to(device)]
+            t = t[:, 0] if k == 1 else t  # one time per sequence: (B,)
             y_t = mask_subtokens(
                 model.codec.encode(x0),
-                model.schedule.alpha(t.double()),
+                model.schedule.alpha(model.token_times(t, seq_len).double()),
                 model.codec.mask_id,
                 generator=gen,
             )

@@ -11,28 +11,25 @@ Shakespeare corpus (``cpu`` scale) and evaluates on the validation blocks:
 * samples from the model (idle-step ratio and NFE for the diffusion models), stored as
   an artifact.
 
-``text-zero-shot`` evaluates the checkpoints of a ``text-lm`` experiment on the seven
-zero-shot sets with the same estimators.
+The zero-shot task (Table 2) is in :mod:`benchmarks.tasks.zero_shot`, the Table 1
+report in :mod:`benchmarks.tasks.text_report`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 
 from baselines import AutoregressiveLM
 
-from ..config import ConfigError, load_experiment, parse_overrides, require_at_least
+from ..config import ConfigError, require_at_least
 from ..data.loader import ArrayRows
 from ..data.text import (
     OPENWEBTEXT,
-    ZERO_SHOT,
     TextSource,
     TokenBlocks,
     shakespeare_documents,
@@ -40,12 +37,13 @@ from ..data.text import (
 )
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
-from ..report import ReportContext, run_value
+from ..report import ReportContext
 from ..tracking import Metric
 from .base import DataSpec, EvalContext, EvalOutput, Task
 from .likelihood import block_nll, nll_metrics
+from .text_report import render_table1
 
-__all__ = ["TextLM", "TextZeroShot"]
+__all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
 
 Dtype = Literal["float32", "float64"]
 
@@ -82,7 +80,7 @@ def load_blocks(
     )
 
 
-def _subset(n: int, limit: int) -> np.ndarray:
+def subset(n: int, limit: int) -> np.ndarray:
     """Evenly spaced indices of ``limit`` blocks out of ``n`` (all when limit is 0)."""
     if limit <= 0 or limit >= n:
         return np.arange(n)
@@ -152,7 +150,7 @@ class TextLM(Task):
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params
         val = self._blocks("validation")
-        chosen = _subset(val.shape[0], p.eval_blocks)
+        chosen = subset(val.shape[0], p.eval_blocks)
         per_block = block_nll(
             model,
             val[chosen],
@@ -224,199 +222,3 @@ class TextLM(Task):
     @classmethod
     def report(cls, ctx: ReportContext) -> None:
         render_table1(ctx)
-
-
-def _label(run: pd.Series) -> tuple[str, int | None, str]:
-    model = run["tags.primebench.model"]
-    if model == "ar":
-        return "AR", None, "-"
-    if model == "mdm":
-        return "MDLM", 1, "-"
-    ell = int(run["params.model.ell"])
-    carry = "yes" if str(run.get("params.model.carry_over")) == "True" else "no"
-    return f"MDLM-Prime l={ell}", ell, carry
-
-
-def _fmt(run: pd.Series, key: str, ppl: bool = True) -> str:
-    value = run_value(run, f"metrics.{key}")
-    if value is None:
-        return "-"
-    return f"{math.exp(value):.2f}" if ppl else f"{value:.4f}"
-
-
-def _nll_se(run: pd.Series) -> str:
-    for key in ("val_nll_valid_bound", "val_nll_exact"):
-        value, se = run_value(run, "metrics." + key), run_value(run, "metrics." + key + "_se")
-        if value is not None:
-            return f"{value:.4f} ± {se:.4f}"
-    return "-"
-
-
-def _pct(run: pd.Series, key: str) -> str:
-    value = run_value(run, "metrics." + key)
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def render_table1(ctx: ReportContext) -> None:
-    paper = ctx.paper("table1_owt_ppl")
-    corrected = ctx.paper("table1_corrected_ppl")
-    rows = []
-    for _, run in ctx.runs.sort_values("tags.primebench.variant").iterrows():
-        name, ell, carry = _label(run)
-        match = paper[(paper["model"] == ("ARM" if name == "AR" else name.split(" ")[0]))]
-        if ell is not None and name != "MDLM":
-            match = match[match["ell"] == ell]
-        fixed = (
-            corrected[(corrected["ell"] == ell) & (corrected["carry_over"] == 0)]
-            if ell and ell > 1
-            else corrected.iloc[0:0]
-        )
-        rows.append(
-            {
-                "model": name,
-                "carry-over": carry,
-                "paper PPL (as published)": (
-                    f"{match['ppl'].iloc[0]:.2f} ({match['status'].iloc[0]})" if len(match) else "-"
-                ),
-                "authors' corrected PPL (valid bound)": (
-                    "not re-scored"
-                    if carry == "yes"
-                    else f"{fixed['ppl'].iloc[0]:.2f}"
-                    if len(fixed)
-                    else "-"
-                ),
-                "ours: exact PPL (AR)": _fmt(run, "val_nll_exact"),
-                "ours: valid-bound PPL": _fmt(run, "val_nll_valid_bound"),
-                "ours: published-estimator PPL": (
-                    _fmt(run, "val_nll_published") if ell and ell > 1 else "-"
-                ),
-                "NLL/token (valid bound or exact) ± SE": _nll_se(run),
-                "idle-step ratio": _pct(run, "sample_idle_ratio"),
-            }
-        )
-    if not rows:
-        return
-    first = ctx.runs.iloc[0]
-    table = pd.DataFrame(rows)
-    ctx.write_table(
-        table,
-        "table1_text_ppl",
-        f"Text perplexity, {first['params.task.dataset']} validation (Table 1)",
-        notes=[
-            "Each column holds one estimator. 'exact': AR next-token NLL. 'valid bound': the "
-            "continuous-time NELBO with sub-token marginals (an upper bound on the NLL). "
-            "'published estimator': the paper's joint loss, not a bound for ell > 1.",
-            "The paper's MDLM-Prime perplexities were withdrawn by the authors (2026 errata); "
-            "their corrected values are the valid bound of the carry-over-free checkpoints.",
-            f"Scale {ctx.scale}: dataset {first['params.task.dataset']}, tokenizer "
-            f"{first['params.task.tokenizer']}, blocks of {first['params.task.block_size']}, "
-            f"{first['params.train.steps']} training steps; at the cpu scale only relative "
-            "comparisons are meaningful.",
-        ],
-    )
-
-
-@dataclass(frozen=True)
-class ZeroShotParams:
-    train_experiment: str = "table1"
-    train_overrides: tuple[str, ...] = ()  # the --set overrides the training sweep used
-    sets: tuple[str, ...] = tuple(ZERO_SHOT)
-    data_dir: str | None = None  # local <set>.parquet|jsonl files in the hub schemas
-    tokenizer: Literal["bytes", "gpt2"] = "gpt2"
-    block_size: int = 1024
-    num_proc: int = 1
-    eval_blocks: int = 0
-    eval_passes: int = 4
-    eval_batch: int = 16
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.sets) - set(ZERO_SHOT))
-        if unknown:
-            raise ConfigError(
-                f"task.sets: unknown set(s) {', '.join(unknown)}; valid: {', '.join(ZERO_SHOT)}"
-            )
-
-
-@TASKS.register("text-zero-shot")
-class TextZeroShot(Task):
-    """Zero-shot perplexities of the checkpoints of ``train_experiment`` (Table 2)."""
-
-    Params = ZeroShotParams
-    trainable = False
-    needs_model = False  # builds the trained model of train_experiment itself
-    report_title = "Zero-shot perplexity (Table 2)"
-
-    def data_spec(self) -> DataSpec:
-        return DataSpec(get_tokenizer(self.params.tokenizer).num_classes, self.params.block_size)
-
-    def _source(self, name: str) -> TextSource:
-        source = ZERO_SHOT[name]
-        if self.params.data_dir is None:
-            return source
-        from pathlib import Path
-
-        files = sorted(Path(self.params.data_dir).glob(f"{name}.*"))
-        if not files:
-            raise FileNotFoundError(f"{self.params.data_dir}: no {name}.parquet/.jsonl file")
-        return replace(source, path=str(files[0]))
-
-    def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
-        from ..runner import load_trained_model
-
-        p = self.params
-        (trained,) = load_experiment(p.train_experiment).resolve(
-            self.config.scale, parse_overrides(list(p.train_overrides)), [self.config.variant]
-        )
-        model, ema = load_trained_model(trained, ctx.runs_dir, ctx.device)
-        tok = get_tokenizer(p.tokenizer)
-        metrics = []
-        for name in p.sets:
-            blocks = tokenized_blocks(self._source(name), tok, p.block_size, num_proc=p.num_proc)
-            chosen = _subset(blocks.blocks.shape[0], p.eval_blocks)
-            per_block = block_nll(
-                model,
-                blocks.blocks[chosen],
-                passes=p.eval_passes,
-                batch=p.eval_batch,
-                seed=70_000 + ctx.seed,
-                device=ctx.device,
-                desc=f"{name} NLL",
-            )
-            card = {
-                "split": f"{name} ({ZERO_SHOT[name].split})",
-                "blocks": len(chosen),
-                "checkpoint_run": trained.run_id,
-                "ema": ema,
-            }
-            tokens = {
-                "exact": p.block_size - 1,
-                "published": p.block_size,
-                "valid_bound": p.block_size,
-            }
-            metrics += nll_metrics(f"zs_{name}", per_block, tokens, card)
-        return EvalOutput(metrics)
-
-    @classmethod
-    def report(cls, ctx: ReportContext) -> None:
-        rows = []
-        sets = list(ZERO_SHOT)
-        for _, run in ctx.runs.sort_values("tags.primebench.variant").iterrows():
-            variant = run["tags.primebench.variant"]  # the table1 variant it evaluates
-            for estimator in ("exact", "valid_bound", "published"):
-                cells = {s: _fmt(run, f"zs_{s}_nll_{estimator}") for s in sets}
-                if all(v == "-" for v in cells.values()):
-                    continue
-                if estimator == "published" and variant in ("mdlm", "ar"):
-                    continue  # identical to the valid bound for MDLM; undefined for AR
-                rows.append({"variant": variant, "estimator": estimator.replace("_", " "), **cells})
-        if rows:
-            ctx.write_table(
-                pd.DataFrame(rows),
-                "table2_zero_shot",
-                "Zero-shot perplexity (Table 2)",
-                notes=[
-                    "One estimator per row. The paper's values are in "
-                    "results/paper/table2_zero_shot_ppl.csv; its MDLM-Prime rows are "
-                    "withdrawn published-estimator values."
-                ],
-            )

@@ -1,0 +1,128 @@
+"""Denoiser networks of the model entries: typed parameters -> a backbone module.
+
+``build_backbone`` picks the network named by ``params.name`` (the 2-D toy's MLP, MDLM's
+DiT, the ADM U-Net) and sizes it for the task's data and the model's sub-token codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from torch import nn
+
+from prime.backbones import (
+    DIT_PRESETS,
+    UNET_PRESETS,
+    DiT,
+    DiTConfig,
+    PixelUNet,
+    ToyMLP,
+    UNetConfig,
+)
+
+from .config import ConfigError, require_at_least
+from .tasks.base import DataSpec
+
+__all__ = ["ToyMLPParams", "DiTParams", "UNetParams", "BackboneParams", "build_backbone"]
+
+
+@dataclass(frozen=True)
+class ToyMLPParams:
+    """The 2-D toy's MLP (PRIME_SPEC §7.4: hidden 512, 2 hidden layers, dropout 0.1)."""
+
+    name: Literal["toy-mlp"] = "toy-mlp"
+    emb_dim: int = 64
+    hidden: int = 512
+    depth: int = 2
+    dropout: float = 0.1
+    time_conditioned: bool = True
+
+    def __post_init__(self) -> None:
+        require_at_least(self, "backbone", ("emb_dim", "hidden", "depth"))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"backbone.dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class DiTParams:
+    """MDLM's diffusion transformer; ``preset`` sets the sizes (small = the paper's)."""
+
+    name: Literal["dit"] = "dit"
+    preset: Literal["small", "tiny", "cpu"] = "small"
+    dropout: float | None = None  # None: the preset's
+    time_conditioned: bool = False
+
+    def config(self) -> DiTConfig:
+        base = DIT_PRESETS[self.preset]
+        return base if self.dropout is None else replace(base, dropout=self.dropout)
+
+
+@dataclass(frozen=True)
+class UNetParams:
+    """ADM U-Net over pixel sub-tokens; ``preset`` sets the sizes (paper = the paper's)."""
+
+    name: Literal["unet"] = "unet"
+    preset: Literal["paper", "cpu"] = "paper"
+    dropout: float | None = None  # None: the preset's
+
+    def config(self) -> UNetConfig:
+        base = UNET_PRESETS[self.preset]
+        return base if self.dropout is None else replace(base, dropout=self.dropout)
+
+
+BackboneParams = ToyMLPParams | DiTParams | UNetParams
+
+
+def build_backbone(
+    params: BackboneParams,
+    data: DataSpec,
+    ell: int,
+    base: int,
+    out_dim: int,
+    *,
+    causal: bool = False,
+    num_labels: int = 0,
+) -> nn.Module:
+    """The denoiser network named by ``params.name`` (``num_labels``: label-conditioned)."""
+    if params.name == "unet":
+        if data.image_shape is None or causal:
+            raise ConfigError("model.backbone: 'unet' needs an image task (non-causal)")
+        channels, height, width = data.image_shape
+        if height != width:
+            raise ConfigError(f"model.backbone: 'unet' needs square images, got {height}x{width}")
+        try:
+            return PixelUNet(
+                params.config(), channels, height, base, ell, out_dim, num_labels=num_labels
+            )
+        except ValueError as err:
+            raise ConfigError(f"model.backbone: {err}") from None
+    if num_labels:
+        raise ConfigError(f"model.backbone: {params.name} takes no labels; use 'unet'")
+    if params.name == "dit":
+        try:
+            return DiT(
+                params.config(),
+                base,
+                ell,
+                out_dim,
+                time_conditioned=params.time_conditioned,
+                causal=causal,
+            )
+        except ValueError as err:
+            raise ConfigError(f"model.backbone: {err}") from None
+    if causal:
+        raise ConfigError(f"model.backbone: {params.name} cannot be causal; use 'dit'")
+    if params.name == "toy-mlp":
+        return ToyMLP(
+            data.seq_len,
+            ell,
+            base,
+            out_dim,
+            emb_dim=params.emb_dim,
+            hidden=params.hidden,
+            depth=params.depth,
+            dropout=params.dropout,
+            time_conditioned=params.time_conditioned,
+        )
+    raise ConfigError(f"backbone.name: unknown backbone {params.name!r}")
