@@ -38,6 +38,7 @@ from prime import (
     SampleResult,
     Schedule,
     SubTokenizer,
+    expected_idle_ratio,
     mask_subtokens,
     sample_times,
 )
@@ -131,6 +132,24 @@ class BlockDiffusion(MaskedDiffusion):
         if t.dim() == 1:
             return t
         return t.repeat_interleave(self.block_size, dim=1)[:, :seq_len]
+
+    def evaluation_card(self) -> dict[str, object]:
+        beta, omega = self.training_window
+        return {
+            **super().evaluation_card(),
+            "diffusion_block": self.block_size,
+            "training_window_beta": beta,
+            "training_window_omega": omega,
+            "note": "evaluated over the full window [eps, 1]: the unbiased block NELBO",
+        }
+
+    def expected_idle_ratio(self, num_steps: int, seq_len: int, eps: float = 1e-5) -> float:
+        """Closed form per block (L' in place of L), averaged over the blocks."""
+        sizes = [min(self.block_size, seq_len - s) for s in range(0, seq_len, self.block_size)]
+        ratios = [
+            expected_idle_ratio(num_steps, size, self.ell, self.schedule, eps=eps) for size in sizes
+        ]
+        return sum(ratios) / len(ratios)
 
     def corrupt(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig, load_experiment, parse_overrides
 from .distributed import World, current_world
 from .ema import EMA
 from .hardware import Hardware, select_hardware
@@ -24,6 +24,7 @@ from .registry import MODELS, TASKS
 from .tasks.base import EvalContext
 from .tracking import Tracker
 from .training import fit
+from .window_search import WindowSearch
 
 __all__ = ["execute", "RunResult", "load_trained_model"]
 
@@ -132,9 +133,20 @@ def _train_and_evaluate(
     elif task_cls.needs_model:
         raise ValueError(f"task {config.task.name!r} needs a model; set model.name")
     if model is not None and task_cls.trainable and config.train.steps > 0:
+        if not (run_dir / "checkpoints" / "last.ckpt").exists():
+            _initialise(model, config, run_dir.parent, tracker, mlflow_run_id)
         hardware.maybe_compile(getattr(model, "network", model))
         logger = (tracker.uri, mlflow_run_id) if mlflow_run_id is not None else None
-        module = fit(model, task.train_rows(), config, run_dir, world, hardware, logger)
+        module = fit(
+            model,
+            task.train_rows(),
+            config,
+            run_dir,
+            world,
+            hardware,
+            logger,
+            extra_callbacks=_training_callbacks(config, task),
+        )
         ema = module.ema
     if not world.is_main:
         return {}  # the main rank evaluates and reports
@@ -155,6 +167,47 @@ def _train_and_evaluate(
     for subdir, path in output.artifacts:
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
     return {m.name: m.value for m in output.metrics if m.step is None}
+
+
+def _training_callbacks(config: RunConfig, task: Any) -> list[Any]:
+    every = getattr(config.model.params, "window_search_every", 0)
+    if not every:
+        return []
+    rows = task.validation_rows()
+    return [WindowSearch(rows, every, config.model.params.window_search_rows, config.seed)]
+
+
+def _initialise(
+    model: torch.nn.Module,
+    config: RunConfig,
+    runs_dir: Path,
+    tracker: Tracker,
+    mlflow_run_id: str | None,
+) -> None:
+    """Fine-tuning: copy the network weights of ``train.init_from``'s trained run."""
+    source = config.train.init_source
+    if source is None:
+        return
+    experiment, variant = source
+    try:
+        (upstream,) = load_experiment(experiment).resolve(
+            config.scale, parse_overrides(list(config.train.init_overrides)), [variant]
+        )
+    except (ConfigError, FileNotFoundError) as err:
+        raise ConfigError(f"train.init_from: {config.train.init_from}: {err}") from None
+    trained, ema = load_trained_model(upstream, runs_dir, torch.device("cpu"))
+    try:
+        model.network.load_state_dict(trained.network.state_dict())
+    except (AttributeError, RuntimeError) as err:
+        raise ConfigError(
+            f"train.init_from: the network of {config.train.init_from} (run "
+            f"{upstream.run_id}) does not fit this model: {err}"
+        ) from None
+    log.info("initialised from %s (run %s, ema=%s)", config.train.init_from, upstream.run_id, ema)
+    if mlflow_run_id is not None:
+        tracker.set_tags(
+            mlflow_run_id, {"primebench.init_run": upstream.run_id, "primebench.init_ema": str(ema)}
+        )
 
 
 def load_trained_model(

@@ -1,7 +1,9 @@
 """Submitting several experiments at once, in dependency order.
 
 An experiment whose task reads another experiment's checkpoints names it in its task
-parameters (``task.train_experiment``: table2 reads table1's, nfe-sweep ell-sweep's).
+parameters (``task.train_experiment``: table2 reads table1's, nfe-sweep ell-sweep's), and
+a fine-tuned run names its starting point in ``train.init_from`` (table1-hybrid starts
+from table1's MDLM).
 :func:`plan_experiments` orders a set of experiments so that every upstream experiment
 comes first, and :func:`submit_plan` submits them all without waiting: on Slurm each
 downstream job array waits for its upstream arrays (``afterok``), so a whole scale is
@@ -36,8 +38,10 @@ class PlannedExperiment:
 
 
 def upstream_of(configs: Sequence[RunConfig]) -> list[str]:
-    """The experiments whose checkpoints ``configs`` read (``task.train_experiment``)."""
+    """The experiments whose checkpoints ``configs`` read (``task.train_experiment``, and
+    ``train.init_from`` for fine-tuned runs)."""
     names = {getattr(c.task.params, UPSTREAM_FIELD, None) for c in configs}
+    names |= {c.train.init_source[0] for c in configs if c.train.init_source is not None}
     return sorted(n for n in names if isinstance(n, str) and n)
 
 

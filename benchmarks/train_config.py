@@ -50,6 +50,11 @@ class TrainConfig:
     prefetch_factor: int = 2  # batches each worker prepares ahead
     compile: bool = False  # torch.compile the network (used on CUDA only)
     tf32: bool = True  # TensorFloat-32 matmuls (used on Ampere and newer GPUs only)
+    # Fine-tuning: start from the network weights (EMA where kept) of another run's last
+    # checkpoint, "experiment/variant" at this scale, resolved with ``init_overrides``
+    # (the --set overrides that run used). null: train from scratch.
+    init_from: str | None = None
+    init_overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.warmup_steps < 0:
@@ -70,6 +75,18 @@ class TrainConfig:
             raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"train.grad_clip: must be > 0 or null, got {self.grad_clip}")
+        if self.init_from is not None and len(self.init_from.split("/")) != 2:
+            raise ConfigError(
+                f"train.init_from: expected 'experiment/variant', got {self.init_from!r}"
+            )
+
+    @property
+    def init_source(self) -> tuple[str, str] | None:
+        """(experiment, variant) of the run this one is fine-tuned from, if any."""
+        if self.init_from is None:
+            return None
+        experiment, variant = self.init_from.split("/")
+        return experiment, variant
 
     def split(self, world_size: int) -> tuple[int, int]:
         """(micro-batch rows, micro-batches per step) on each of ``world_size`` ranks."""

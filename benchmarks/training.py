@@ -17,6 +17,7 @@ exactly where it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from .throughput import Throughput
 __all__ = ["DiffusionModule", "fit", "step_seed"]
 
 DATA_STREAM, NOISE_STREAM, NETWORK_STREAM = 0, 1, 2
+WINDOW_STREAM = 3  # the block-diffusion window search (benchmarks.window_search)
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:
@@ -171,6 +173,7 @@ def fit(
     world: World,
     hardware: Hardware,
     logger: tuple[str, str] | None,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> DiffusionModule:
     """Train ``model`` for ``config.train.steps`` on ``world``'s ranks, resuming from
     runs/<id>/checkpoints/last.ckpt; ``logger`` = (tracking URI, MLflow run id) on the
@@ -202,6 +205,7 @@ def fit(
         ),
         on_signal,
         Throughput(cfg, world.size, hardware, model),
+        *extra_callbacks,
     ]
     if world.is_main:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every // 5)))

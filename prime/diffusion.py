@@ -27,6 +27,7 @@ from torch import nn
 
 from .codec import SubTokenizer
 from .first_hitting import sample_first_hitting
+from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .noising import BatchShard, mask_subtokens, sample_times
 from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
@@ -141,6 +142,15 @@ class MaskedDiffusion(nn.Module):
     def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
         """The time of each token: here one per sequence, so t (B,) or (B, 1) -> (B,)."""
         return t[:, 0] if t.dim() == 2 else t
+
+    def evaluation_card(self) -> dict[str, object]:
+        """What a likelihood estimate of this model depends on, to log beside it."""
+        return {"time_eps": self.time_eps, "time_window": f"[{self.time_eps}, 1]"}
+
+    def expected_idle_ratio(self, num_steps: int, seq_len: int, eps: float = 1e-5) -> float:
+        """Closed-form idle-step ratio of :meth:`sample` on the uniform grid
+        (:func:`prime.expected_idle_ratio`)."""
+        return expected_idle_ratio(num_steps, seq_len, self.ell, self.schedule, eps=eps)
 
     def losses(
         self,

@@ -150,4 +150,8 @@ def subtoken_log_marginals(log_probs: torch.Tensor, codec: SubTokenizer) -> torc
     for j in range(codec.ell):
         index = codec.digits[:, j].expand_as(probs)
         out[:, j].scatter_add_(-1, index, probs)
-    return (out.log() + row_max.unsqueeze(-1)).reshape(*lead, codec.ell, codec.base)
+    # log(0) = -inf for digit values no allowed token has; the inner where keeps their
+    # gradient 0 rather than 0 * inf = nan when the valid bound is trained on.
+    reachable = out > 0
+    log_out = torch.where(reachable, torch.where(reachable, out, 1.0).log(), _NEG_INF)
+    return (log_out + row_max.unsqueeze(-1)).reshape(*lead, codec.ell, codec.base)

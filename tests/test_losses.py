@@ -194,3 +194,18 @@ def test_published_loss_without_carry_over_charges_unmasked_tokens():
     assert (with_co.published == 0).all() and (with_co.valid_bound == 0).all()
     assert (without.published > 0).all()  # the model must learn to copy
     assert (without.valid_bound == 0).all()  # revealed digits are not scored
+
+
+def test_valid_bound_gradients_are_finite_with_unreachable_digit_values():
+    # C = 5, ell = 2 (b = 3): codes 5..8 are invalid, so under carry-over some digit values
+    # have no allowed token (marginal 0). Training on the valid bound must still get
+    # finite gradients (log(0) must not send 0 * inf = nan backwards).
+    codec = SubTokenizer(5, 2)
+    logits = torch.randn(4, 3, 5, requires_grad=True)
+    x0 = torch.randint(0, 5, (4, 3))
+    y_t = codec.encode(x0)
+    y_t[:, 0, 1] = codec.mask_id  # first digit revealed, second masked
+    t = torch.full((4,), 0.5)
+    losses = joint_decoder_losses(logits, x0, y_t, t, codec, get_schedule("linear"))
+    losses.valid_bound.sum().backward()
+    assert torch.isfinite(logits.grad).all()

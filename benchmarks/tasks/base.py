@@ -71,6 +71,10 @@ class Task:
         """The rows training batches are drawn from (see :mod:`benchmarks.data.loader`)."""
         raise NotImplementedError(f"task {type(self).__name__} has no training data")
 
+    def validation_rows(self) -> TrainRows:
+        """Held-out rows in the training rows' form (for searches during training)."""
+        raise NotImplementedError(f"task {type(self).__name__} has no held-out rows")
+
     def evaluate(self, model: nn.Module | None, ctx: EvalContext) -> EvalOutput:
         raise NotImplementedError
 

@@ -100,9 +100,11 @@ class TextLMParams:
     eval_passes: int = 4
     eval_batch: int = 16
     sample_count: int = 4
-    sample_steps: int = 128
+    sample_steps: int = 128  # per block for block diffusion
     sample_top_p: float = 1.0
     sampling_dtype: Dtype = "float64"
+    # Reveal one sub-token per network call at its exact time (no grid, no idle steps).
+    sample_first_hitting: bool = False
 
     def __post_init__(self) -> None:
         if self.block_size < 3:
@@ -147,6 +149,9 @@ class TextLM(Task):
     def train_rows(self) -> ArrayRows:
         return ArrayRows(self._blocks("train"))
 
+    def validation_rows(self) -> ArrayRows:
+        return ArrayRows(self._blocks("validation"))
+
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params
         val = self._blocks("validation")
@@ -170,9 +175,14 @@ class TextLM(Task):
             "dtype": "float64 accumulation",
         }
         if "exact" not in per_block:
-            card.update(passes=p.eval_passes, time_eps=model.time_eps, seed=50_000 + ctx.seed)
+            card.update(passes=p.eval_passes, seed=50_000 + ctx.seed, **model.evaluation_card())
         tokens = {"exact": p.block_size - 1, "published": p.block_size, "valid_bound": p.block_size}
         metrics = nll_metrics("val", per_block, tokens, card)
+        metrics += [
+            Metric(key, float(card[key]), card)
+            for key in ("training_window_beta", "training_window_omega")
+            if key in card
+        ]
         sample_metrics, path = self._samples(model, ctx)
         return EvalOutput(metrics + sample_metrics, artifacts=[("samples", path)])
 
@@ -206,11 +216,22 @@ class TextLM(Task):
                 top_p=top_p,
                 sampling_dtype=dtype,
                 generator=gen,
+                first_hitting=p.sample_first_hitting,
             )
             tokens = result.tokens
-            card = {**card, "steps": p.sample_steps}
+            card = {
+                **card,
+                "steps": "first hitting" if p.sample_first_hitting else p.sample_steps,
+                "blocks": model.num_blocks(p.block_size),
+            }
+            closed_form = (
+                0.0
+                if p.sample_first_hitting
+                else model.expected_idle_ratio(p.sample_steps, p.block_size)
+            )
             metrics = [
                 Metric("sample_idle_ratio", float(result.idle_ratio.mean()), card),
+                Metric("sample_idle_ratio_closed_form", closed_form, card),
                 Metric("sample_nfe", float(result.nfe), card),
                 Metric("sample_invalid_rate", result.invalid_rate, card),
             ]
