@@ -61,9 +61,10 @@ class BlockDiffusion(MaskedDiffusion):
     """Masked diffusion inside blocks of ``block_size`` tokens, autoregressive across them.
 
     Args:
-        network: maps (y (B, N, ell), t, positions=(N,), mask=...) to (B, N, out_dim), and
-            accepts a ``cache`` for sampling with cached keys (``prime.backbones.DiT``). It
-            must ignore t (``time_conditioned = False``): blocks have different times.
+        network: maps (y (B, N, ell), t, positions=(N,), mask=..., outputs=n) to
+            (B, n, out_dim) (the first n positions' outputs), and accepts a ``cache`` for
+            sampling with cached keys (``prime.backbones.DiT``). It must ignore t
+            (``time_conditioned = False``): blocks have different times.
         codec, schedule, decoder, carry_over, objective, time_eps: as in
             :class:`prime.MaskedDiffusion`.
         block_size: L'.
@@ -190,7 +191,7 @@ class BlockDiffusion(MaskedDiffusion):
         y_in = torch.cat([y_t, self.codec.encode(x0)], dim=1)
         positions = torch.arange(seq_len, device=x0.device).repeat(2)
         mask = training_mask(seq_len, self.block_size, x0.device, self.attention)
-        return self.network(y_in, None, positions=positions, mask=mask)[:, :seq_len]
+        return self.network(y_in, None, positions=positions, mask=mask, outputs=seq_len)
 
     def block_losses(self, per_token: torch.Tensor) -> torch.Tensor:
         """Per-token losses (B, L) summed within blocks: (B, blocks)."""

@@ -105,17 +105,16 @@ class _ExactBlockNetwork(torch.nn.Module):
         super().__init__()
         self.data, self.block = data, block
 
-    def forward(self, y, t=None, *, positions=None, mask=None, cache=None):
+    def forward(self, y, t=None, *, positions=None, mask=None, cache=None, outputs=None):
         seq_len = self.data.seq_len
         noised, clean = y[:, :seq_len], y[:, seq_len:]
-        out = torch.empty(y.shape[0], 2 * seq_len, self.data.codec.num_classes, dtype=torch.float64)
+        out = torch.empty(y.shape[0], seq_len, self.data.codec.num_classes, dtype=torch.float64)
         for start in range(0, seq_len, self.block):
             end = min(start + self.block, seq_len)
             cond = torch.full_like(noised, self.data.codec.mask_id)
             cond[:, :start], cond[:, start:end] = clean[:, :start], noised[:, start:end]
             out[:, start:end] = self.data.logits(cond)[:, start:end]
-        out[:, seq_len:] = 0.0  # the clean half's outputs never enter the loss
-        return out
+        return out[:, :outputs]  # the clean half never enters the loss
 
 
 def _z(values: torch.Tensor, target: float = 0.0) -> float:

@@ -57,7 +57,7 @@ def test_plan_puts_upstream_experiments_first_and_marks_outside_ones():
     by_name = {p.name: p for p in plan}
     assert by_name["table2"].upstream == ("table1",) and by_name["table1"].upstream == ()
     (alone,) = plan_experiments(["table2"], "paper")
-    assert alone.upstream == () and alone.external == ("table1",)
+    assert alone.upstream == () and alone.external == ("table1", "table1-hybrid")
 
 
 def test_cycles_and_unknown_upstream_experiments_are_errors():
@@ -93,10 +93,13 @@ def test_reproduce_on_slurm_submits_everything_with_dependencies_and_exits(monke
     out = capsys.readouterr().out
     submitted = {name: after for name, after in calls}
     arrays = {name: 100 + i for i, (name, _) in enumerate(calls)}
-    assert submitted["table2"] == [f"{arrays['table1']}_{i}" for i in range(12)]
+    table1 = [f"{arrays['table1']}_{i}" for i in range(12)]
+    hybrid = [f"{arrays['table1-hybrid']}_{i}" for i in range(4)]
+    assert submitted["table1-hybrid"] == table1  # fine-tuned from table1's MDLM
+    assert submitted["table2"] == table1 + hybrid
     assert submitted["nfe-sweep"] == [f"{arrays['ell-sweep']}_{i}" for i in range(10)]
     assert submitted["table1"] is None and submitted["ell-sweep"] is None
-    assert f"table2: 12 job(s) on slurm, job array {arrays['table2']}" in out
+    assert f"table2: 16 job(s) on slurm, job array {arrays['table2']}" in out
     assert f"after table1 [{arrays['table1']}] succeed" in out
     assert "primebench status --scale paper" in out and "== report" not in out
 
@@ -236,8 +239,8 @@ def test_paper_dry_run_lists_jobs_and_gpu_hours_without_sbatch_or_writes(
     where = ["--tracking-uri", sqlite(tmp_path / "mlflow.db"), "--runs-dir", str(tmp_path / "r")]
     assert main([*PAPER, "--dry-run", "--step-time", "0.5", *where]) == 0
     out = capsys.readouterr().out
-    table2 = [line.split() for line in out.splitlines() if line.startswith("table2 ")]
-    assert len(table2) == 12 and all(row[6] == "table1" for row in table2)
+    table2 = [line for line in out.splitlines() if line.startswith("table2 ")]
+    assert len(table2) == 16 and all("table1, table1-hybrid" in line for line in table2)
     (ar,) = [row for row in map(str.split, out.splitlines()) if row[:2] == ["table1", "ar"]]
     # 1,000,000 steps * 0.5 s * 8 GPUs / 3600 = 1,111.1 GPU-h in 2 allocations of 72 h
     assert ar[3:5] == ["1x8", "GPU"] and ar[5] == "72h" and ar[-2:] == ["1,111.1", "2"]

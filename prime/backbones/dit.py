@@ -202,13 +202,15 @@ class DiT(nn.Module):
         positions: torch.Tensor | None = None,
         mask: AttentionMask | None = None,
         cache: KVCache | None = None,
+        outputs: int | None = None,
     ) -> torch.Tensor:
-        """y (B, N, ell) long, t (B,) -> (B, N, out_dim).
+        """y (B, N, ell) long, t (B,) -> (B, N, out_dim), or (B, outputs, out_dim).
 
         ``positions`` (N,): absolute positions of the N inputs (default 0..N-1); ``mask``:
         which keys each query sees (:mod:`prime.backbones.attention`); ``cache``: keys and
         values of earlier positions, read by every query, and extended by this call's own
-        when ``cache.store``.
+        when ``cache.store``; ``outputs``: only the first positions' outputs are needed
+        (block diffusion's noised half), so the output head runs on those alone.
         """
         x = self.embed(y)
         if t is None or not self.time_conditioned:
@@ -220,5 +222,7 @@ class DiT(nn.Module):
         for i, block in enumerate(self.blocks):
             layer_cache = (cache, i) if cache is not None else None
             x = block(x, c, rope, self.causal and mask is None, mask, layer_cache)
+        if outputs is not None:
+            x = x[:, :outputs]
         shift, scale = self.modulation_out(c)[:, None].chunk(2, dim=-1)
         return self.head(self.norm_out(x) * (1 + scale) + shift)
