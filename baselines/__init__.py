@@ -2,7 +2,7 @@
 
 from .ar import AutoregressiveLM
 from .bd3lm import DEFAULT_WINDOWS, BlockDiffusion
-from .block_attention import context_mask, training_mask
+from .block_attention import context_mask, dense_training_mask, training_mask
 from .block_sampler import sample_blocks
 from .mdm import build_mdm
 from .mixture import LabelMixture
@@ -14,6 +14,7 @@ __all__ = [
     "LabelMixture",
     "build_mdm",
     "context_mask",
+    "dense_training_mask",
     "sample_blocks",
     "training_mask",
 ]

@@ -18,19 +18,32 @@ block being denoised, with the block-causal rule over absolute positions; a slid
 context of c blocks also drops keys more than c blocks before the query's block. The
 x_0 half of training is this rule with c unbounded.
 
-On CUDA the masks are flex-attention ``BlockMask`` objects (fully masked tiles of the
-score matrix are skipped); elsewhere dense booleans for ``scaled_dot_product_attention``.
+On CUDA the training mask is a flex-attention ``BlockMask`` (fully masked tiles of the
+score matrix are skipped). Elsewhere it is a :class:`SplitTrainingMask`: dense boolean
+masks for ``scaled_dot_product_attention`` in two products, x_t queries against all 2L
+keys and x_0 queries against the x_0 keys only (x_0 never sees x_t), which is 3 L^2
+scores instead of the 4 L^2 of one (2L, 2L) product.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask
 
-__all__ = ["AttentionBackend", "training_rule", "training_mask", "context_rule", "context_mask"]
+__all__ = [
+    "AttentionBackend",
+    "SplitTrainingMask",
+    "training_rule",
+    "training_mask",
+    "dense_training_mask",
+    "context_rule",
+    "context_mask",
+]
 
 AttentionBackend = Literal["auto", "sdpa", "flex"]
 
@@ -56,6 +69,25 @@ def context_rule(
     return allowed
 
 
+@dataclass(frozen=True)
+class SplitTrainingMask:
+    """The (2L, 2L) training mask as two products: ``noised`` (L, 2L) for the x_t queries,
+    ``clean`` (L, L) for the x_0 queries over the x_0 keys."""
+
+    seq_len: int
+    noised: torch.Tensor
+    clean: torch.Tensor
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(B, H, 2L, d) output for (B, H, 2L, d) queries, keys and values."""
+        n = self.seq_len
+        noised = F.scaled_dot_product_attention(q[:, :, :n], k, v, attn_mask=self.noised)
+        clean = F.scaled_dot_product_attention(
+            q[:, :, n:], k[:, :, n:], v[:, :, n:], attn_mask=self.clean
+        )
+        return torch.cat([noised, clean], dim=2)
+
+
 def _backend(backend: AttentionBackend, device: torch.device) -> str:
     if backend not in ("auto", "sdpa", "flex"):
         raise ValueError(f"attention backend must be 'auto', 'sdpa' or 'flex', got {backend!r}")
@@ -73,7 +105,15 @@ def _training_mask(seq_len: int, block: int, device: torch.device, backend: str)
             return training_rule(q_idx, kv_idx, seq_len, block)
 
         return create_block_mask(mask_mod, None, None, n, n, device=device)
-    index = torch.arange(n, device=device)
+    dense = dense_training_mask(seq_len, block, device)
+    return SplitTrainingMask(
+        seq_len, dense[:seq_len].contiguous(), dense[seq_len:, seq_len:].contiguous()
+    )
+
+
+def dense_training_mask(seq_len: int, block: int, device: torch.device | str = "cpu"):
+    """The (2L, 2L) training mask as one boolean tensor."""
+    index = torch.arange(2 * seq_len, device=device)
     return training_rule(index[:, None], index[None, :], seq_len, block)
 
 
@@ -83,7 +123,8 @@ def training_mask(
     device: torch.device | str = "cpu",
     backend: AttentionBackend = "auto",
 ):
-    """The (2L, 2L) training mask (bool tensor, or a BlockMask for flex attention)."""
+    """The (2L, 2L) training mask: a flex-attention BlockMask, or the two dense halves
+    of a :class:`SplitTrainingMask` for SDPA."""
     if seq_len < 1 or block < 1:
         raise ValueError(f"seq_len and block size must be >= 1, got {seq_len}, {block}")
     device = torch.device(device)

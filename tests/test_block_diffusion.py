@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from baselines import BlockDiffusion, context_mask, training_mask
+from baselines import BlockDiffusion, context_mask, dense_training_mask, training_mask
 from prime import (
     BatchShard,
     MaskedDiffusion,
@@ -47,9 +47,14 @@ def _brute_force_mask(seq_len: int, block: int) -> torch.Tensor:
 @pytest.mark.parametrize(("seq_len", "block"), [(8, 2), (8, 4), (8, 8), (8, 1), (10, 4), (7, 3)])
 def test_training_mask_equals_the_three_rules(seq_len, block):
     # (10, 4) and (7, 3): L' does not divide L, the last block is the shorter remainder.
-    assert torch.equal(
-        training_mask(seq_len, block, backend="sdpa"), _brute_force_mask(seq_len, block)
-    )
+    dense = dense_training_mask(seq_len, block)
+    assert torch.equal(dense, _brute_force_mask(seq_len, block))
+    # x_0 never sees x_t, so the split form computes the same attention in 3 L^2 scores.
+    assert not dense[seq_len:, :seq_len].any()
+    split = training_mask(seq_len, block, backend="sdpa")
+    q, k, v = torch.randn(3, 2, 2, 2 * seq_len, 8, dtype=torch.float64).unbind(0)
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense)
+    assert torch.allclose(split.attend(q, k, v), reference, atol=1e-12)
 
 
 def test_context_mask_is_block_causal_within_the_window():

@@ -17,7 +17,9 @@ Which keys a query may see is one of:
 * a boolean tensor (N, P + N) or (B, 1, N, P + N), True = allowed, for
   ``scaled_dot_product_attention``;
 * a flex-attention ``BlockMask`` (built where flex attention runs, on CUDA), which
-  skips the blocks of the score matrix that are fully masked.
+  skips the blocks of the score matrix that are fully masked;
+* any object with an ``attend(q, k, v)`` method, for masks whose structure allows fewer
+  dense products than one (N, P + N) score matrix (block diffusion's two halves).
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def attend(
     """(B, H, N, d) attention output; ``mask`` as in the module docstring."""
     if mask is None or isinstance(mask, torch.Tensor):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    if hasattr(mask, "attend"):
+        return mask.attend(q, k, v)
     global _compiled_flex
     if _compiled_flex is None:
         # Eager flex attention materialises the scores; compiled, it skips masked blocks.
