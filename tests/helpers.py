@@ -33,6 +33,17 @@ TINY_TOY = {
 }
 
 
+def as_overrides(tree: dict, prefix: str = "") -> list[str]:
+    """A nested settings dict as the ``--set key=value`` overrides that produce it."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += as_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={value}")
+    return out
+
+
 def tiny_toy(variants=None, overrides=None):
     """The toy2d configs of ``variants`` with :data:`TINY_TOY` (and ``overrides``)."""
     return load_experiment("toy2d").resolve("cpu", deep_merge(TINY_TOY, overrides), variants)

@@ -13,6 +13,7 @@ from benchmarks.report import render_report
 from benchmarks.runner import _initialise, execute, load_trained_model
 from benchmarks.submission import plan_experiments
 from benchmarks.tracking import Tracker
+from tests.helpers import as_overrides
 from tests.test_distributed import assert_same_training
 
 TINY = {
@@ -66,32 +67,17 @@ def test_fine_tuning_starts_from_the_upstream_network(tmp_path):
     mdlm = _config("mdlm")
     execute(mdlm, uri, runs)
     upstream, _ = load_trained_model(mdlm, runs, torch.device("cpu"))
-    tuned = _config(
-        "bd3lm-l4", {"train": {"init_from": "table1-cpu/mdlm", "init_overrides": _sets(TINY)}}
-    )
+    fine_tune = {"train": {"init_from": "table1-cpu/mdlm", "init_overrides": as_overrides(TINY)}}
+    tuned = _config("bd3lm-l4", fine_tune)
     model = MODELS.get("bd3lm").build(tuned.model.params, _spec(tuned))
     tracker = Tracker(uri)
     _initialise(model, tuned, runs, tracker, None)
     for name, value in upstream.network.state_dict().items():
         assert torch.equal(model.network.state_dict()[name], value), name
-    wrong = _config(
-        "block-prime-l4-l2",
-        {"train": {"init_from": "table1-cpu/mdlm", "init_overrides": _sets(TINY)}},
-    )
+    wrong = _config("block-prime-l4-l2", fine_tune)
     other = MODELS.get("bd3lm").build(wrong.model.params, _spec(wrong))
     with pytest.raises(ConfigError, match="does not fit this model"):
         _initialise(other, wrong, runs, tracker, None)
-
-
-def _sets(tree: dict, prefix: str = "") -> list[str]:
-    """``tree`` as the --set overrides that produce it."""
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += _sets(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={value}")
-    return out
 
 
 def _spec(config):

@@ -16,22 +16,12 @@ from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_
 from benchmarks.status import collect_status, format_status
 from benchmarks.submission import _order, plan_experiments, submit_plan
 from benchmarks.tracking import Tracker
-from tests.helpers import TINY_TOY, tiny_toy
+from tests.helpers import TINY_TOY, as_overrides, tiny_toy
 
 PAPER = ["reproduce", "--scale", "paper", "--cluster", "slurm", "--profile", "gpu-8x"]
 
 
-def _flatten(tree: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={value}")
-    return out
-
-
-TINY_SETS = [arg for item in _flatten(TINY_TOY) for arg in ("--set", item)]
+TINY_SETS = [arg for item in as_overrides(TINY_TOY) for arg in ("--set", item)]
 
 
 def sqlite(path: Path) -> str:
