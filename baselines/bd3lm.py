@@ -212,7 +212,7 @@ class BlockDiffusion(MaskedDiffusion):
         Every window sees the same data and the same random stream (common random numbers),
         so the comparison is paired.
         """
-        name = "published" if self.objective == "published" or self.ell == 1 else "valid_bound"
+        name = self.objective_loss
         was_training = self.training
         self.eval()
         variances = []

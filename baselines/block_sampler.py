@@ -55,13 +55,12 @@ class _ContextDenoiser:
         self.network, self.clean, self.cache = network, clean, cache
         self.block_size, self.context_blocks = block_size, context_blocks
         self.start = start
-        self.positions: torch.Tensor | None = None
 
     def __call__(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         size = y.shape[1]
-        self.positions = torch.arange(self.start, self.start + size, device=y.device)
         if self.cache is not None:
-            return self.network(y, None, positions=self.positions, cache=self.cache)
+            positions = torch.arange(self.start, self.start + size, device=y.device)
+            return self.network(y, None, positions=positions, cache=self.cache)
         # All of the history, not only the window: a clean block's keys depend on the
         # blocks in *its* window, as when the cache computed them.
         y_all = torch.cat([self.clean, y], dim=1)
@@ -102,7 +101,6 @@ def sample_blocks(
     results: list[SampleResult] = []
     for start in range(0, seq_len, block_size):
         size = min(block_size, seq_len - start)
-
         denoiser = _ContextDenoiser(network, clean, start, block_size, cache, context_blocks)
         common = dict(
             batch_size=batch_size,
@@ -122,7 +120,8 @@ def sample_blocks(
         clean = torch.cat([clean, result.subtokens], dim=1)
         if cache is not None:
             cache.store = True
-            network(result.subtokens, None, positions=denoiser.positions, cache=cache)
+            positions = torch.arange(start, start + size, device=device)
+            network(result.subtokens, None, positions=positions, cache=cache)
             cache.store = False
             if context_blocks is not None:
                 cache.keep_last(context_blocks * block_size)

@@ -140,8 +140,16 @@ class MaskedDiffusion(nn.Module):
         return 1
 
     def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
-        """The time of each token: here one per sequence, so t (B,) or (B, 1) -> (B,)."""
-        return t[:, 0] if t.dim() == 2 else t
+        """The time of each token: here one per sequence, t (B,) as is."""
+        return t
+
+    @property
+    def objective_loss(self) -> str:
+        """The per-token loss that training minimises: for ell = 1 the published estimator
+        and the valid bound coincide, and the published form is cheaper."""
+        if self.objective == "published" or self.codec.ell == 1:
+            return "published"
+        return "valid_bound"
 
     def evaluation_card(self) -> dict[str, object]:
         """What a likelihood estimate of this model depends on, to log beside it."""
@@ -215,9 +223,7 @@ class MaskedDiffusion(nn.Module):
         if self.objective == "cross_entropy":
             per_token = self.cross_entropy(x0, t, y_t)
             return per_token.mean(), {"cross_entropy": per_token}
-        name = (
-            "published" if self.objective == "published" or self.codec.ell == 1 else "valid_bound"
-        )
+        name = self.objective_loss
         per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name)
         return per_token.mean(), {self.objective: per_token}
 

@@ -24,7 +24,7 @@ import torch
 
 from .codec import SubTokenizer
 from .proposals import Proposal, propose
-from .sampler import Denoiser, SampleResult, _check_prefix
+from .sampler import Denoiser, SampleResult, initial_state
 from .schedules import Schedule, get_schedule
 
 __all__ = ["sample_first_hitting", "time_of_alpha"]
@@ -63,15 +63,11 @@ def sample_first_hitting(
     Arguments as in :func:`prime.sample`; there is no grid (the times are drawn), so
     ``num_steps`` of the result is the number of masked sub-tokens at the start.
     """
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+    y = initial_state(
+        codec, batch_size, seq_len, decoder, proposal, top_p, sampling_dtype, prefix, device
+    )
+    device, mask_id = y.device, codec.mask_id
     schedule = get_schedule(schedule)
-    device = torch.device(device) if device is not None else codec.device
-    mask_id = codec.mask_id
-    y = torch.full((batch_size, seq_len, codec.ell), mask_id, dtype=torch.long, device=device)
-    if prefix is not None:
-        prefix = _check_prefix(prefix, batch_size, seq_len).to(device)
-        y[:, : prefix.shape[1]] = codec.encode(prefix)
     masked_units = int((y[0] == mask_id).sum())
     t = torch.ones(batch_size, dtype=torch.float64, device=device)
     rows = torch.arange(batch_size, device=device)

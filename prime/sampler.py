@@ -115,6 +115,40 @@ def _check_prefix(prefix: torch.Tensor, batch_size: int, seq_len: int) -> torch.
     return prefix
 
 
+def initial_state(
+    codec: SubTokenizer,
+    batch_size: int,
+    seq_len: int,
+    decoder: str,
+    proposal: str,
+    top_p: float | None,
+    sampling_dtype: torch.dtype,
+    prefix: torch.Tensor | None,
+    device: torch.device | str | None,
+) -> torch.Tensor:
+    """The checked settings of a reverse sampler, and its start: y (B, L, ell) all masked
+    but for the ``prefix`` tokens, on ``device`` (default: the codec's)."""
+    if decoder not in ("joint", "independent"):
+        raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
+    if proposal not in ("token", "subtoken"):
+        raise ValueError(f"proposal must be 'token' or 'subtoken', got {proposal!r}")
+    if proposal == "subtoken" and decoder != "joint":
+        raise ValueError("proposal='subtoken' marginalises a joint decoder")
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+    if top_p is not None and decoder != "joint":
+        raise ValueError("top_p filtering is defined for the joint decoder only")
+    if not sampling_dtype.is_floating_point:
+        raise ValueError(f"sampling_dtype must be a float dtype, got {sampling_dtype}")
+    device = torch.device(device) if device is not None else codec.device
+    shape = (batch_size, seq_len, codec.ell)
+    y = torch.full(shape, codec.mask_id, dtype=torch.long, device=device)
+    if prefix is not None:
+        prefix = _check_prefix(prefix, batch_size, seq_len).to(device)
+        y[:, : prefix.shape[1]] = codec.encode(prefix)
+    return y
+
+
 @torch.no_grad()
 def sample(
     denoiser: Denoiser,
@@ -171,20 +205,11 @@ def sample(
             same samples with and without caching.
         on_step: called as ``on_step(k, y_before, y_after)`` after each of the T steps.
     """
-    if decoder not in ("joint", "independent"):
-        raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
-    if proposal not in ("token", "subtoken"):
-        raise ValueError(f"proposal must be 'token' or 'subtoken', got {proposal!r}")
-    if proposal == "subtoken" and decoder != "joint":
-        raise ValueError("proposal='subtoken' marginalises a joint decoder")
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
-    if top_p is not None and decoder != "joint":
-        raise ValueError("top_p filtering is defined for the joint decoder only")
-    if not sampling_dtype.is_floating_point:
-        raise ValueError(f"sampling_dtype must be a float dtype, got {sampling_dtype}")
+    y = initial_state(
+        codec, batch_size, seq_len, decoder, proposal, top_p, sampling_dtype, prefix, device
+    )
+    device = y.device
     schedule = get_schedule(schedule)
-    device = torch.device(device) if device is not None else codec.device
     if grid is None:
         grid = time_grid(num_steps, eps)
     else:
@@ -194,11 +219,6 @@ def sample(
         num_steps = len(grid) - 1
     alpha = schedule.alpha(grid)
     mask_id = codec.mask_id
-
-    y = torch.full((batch_size, seq_len, codec.ell), mask_id, dtype=torch.long, device=device)
-    if prefix is not None:
-        prefix = _check_prefix(prefix, batch_size, seq_len).to(device)
-        y[:, : prefix.shape[1]] = codec.encode(prefix)
 
     def network(t: float) -> torch.Tensor:
         return denoiser(y, torch.full((batch_size,), t, device=device))

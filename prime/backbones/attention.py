@@ -32,7 +32,7 @@ from torch.nn.attention.flex_attention import flex_attention
 
 __all__ = ["KVCache", "rotary", "apply_rotary", "attend", "AttentionMask"]
 
-AttentionMask = torch.Tensor | object  # a bool tensor or a flex-attention BlockMask
+AttentionMask = torch.Tensor | object  # a bool tensor, a BlockMask, or has .attend(q, k, v)
 
 _compiled_flex = None
 
@@ -48,10 +48,6 @@ class KVCache:
     keys: list[torch.Tensor | None] = field(default_factory=list)
     values: list[torch.Tensor | None] = field(default_factory=list)
     store: bool = False
-
-    def __len__(self) -> int:
-        first = self.keys[0] if self.keys else None
-        return 0 if first is None else first.shape[2]
 
     def layer(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         while len(self.keys) <= i:
