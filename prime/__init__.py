@@ -1,14 +1,17 @@
 """MDM-Prime: masked discrete diffusion with partial masking of sub-tokens.
 
 Pure-torch building blocks: the sub-token codec, masking schedules, the forward
-process, decoder parameterizations, the two losses (published estimator and valid
+process, decoder parameterizations (the restricted softmax as reductions over the
+digit grid), the two losses (published estimator and valid
 bound), the reverse samplers (on a time grid with idle-step counting, and first-hitting),
 and the closed-form idle analysis.
 """
 
 from .codec import SubTokenizer, smallest_base
 from .diffusion import MaskedDiffusion
+from .digit_grid import GridSoftmax, grid_softmax
 from .first_hitting import sample_first_hitting, time_of_alpha
+from .grid_draws import grid_sample
 from .idle import (
     expected_batch_idle_steps,
     expected_idle_ratio,
@@ -50,6 +53,9 @@ __all__ = [
     "sample_times",
     "mask_subtokens",
     "joint_log_probs",
+    "grid_softmax",
+    "GridSoftmax",
+    "grid_sample",
     "independent_log_probs",
     "subs_log_probs",
     "subtoken_log_marginals",

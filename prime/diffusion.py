@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from .codec import SubTokenizer
+from .digit_grid import grid_softmax
 from .first_hitting import sample_first_hitting
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .noising import BatchShard, mask_subtokens, sample_times
-from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
+from .parameterization import independent_log_probs
 from .sampler import SampleResult, sample
 from .schedules import Schedule, get_schedule
 
@@ -171,22 +172,24 @@ class MaskedDiffusion(nn.Module):
 
         ``which`` limits the work to the named losses (the others are returned as None):
         training needs only its objective, and the sub-token marginals of the valid
-        bound cost a pass over the (B, L, C) probabilities.
+        bound cost a second pass over each row of logits.
         """
         logits = self.predict(x0, t, y_t)
         t = self.token_times(t, x0.shape[1])
         y0 = self.codec.encode(x0)
         published = valid = None
         if self.decoder == "joint":
-            # The network's output is fresh, so the restriction may overwrite it.
-            log_probs = joint_log_probs(
-                logits, y_t, self.codec, carry_over=self.carry_over, inplace=True
+            out = grid_softmax(
+                logits,
+                y_t,
+                self.codec,
+                targets=x0 if "published" in which else None,
+                marginals="valid_bound" in which,
+                carry_over=self.carry_over,
             )
             if "published" in which:
-                published = published_joint_loss(log_probs, x0, t, self.schedule)
-            marginals = (
-                subtoken_log_marginals(log_probs, self.codec) if "valid_bound" in which else None
-            )
+                published = published_joint_loss(out.token_log_prob, t, self.schedule)
+            marginals = out.log_marginals
         else:
             marginals = independent_log_probs(logits, y_t, self.codec, carry_over=self.carry_over)
             if "published" in which:
@@ -203,10 +206,9 @@ class MaskedDiffusion(nn.Module):
         training loss (the discrete flow-matching cross-entropy, not an ELBO)."""
         if self.decoder != "joint":
             raise ValueError("the cross-entropy objective needs the joint decoder")
-        log_probs = joint_log_probs(
-            self.predict(x0, t, y_t), y_t, self.codec, carry_over=self.carry_over, inplace=True
-        )
-        return -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+        logits = self.predict(x0, t, y_t)
+        out = grid_softmax(logits, y_t, self.codec, targets=x0, carry_over=self.carry_over)
+        return -out.token_log_prob
 
     def training_loss(
         self,

@@ -73,6 +73,12 @@ def sample_first_hitting(
     rows = torch.arange(batch_size, device=device)
     for k in range(masked_units):
         logits = denoiser(y, t.float())
+        # Uniform choice among the masked sub-tokens: the largest of uniform scores.
+        flat_y = y.view(batch_size, -1)
+        score = torch.rand(flat_y.shape, generator=generator, device=device, dtype=torch.float64)
+        pick = score.masked_fill(flat_y != mask_id, -1.0).argmax(dim=1)
+        where = torch.zeros(y.shape[:2], dtype=torch.bool, device=device)
+        where[rows, pick // codec.ell] = True
         y_hat = propose(
             logits,
             y,
@@ -83,13 +89,9 @@ def sample_first_hitting(
             top_p=top_p,
             sampling_dtype=sampling_dtype,
             generator=generator,
-            inplace=True,
+            where=where,
         )
-        # Uniform choice among the masked sub-tokens: the largest of uniform scores.
-        flat_y, flat_hat = y.view(batch_size, -1), y_hat.view(batch_size, -1)
-        score = torch.rand(flat_y.shape, generator=generator, device=device, dtype=torch.float64)
-        pick = score.masked_fill(flat_y != mask_id, -1.0).argmax(dim=1)
-        flat_y[rows, pick] = flat_hat[rows, pick]
+        flat_y[rows, pick] = y_hat.view(batch_size, -1)[rows, pick]
         remaining = masked_units - k
         r = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)
         masked_mass = (1.0 - schedule.alpha(t)) * r ** (1.0 / remaining)

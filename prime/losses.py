@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 from .codec import SubTokenizer
-from .parameterization import joint_log_probs, subtoken_log_marginals
+from .digit_grid import grid_softmax
 from .schedules import Schedule
 
 __all__ = [
@@ -48,20 +48,19 @@ def _weight(t: torch.Tensor, schedule: Schedule, like: torch.Tensor) -> torch.Te
 
 
 def published_joint_loss(
-    log_probs: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, schedule: Schedule
+    token_log_prob: torch.Tensor, t: torch.Tensor, schedule: Schedule
 ) -> torch.Tensor:
     """Published MDM-Prime estimator per token (NOT a likelihood bound for ell > 1).
 
     Args:
-        log_probs: (B, L, C) joint log p_theta(x | y_t).
-        x0: (B, L) clean token ids.
+        token_log_prob: (B, L) joint log p_theta(x_0^i | y_t) of the clean tokens.
         t: (B,) diffusion times, or (B, L) one per token (block diffusion).
         schedule: gives the weight w(t).
 
     Returns:
         (B, L) w(t) * -log p_theta(x_0^i | y_t), in nats.
     """
-    nll = -log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    nll = -token_log_prob
     return _weight(t, schedule, nll) * nll
 
 
@@ -110,10 +109,11 @@ def joint_decoder_losses(
 ) -> PrimeLosses:
     """Published estimator and valid bound for a joint decoder's logits (B, L, C).
 
-    ``x0`` (B, L) are the clean tokens, ``y_t`` (B, L, ell) the noised sub-tokens.
+    ``x0`` (B, L) are the clean tokens, ``y_t`` (B, L, ell) the noised sub-tokens. Both come
+    from one pass of :func:`prime.grid_softmax` over the logits.
     """
-    log_probs = joint_log_probs(logits, y_t, codec, carry_over=carry_over)
-    published = published_joint_loss(log_probs, x0, t, schedule)
-    marginals = subtoken_log_marginals(log_probs, codec)
-    valid = valid_marginal_bound(marginals, codec.encode(x0), y_t, t, schedule, codec.mask_id)
+    out = grid_softmax(logits, y_t, codec, targets=x0, marginals=True, carry_over=carry_over)
+    published = published_joint_loss(out.token_log_prob, t, schedule)
+    y0 = codec.encode(x0)
+    valid = valid_marginal_bound(out.log_marginals, y0, y_t, t, schedule, codec.mask_id)
     return PrimeLosses(published=published, valid_bound=valid)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from .codec import SubTokenizer
+from .digit_grid import grid_softmax
 
 __all__ = [
     "joint_log_probs",
@@ -133,6 +134,7 @@ def subtoken_log_marginals(log_probs: torch.Tensor, codec: SubTokenizer) -> torc
     Returns:
         (..., ell, b) log-marginals; -inf for digit values no allowed token has.
 
+    Reductions over the digit grid (:mod:`prime.digit_grid`); rows are renormalised.
     Each row is shifted by its maximum before exponentiating so that a marginal
     underflows only if every token in its group is ~e^-87 (fp32) below the row's best.
     """
@@ -142,16 +144,5 @@ def subtoken_log_marginals(log_probs: torch.Tensor, codec: SubTokenizer) -> torc
         )
     if codec.ell == 1:
         return log_probs.unsqueeze(-2)
-    lead = log_probs.shape[:-1]
-    flat = log_probs.reshape(-1, codec.num_classes)
-    row_max = flat.amax(dim=-1, keepdim=True)
-    probs = (flat - row_max).exp_()
-    out = flat.new_zeros(flat.shape[0], codec.ell, codec.base)
-    for j in range(codec.ell):
-        index = codec.digits[:, j].expand_as(probs)
-        out[:, j].scatter_add_(-1, index, probs)
-    # log(0) = -inf for digit values no allowed token has; the inner where keeps their
-    # gradient 0 rather than 0 * inf = nan when the valid bound is trained on.
-    reachable = out > 0
-    log_out = torch.where(reachable, torch.where(reachable, out, 1.0).log(), _NEG_INF)
-    return (log_out + row_max.unsqueeze(-1)).reshape(*lead, codec.ell, codec.base)
+    masked = torch.full((*log_probs.shape[:-1], codec.ell), codec.mask_id, device=log_probs.device)
+    return grid_softmax(log_probs, masked, codec, marginals=True).log_marginals

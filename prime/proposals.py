@@ -10,6 +10,10 @@ candidate value. The draws:
   sum_{x : f(x)_j = v} p(x | y_t);
 * independent decoder: every digit from its own softmax.
 
+Without top-p, joint draws go digit by digit down the grid of :mod:`prime.digit_grid`
+(no (B, L, C) probabilities are formed); top-p needs the sorted token distribution.
+A step changes only some positions, so ``where`` limits the draws to those.
+
 Categorical draws use the exponential race argmax_x p(x) / E_x, E_x ~ Exp(1) (the
 Gumbel-max trick), with p and E in ``sampling_dtype``: float32 noise truncates the tail
 of the Gumbel variable and lowers the effective temperature, float64 avoids that.
@@ -22,6 +26,7 @@ from typing import Literal
 import torch
 
 from .codec import SubTokenizer
+from .grid_draws import grid_sample
 from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
 
 __all__ = ["Proposal", "propose", "sample_categorical", "top_p_filter"]
@@ -66,23 +71,44 @@ def propose(
     sampling_dtype: torch.dtype = torch.float64,
     generator: torch.Generator | None = None,
     inplace: bool = False,
+    where: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Clean sub-token proposals (B, L, ell) from decoder logits at the noised ``y``.
 
     ``logits``: (B, L, C) joint or (B, L, ell, b) independent; ``inplace`` lets the
-    carry-over restriction overwrite them.
+    top-p path's carry-over restriction overwrite them. ``where`` (B, L) bool: draw
+    only at these positions and return ``y`` elsewhere.
     """
+    settings = dict(
+        decoder=decoder,
+        carry_over=carry_over,
+        proposal=proposal,
+        top_p=top_p,
+        sampling_dtype=sampling_dtype,
+        generator=generator,
+    )
+    if where is not None:
+        out = y.clone()
+        if bool(where.any()):
+            # Selecting rows copies them, so the draw may work in place.
+            out[where] = propose(logits[where], y[where], codec, **settings, inplace=True)
+        return out
     if decoder == "independent":
         log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
         return sample_categorical(log_probs.to(sampling_dtype).exp(), generator)
+    if top_p is None:
+        return grid_sample(
+            logits,
+            y,
+            codec,
+            carry_over=carry_over,
+            subtoken=proposal == "subtoken",
+            sampling_dtype=sampling_dtype,
+            generator=generator,
+        )
     log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=inplace)
     log_probs = log_probs.to(sampling_dtype)
+    probs = top_p_filter(log_probs.exp(), top_p)
     if proposal == "subtoken":
-        if top_p is not None:
-            log_probs = top_p_filter(log_probs.exp(), top_p).log()
-        marginals = subtoken_log_marginals(log_probs, codec).exp()
-        return sample_categorical(marginals, generator)
-    probs = log_probs.exp()
-    if top_p is not None:
-        probs = top_p_filter(probs, top_p)
+        return sample_categorical(subtoken_log_marginals(probs.log(), codec).exp(), generator)
     return codec.digits[sample_categorical(probs, generator)]

@@ -7,7 +7,9 @@ optionally with the first P tokens fixed to a prefix. Step k (t = t_k -> s = t_{
 2. draw: joint decoder -- x^i ~ Cat(p^i) per token, y^i = f(x^i); independent decoder --
    each digit from its own softmax;
 3. reveal: every masked sub-token independently becomes its drawn value with probability
-   (alpha_s - alpha_t) / (1 - alpha_t); revealed sub-tokens never change;
+   (alpha_s - alpha_t) / (1 - alpha_t); revealed sub-tokens never change. The reveal
+   decisions are drawn first, so proposals are drawn only at positions that reveal
+   something (the same law: a proposal no sub-token takes is never seen);
 4. idle detection: step k is idle for a sequence if none of its sub-tokens changed. If the
    whole batch is idle the network input is unchanged, so with ``use_cache`` the prediction
    is reused at the next step (exact when the denoiser ignores t, as MDLM's does).
@@ -223,12 +225,13 @@ def sample(
     def network(t: float) -> torch.Tensor:
         return denoiser(y, torch.full((batch_size,), t, device=device))
 
-    def draw(logits: torch.Tensor, t: float) -> torch.Tensor:
-        """Clean sub-token proposals (B, L, ell) from the network output at time t."""
+    def draw(logits: torch.Tensor, t: float, where: torch.Tensor | None) -> torch.Tensor:
+        """Clean sub-token proposals (B, L, ell) from the network output at time t, drawn
+        only at the positions ``where`` (all if None)."""
         if temperature is not None:
             logits = logits / temperature(t)
-        # The restriction writes into its input: keep the cached network output intact
-        # (dividing by a temperature already made a copy).
+        # The top-p restriction writes into its input: keep the cached network output
+        # intact (dividing by a temperature already made a copy).
         return propose(
             logits,
             y,
@@ -240,6 +243,7 @@ def sample(
             sampling_dtype=sampling_dtype,
             generator=generator,
             inplace=temperature is not None,
+            where=where,
         )
 
     idle = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -251,13 +255,16 @@ def sample(
         if cache is None:
             cache = network(t)
             nfe += 1
-        y_hat = draw(cache, t)
         reveal_prob = float((alpha[k + 1] - alpha[k]) / (1.0 - alpha[k]))
         u = torch.rand(y.shape, generator=generator, device=device, dtype=torch.float64)
+        reveal = (y == mask_id) & (u < reveal_prob)
+        kappa = corrector(t) if corrector is not None else 0.0
+        # A proposal matters only where something is revealed (the corrector reads all).
+        y_hat = draw(cache, t, reveal.any(-1) if kappa <= 0.0 else None)
         y_before = y
-        y = torch.where((y == mask_id) & (u < reveal_prob), y_hat, y)
-        if corrector is not None:
-            y = _corrector_jump(y, y_hat, schedule, t, t - s, corrector(t), mask_id, generator)
+        y = torch.where(reveal, y_hat, y)
+        if kappa > 0.0:
+            y = _corrector_jump(y, y_hat, schedule, t, t - s, kappa, mask_id, generator)
         changed = (y != y_before).flatten(1).any(dim=1)
         idle += ~changed
         if bool(changed.any()) or not use_cache:
@@ -271,7 +278,8 @@ def sample(
     if cache is None:
         cache = network(float(grid[-1]))
         nfe += 1
-    y = torch.where(y == mask_id, draw(cache, float(grid[-1])), y)
+    masked = y == mask_id
+    y = torch.where(masked, draw(cache, float(grid[-1]), masked.any(-1)), y)
 
     return SampleResult(
         tokens=codec.decode(y),

@@ -1,0 +1,100 @@
+"""Draws from a restricted joint decoder down the digit grid (PRIME_SPEC §6.1-6.2).
+
+With the grid, indicators and levels of :mod:`prime.digit_grid`, a token draw
+x ~ p(x | y) is ell small categorical draws: digit 1 from S_1 (one pass over the row),
+then digit j from the level fixed by the digits drawn before it, contracted with
+K_{>j}, which touches about C / n_1 entries. A sub-token draw takes every digit from its
+marginal S_j instead. No (N, C) probabilities or noise are formed: the exponential race
+runs over b values per digit.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .codec import SubTokenizer
+from .digit_grid import (
+    Grid,
+    chunk_rows_for,
+    compute_dtype,
+    fill,
+    flat_inputs,
+    keep_indicators,
+    reduce_grid,
+    restricted_max,
+    trailing_products,
+)
+
+__all__ = ["grid_sample"]
+
+
+def _draw(weights: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
+    """One index per row of the (r, n) unnormalised ``weights`` (exponential race)."""
+    weights = weights.to(dtype)
+    noise = torch.empty_like(weights).exponential_(generator=generator)
+    return (weights / noise).argmax(-1)
+
+
+@torch.no_grad()
+def grid_sample(
+    logits: torch.Tensor,
+    y_t: torch.Tensor,
+    codec: SubTokenizer,
+    *,
+    carry_over: bool = True,
+    subtoken: bool = False,
+    sampling_dtype: torch.dtype = torch.float64,
+    generator: torch.Generator | None = None,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """Digits (..., ell) of a draw from the restricted joint decoder at each position.
+
+    ``subtoken=False``: x ~ p(x | y_t), digit by digit down the grid (each digit from its
+    conditional given the digits drawn before it), returned as f(x). ``subtoken=True``:
+    every digit independently from its marginal p(y_0^j | y_t). The categorical draws
+    use ``sampling_dtype`` weights and noise; the grid sums use the logits' precision.
+    """
+    lead = logits.shape[:-1]
+    flat, flat_y = flat_inputs(logits, y_t, codec, carry_over)
+    grid = Grid(codec)
+    n = flat.shape[0]
+    dtype = compute_dtype(flat.dtype)
+    rows = chunk_rows_for(codec, flat.device, chunk_rows)
+    buffer = flat.new_zeros(min(rows, max(n, 1)), grid.width, dtype=dtype)
+    out = torch.empty(n, grid.ell, dtype=torch.long, device=flat.device)
+    for start in range(0, n, rows):
+        index = slice(start, start + rows)
+        chunk, y = flat[index].to(dtype), flat_y[index]
+        r = chunk.shape[0]
+        keep = keep_indicators(y, codec, dtype)
+        trailing = trailing_products(keep, grid)
+        shift = chunk.amax(-1)
+        for attempt in range(2):
+            p = fill(buffer, chunk, shift)
+            if subtoken:
+                _, first = reduce_grid(p, keep, grid, marginals=True)
+            else:
+                level = p.view(r, grid.first, grid.inner[0])
+                first = torch.bmm(level, trailing[0].unsqueeze(-1)).squeeze(-1)
+                first = first * keep[:, 0, : grid.first]
+            total = first[:, 0].sum(-1) if subtoken else first.sum(-1)
+            low = total < torch.finfo(dtype).tiny / torch.finfo(dtype).eps
+            if attempt or not bool(low.any()):
+                break
+            best = restricted_max(chunk[low], y[low], codec)
+            shift[low] = torch.where(torch.isfinite(best), best, shift[low])
+        if subtoken:
+            out[index] = _draw(first.flatten(0, 1), sampling_dtype, generator).view(r, grid.ell)
+            continue
+        for j in range(grid.ell):
+            if j:
+                weights = torch.bmm(level, trailing[j].unsqueeze(-1)).squeeze(-1)
+                weights = weights * keep[:, j]
+            else:
+                weights = first
+            digit = _draw(weights, sampling_dtype, generator)
+            out[index, j] = digit
+            if j + 1 < grid.ell:
+                picked = level[torch.arange(r, device=level.device), digit]
+                level = picked.view(r, grid.base, grid.inner[j + 1])
+    return out.view(*lead, grid.ell)
