@@ -9,9 +9,9 @@ and the closed-form idle analysis.
 
 from .codec import SubTokenizer, smallest_base
 from .diffusion import MaskedDiffusion
-from .digit_grid import GridSoftmax, grid_softmax
 from .first_hitting import sample_first_hitting, time_of_alpha
 from .grid_draws import grid_sample
+from .grid_softmax import GridSoftmax, grid_softmax
 from .idle import (
     expected_batch_idle_steps,
     expected_idle_ratio,

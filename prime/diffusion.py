@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from .codec import SubTokenizer
-from .digit_grid import grid_softmax
 from .first_hitting import sample_first_hitting
+from .grid_softmax import grid_softmax
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .noising import BatchShard, mask_subtokens, sample_times
@@ -170,35 +170,23 @@ class MaskedDiffusion(nn.Module):
     ) -> PrimeLosses:
         """Per-token (B, L) published estimator and valid bound, in nats.
 
-        ``which`` limits the work to the named losses (the others are returned as None):
-        training needs only its objective, and the sub-token marginals of the valid
-        bound cost a second pass over each row of logits.
+        ``which`` names the losses to return (the others are None). Both come from the
+        same pass over the logits: the token's log-probability and its digits' marginals.
         """
         logits = self.predict(x0, t, y_t)
         t = self.token_times(t, x0.shape[1])
-        y0 = self.codec.encode(x0)
-        published = valid = None
         if self.decoder == "joint":
-            out = grid_softmax(
-                logits,
-                y_t,
-                self.codec,
-                targets=x0 if "published" in which else None,
-                marginals="valid_bound" in which,
-                carry_over=self.carry_over,
-            )
-            if "published" in which:
-                published = published_joint_loss(out.token_log_prob, t, self.schedule)
-            marginals = out.log_marginals
+            out = grid_softmax(logits, y_t, self.codec, targets=x0, carry_over=self.carry_over)
+            token, digits = out.token_log_prob, out.digit_log_probs
         else:
             marginals = independent_log_probs(logits, y_t, self.codec, carry_over=self.carry_over)
-            if "published" in which:
-                digit_nll = -marginals.gather(-1, y0.unsqueeze(-1)).squeeze(-1).sum(-1)
-                weight = self.schedule.weight(t.double()).to(digit_nll.dtype)
-                published = weight.view(*weight.shape, *([1] * (digit_nll.dim() - weight.dim())))
-                published = published * digit_nll
-        if marginals is not None:
-            valid = valid_marginal_bound(marginals, y0, y_t, t, self.schedule, self.codec.mask_id)
+            digits = marginals.gather(-1, self.codec.encode(x0).unsqueeze(-1)).squeeze(-1)
+            token = digits.sum(-1)  # the decoder's own joint: a product over digits
+        published = valid = None
+        if "published" in which:
+            published = published_joint_loss(token, t, self.schedule)
+        if "valid_bound" in which:
+            valid = valid_marginal_bound(digits, y_t, t, self.schedule, self.codec.mask_id)
         return PrimeLosses(published=published, valid_bound=valid)
 
     def cross_entropy(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,8 @@ The gradient of any function of (log Z, log p(x_0 | y), log S) with upstream gra
 and its coefficient grid is built axis by axis from the end, so the backward pass
 writes the (N, C) gradient once and reads P (recomputed from the saved logits) once.
 
-Draws from the restricted decoder go down the same grid (:mod:`prime.grid_draws`).
+The differentiable op is :mod:`prime.grid_softmax`; draws from the restricted decoder go
+down the same grid (:mod:`prime.grid_draws`).
 
 The shift s is the row's maximum; if the consistent set lies so far below it that Z
 underflows, the row is redone with the maximum over V(y) itself.
@@ -36,22 +37,21 @@ underflows, the row is redone with the maximum over V(y) itself.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
 from .codec import SubTokenizer
 
-__all__ = ["GridSoftmax", "grid_softmax"]
-
-
-class GridSoftmax(NamedTuple):
-    """The restricted softmax of each row: (...,) log Z, (...,) log p(x_0 | y) (None
-    without targets), (..., ell, b) digit log-marginals (None unless asked for)."""
-
-    log_normalizer: torch.Tensor
-    token_log_prob: torch.Tensor | None
-    log_marginals: torch.Tensor | None
+__all__ = [
+    "Grid",
+    "compute_dtype",
+    "chunk_rows_for",
+    "keep_indicators",
+    "trailing_products",
+    "fill",
+    "reduce_grid",
+    "restricted_max",
+    "flat_inputs",
+]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -84,9 +84,10 @@ class Grid:
 
 def keep_indicators(y: torch.Tensor, codec: SubTokenizer, dtype: torch.dtype) -> torch.Tensor:
     """(r, ell, b) indicators keep_j(v) = [digit j masked or v = y_j]."""
-    values = torch.arange(codec.base, device=y.device)
-    masked = (y == codec.mask_id).unsqueeze(-1)
-    return (masked | (values == y.unsqueeze(-1))).to(dtype)
+    masked = (y == codec.mask_id).to(dtype).unsqueeze(-1)
+    keep = masked.expand(*y.shape, codec.base).contiguous()
+    # One write per entry and a scatter: at ell = 1 the rows are C long.
+    return keep.scatter_(-1, y.clamp(max=codec.base - 1).unsqueeze(-1), 1.0)
 
 
 def trailing_products(keep: torch.Tensor, grid: Grid) -> list[torch.Tensor]:
@@ -110,13 +111,23 @@ def fill(buffer: torch.Tensor, logits: torch.Tensor, shift: torch.Tensor) -> tor
 
 
 def reduce_grid(
-    p: torch.Tensor, keep: torch.Tensor, grid: Grid, marginals: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Z (r,) and, if asked, S (r, ell, b) from P (r, G) and keep (r, ell, b)."""
+    p: torch.Tensor,
+    keep: torch.Tensor,
+    grid: Grid,
+    marginals: bool,
+    digits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Z (r,), S (r, ell, b) if ``marginals``, and S_j(d_j) (r, ell) at the ``digits``
+    (r, ell) of target tokens, from P (r, G) and keep (r, ell, b).
+
+    A target's S_j(d_j) reads only the row of level j at d_j (X_j entries)."""
     r = p.shape[0]
     level = p.view(r, grid.first, grid.inner[0])
-    trailing = trailing_products(keep, grid) if marginals else None
+    need_trailing = marginals or digits is not None
+    trailing = trailing_products(keep, grid) if need_trailing else None
     s = p.new_zeros(r, grid.ell, grid.base) if marginals else None
+    d = p.new_empty(r, grid.ell) if digits is not None else None
+    rows = torch.arange(r, device=p.device)
     for j in range(grid.ell):
         n = grid.sizes[j]
         k_j = keep[:, j, :n]
@@ -125,121 +136,19 @@ def reduce_grid(
                 s[:, j, :n] = level.squeeze(-1) * k_j
             else:
                 s[:, j, :n] = torch.bmm(level, trailing[j].unsqueeze(-1)).squeeze(-1) * k_j
+        if digits is not None:
+            picked = level[rows, digits[:, j]]  # (r, X_j)
+            d[:, j] = (picked * trailing[j]).sum(-1) * keep[rows, j, digits[:, j]]
         if j + 1 < grid.ell:
             level = torch.bmm(k_j.unsqueeze(1), level).view(r, grid.base, grid.inner[j + 1])
     z = (level.squeeze(-1) * keep[:, -1, : grid.sizes[-1]]).sum(-1)
-    return z, s
+    return z, s, d
 
 
 def restricted_max(logits: torch.Tensor, y: torch.Tensor, codec: SubTokenizer) -> torch.Tensor:
     """(r,) max of E over V(y) (-inf if empty); for the rare rows that need it."""
     allowed = codec.consistent_mask(y)
     return logits.masked_fill(~allowed, float("-inf")).amax(-1)
-
-
-def _forward(logits, y, codec, marginals, chunk_rows):
-    """(shift, Z, S) of every row, chunk by chunk; S is None unless ``marginals``."""
-    grid = Grid(codec)
-    n = logits.shape[0]
-    dtype = compute_dtype(logits.dtype)
-    rows = chunk_rows_for(codec, logits.device, chunk_rows)
-    buffer = logits.new_zeros(min(rows, max(n, 1)), grid.width, dtype=dtype)
-    shift = logits.amax(-1).to(dtype)
-    z = logits.new_empty(n, dtype=dtype)
-    s = logits.new_zeros(n, grid.ell, grid.base, dtype=dtype) if marginals else None
-
-    def run(index: slice | torch.Tensor) -> None:
-        chunk = logits[index].to(dtype)
-        p = fill(buffer, chunk, shift[index])
-        z_c, s_c = reduce_grid(p, keep_indicators(y[index], codec, dtype), grid, marginals)
-        z[index] = z_c
-        if marginals:
-            s[index] = s_c
-
-    for start in range(0, n, rows):
-        run(slice(start, start + rows))
-    # Z underflows only if V(y) lies ~87 nats (float32) below the row's maximum.
-    low = (z < torch.finfo(dtype).tiny / torch.finfo(dtype).eps).nonzero().squeeze(-1)
-    if low.numel():
-        for start in range(0, low.numel(), rows):
-            index = low[start : start + rows]
-            best = restricted_max(logits[index].to(dtype), y[index], codec)
-            shift[index] = torch.where(torch.isfinite(best), best, shift[index])
-            run(index)
-    return shift, z, s
-
-
-def _backward(logits, y, targets, shift, z, s, g_z, g_t, g_s, codec, chunk_rows):
-    """dL/dE (N, C) from the upstream gradients (see the module docstring)."""
-    grid = Grid(codec)
-    n, c = logits.shape
-    dtype = compute_dtype(logits.dtype)
-    coef0 = g_z.to(dtype)
-    if g_t is not None:
-        coef0 = coef0 - g_t.to(dtype)
-    h = None
-    if g_s is not None:
-        reachable = s > 0
-        g_s = torch.where(reachable, g_s.to(dtype), 0.0)
-        h = g_s / torch.where(reachable, s, 1.0)
-        coef0 = coef0 - g_s.sum((-1, -2))
-    coef0 = coef0 / z
-    grad = torch.empty(n, c, dtype=logits.dtype, device=logits.device)
-    rows = chunk_rows_for(codec, logits.device, chunk_rows)
-    buffer = logits.new_zeros(min(rows, max(n, 1)), grid.width, dtype=dtype)
-    for start in range(0, n, rows):
-        index = slice(start, start + rows)
-        p = fill(buffer, logits[index].to(dtype), shift[index])
-        r = p.shape[0]
-        keep = keep_indicators(y[index], codec, dtype)
-        h_c = h[index] if h is not None else keep.new_zeros(r, grid.ell, grid.base)
-        # W = K_{>j} * sum_{k>j} h_k and K = K_{>j}, from the last axis to axis 2.
-        w, k = keep.new_zeros(r, 1), keep.new_ones(r, 1)
-        for j in range(grid.ell - 1, 0, -1):
-            k_j, h_j = keep[:, j, :, None], h_c[:, j, :, None]
-            w = (k_j * (w[:, None, :] + h_j * k[:, None, :])).reshape(r, -1)
-            k = (k_j * k[:, None, :]).reshape(r, -1)
-        k_1 = keep[:, 0, : grid.first]
-        h_1 = h_c[:, 0, : grid.first] + coef0[index, None]
-        left = torch.stack([k_1, k_1 * h_1], dim=-1)  # (r, n_1, 2)
-        coef = torch.bmm(left, torch.stack([w, k], dim=1)).view(r, grid.width)
-        coef = coef[:, :c].mul_(p[:, :c])
-        grad[index] = coef
-    if g_t is not None:
-        grad.scatter_add_(-1, targets.unsqueeze(-1), g_t.to(grad.dtype).unsqueeze(-1))
-    return grad
-
-
-class _GridSoftmaxFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, y, targets, codec, marginals, chunk_rows):
-        shift, z, s = _forward(logits, y, codec, marginals, chunk_rows)
-        log_z = (z.log() + shift).to(logits.dtype)
-        token = None
-        if targets is not None:
-            # log(P(x_0) / Z) is exactly 0 when x_0 is the only consistent token; the
-            # difference of logs serves where the ratio underflows.
-            shifted = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).to(z.dtype) - shift
-            ratio = shifted.exp() / z
-            tiny = torch.finfo(z.dtype).tiny
-            token = torch.where(ratio > tiny, ratio.log(), shifted - z.log())
-            token = token.to(logits.dtype)
-        log_s = None
-        if marginals:
-            reachable = s > 0
-            log_s = torch.where(reachable, torch.where(reachable, s, 1.0).log(), float("-inf"))
-            log_s = (log_s - z.log()[:, None, None]).to(logits.dtype)
-        ctx.save_for_backward(logits, y, targets, shift, z, s)
-        ctx.codec, ctx.chunk_rows = codec, chunk_rows
-        return log_z, token, log_s
-
-    @staticmethod
-    def backward(ctx, g_z, g_t, g_s):
-        logits, y, targets, shift, z, s = ctx.saved_tensors
-        if g_z is None:
-            g_z = torch.zeros_like(z)
-        grad = _backward(logits, y, targets, shift, z, s, g_z, g_t, g_s, ctx.codec, ctx.chunk_rows)
-        return grad, None, None, None, None, None
 
 
 def flat_inputs(
@@ -259,40 +168,3 @@ def flat_inputs(
     if not carry_over:
         flat_y = torch.full_like(flat_y, codec.mask_id)
     return logits.reshape(-1, codec.num_classes), flat_y
-
-
-def grid_softmax(
-    logits: torch.Tensor,
-    y_t: torch.Tensor,
-    codec: SubTokenizer,
-    *,
-    targets: torch.Tensor | None = None,
-    marginals: bool = False,
-    carry_over: bool = True,
-    chunk_rows: int | None = None,
-) -> GridSoftmax:
-    """Restricted normaliser, token log-probability and digit marginals, differentiable.
-
-    Args:
-        logits: (..., C) joint decoder logits E.
-        y_t: (..., ell) noised sub-tokens (mask = ``codec.mask_id``).
-        targets: (...,) token ids x_0 whose log p(x_0 | y_t) to return.
-        marginals: also return log p(y_0^j = v | y_t), (..., ell, b); -inf for digit
-            values no consistent token has.
-        carry_over: restrict to V(y_t); without it, a plain softmax over the C ids.
-        chunk_rows: rows per chunk (default: a few MiB of grid on the CPU).
-
-    Equals ``log_softmax`` of the logits with -inf outside V(y_t), and its per-digit
-    logsumexp, at about the cost of one ``log_softmax``.
-    """
-    lead = logits.shape[:-1]
-    flat, flat_y = flat_inputs(logits, y_t, codec, carry_over)
-    flat_targets = targets.reshape(-1) if targets is not None else None
-    log_z, token, log_s = _GridSoftmaxFunction.apply(
-        flat, flat_y, flat_targets, codec, marginals, chunk_rows
-    )
-    return GridSoftmax(
-        log_normalizer=log_z.view(lead),
-        token_log_prob=token.view(lead) if token is not None else None,
-        log_marginals=log_s.view(*lead, codec.ell, codec.base) if log_s is not None else None,
-    )

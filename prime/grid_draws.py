@@ -72,7 +72,7 @@ def grid_sample(
         for attempt in range(2):
             p = fill(buffer, chunk, shift)
             if subtoken:
-                _, first = reduce_grid(p, keep, grid, marginals=True)
+                _, first, _ = reduce_grid(p, keep, grid, marginals=True)
             else:
                 level = p.view(r, grid.first, grid.inner[0])
                 first = torch.bmm(level, trailing[0].unsqueeze(-1)).squeeze(-1)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 from .codec import SubTokenizer
-from .digit_grid import grid_softmax
+from .grid_softmax import grid_softmax
 from .schedules import Schedule
 
 __all__ = [
@@ -65,8 +65,7 @@ def published_joint_loss(
 
 
 def valid_marginal_bound(
-    log_marginals: torch.Tensor,
-    y0: torch.Tensor,
+    digit_log_probs: torch.Tensor,
     y_t: torch.Tensor,
     t: torch.Tensor,
     schedule: Schedule,
@@ -75,8 +74,9 @@ def valid_marginal_bound(
     """Valid continuous-time NELBO per token, from sub-token marginals.
 
     Args:
-        log_marginals: (B, L, ell, b) log p_theta(y_0^{i,j} = v | y_t).
-        y0: (B, L, ell) clean sub-tokens.
+        digit_log_probs: (B, L, ell) log p_theta(y_0^{i,j} | y_t), each clean digit's
+            marginal (``GridSoftmax.digit_log_probs``, or the gathered per-digit
+            softmax of the independent decoder).
         y_t: (B, L, ell) noised sub-tokens.
         t: (B,) diffusion times, or (B, L) one per token.
         mask_id: the mask sub-token id m.
@@ -84,7 +84,7 @@ def valid_marginal_bound(
     Returns:
         (B, L) w(t) * sum over masked digits of -log p_theta(y_0^{i,j} | y_t), in nats.
     """
-    nll = -log_marginals.gather(-1, y0.unsqueeze(-1)).squeeze(-1)
+    nll = -digit_log_probs
     # Revealed digits contribute exactly 0; where() also drops any -inf*0 from them.
     nll = torch.where(y_t == mask_id, nll, torch.zeros_like(nll)).sum(-1)
     return _weight(t, schedule, nll) * nll
@@ -112,8 +112,7 @@ def joint_decoder_losses(
     ``x0`` (B, L) are the clean tokens, ``y_t`` (B, L, ell) the noised sub-tokens. Both come
     from one pass of :func:`prime.grid_softmax` over the logits.
     """
-    out = grid_softmax(logits, y_t, codec, targets=x0, marginals=True, carry_over=carry_over)
+    out = grid_softmax(logits, y_t, codec, targets=x0, carry_over=carry_over)
     published = published_joint_loss(out.token_log_prob, t, schedule)
-    y0 = codec.encode(x0)
-    valid = valid_marginal_bound(out.log_marginals, y0, y_t, t, schedule, codec.mask_id)
+    valid = valid_marginal_bound(out.digit_log_probs, y_t, t, schedule, codec.mask_id)
     return PrimeLosses(published=published, valid_bound=valid)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from .codec import SubTokenizer
-from .digit_grid import grid_softmax
+from .grid_softmax import grid_softmax
 
 __all__ = [
     "joint_log_probs",

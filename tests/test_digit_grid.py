@@ -59,18 +59,22 @@ def test_values_and_gradients_equal_the_masked_log_softmax(num_classes, ell, dty
     torch.testing.assert_close(out.token_log_prob, ref[1], **tol)
     torch.testing.assert_close(out.log_marginals[finite], ref[2][finite], **tol)
     assert out.token_log_prob[1] == 0.0  # the only consistent token, exactly
+    digits = ref[2].gather(-1, codec.encode(x0)[..., None]).squeeze(-1)
+    reached = torch.isfinite(digits)
+    assert torch.equal(torch.isfinite(out.digit_log_probs), reached)
+    torch.testing.assert_close(out.digit_log_probs[reached], digits[reached], **tol)
 
     upstream = [torch.randn(n, generator=g, dtype=dtype) for _ in range(2)]
     upstream.append(torch.randn(n, ell, codec.base, generator=g, dtype=dtype) * finite)
+    upstream.append(torch.randn(n, ell, generator=g, dtype=dtype) * reached)
 
-    def scalar(log_z, token, marg):
-        marg = torch.where(finite, marg, 0.0)
-        return (
-            (log_z * upstream[0]).sum() + (token * upstream[1]).sum() + (marg * upstream[2]).sum()
-        )
+    def scalar(log_z, token, marg, digit):
+        marg, digit = torch.where(finite, marg, 0.0), torch.where(reached, digit, 0.0)
+        total = (log_z * upstream[0]).sum() + (token * upstream[1]).sum()
+        return total + (marg * upstream[2]).sum() + (digit * upstream[3]).sum()
 
     (ours,) = torch.autograd.grad(scalar(*out), logits)
-    (theirs,) = torch.autograd.grad(scalar(*ref), logits)
+    (theirs,) = torch.autograd.grad(scalar(*ref, digits), logits)
     torch.testing.assert_close(ours, theirs, **tol)
 
 
@@ -97,6 +101,7 @@ def test_shapes_chunks_and_half_precision():
         torch.testing.assert_close(part.log_normalizer, whole.log_normalizer)
     batched = grid_softmax(logits.view(4, 6, 50), y.view(4, 6, 2), codec, targets=x0.view(4, 6))
     assert batched.log_normalizer.shape == (4, 6) and batched.log_marginals is None
+    assert batched.digit_log_probs.shape == (4, 6, 2)
     half = grid_softmax(logits.bfloat16(), y, codec, targets=x0)
     assert half.log_normalizer.dtype == torch.bfloat16
     torch.testing.assert_close(half.log_normalizer.float(), whole.log_normalizer, atol=0.1, rtol=0)
