@@ -84,6 +84,11 @@ def _log_ratio(mass: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.where(reachable, torch.where(reachable, mass, 1.0).log(), float("-inf")) - z.log()
 
 
+def _consistent(y: torch.Tensor, digits: torch.Tensor, codec: SubTokenizer) -> torch.Tensor:
+    """(N,) whether each target token lies in V(y)."""
+    return ((y == codec.mask_id) | (y == digits)).all(-1)
+
+
 def _backward(logits, y, targets, digits, shift, z, s, d, g_z, g_t, g_s, g_d, codec, chunk_rows):
     """dL/dE (N, C) from the upstream gradients (see the module docstring); the target
     digits' terms g_d / S_j(d_j) join h_j at v = d_j."""
@@ -92,7 +97,9 @@ def _backward(logits, y, targets, digits, shift, z, s, d, g_z, g_t, g_s, g_d, co
     dtype = compute_dtype(logits.dtype)
     coef0 = g_z.to(dtype)
     if g_t is not None:
-        coef0 = coef0 - g_t.to(dtype)
+        # A target outside V(y) has log-probability -inf and no gradient.
+        g_t = g_t.to(dtype).masked_fill(~_consistent(y, digits, codec), 0.0)
+        coef0 = coef0 - g_t
     h = None
     if g_s is not None:
         reachable = s > 0
@@ -152,12 +159,15 @@ class _GridSoftmaxFunction(torch.autograd.Function):
             ratio = shifted.exp() / z
             tiny = torch.finfo(z.dtype).tiny
             token = torch.where(ratio > tiny, ratio.log(), shifted - z.log())
+            token = token.masked_fill(~_consistent(y, digits, codec), float("-inf"))
             token = token.to(logits.dtype)
             log_d = _log_ratio(d, z[:, None]).to(logits.dtype)
         if marginals:
             log_s = _log_ratio(s, z[:, None, None]).to(logits.dtype)
         ctx.save_for_backward(logits, y, targets, digits, shift, z, s, d)
         ctx.codec, ctx.chunk_rows = codec, chunk_rows
+        # Unused outputs get None gradients, not (N, ...) zeros to multiply through.
+        ctx.set_materialize_grads(False)
         return log_z, token, log_s, log_d
 
     @staticmethod
@@ -165,6 +175,10 @@ class _GridSoftmaxFunction(torch.autograd.Function):
         logits, y, targets, digits, shift, z, s, d = ctx.saved_tensors
         if g_z is None:
             g_z = torch.zeros_like(z)
+        if ctx.codec.ell == 1 and g_d is not None:
+            # One digit: its marginal is the token's probability; no (N, C) h is needed.
+            g_t = g_d[:, 0] if g_t is None else g_t + g_d[:, 0]
+            g_d = None
         grad = _backward(
             logits,
             y,

@@ -39,6 +39,11 @@ def noised(codec, n, generator, reveal=0.5):
     keep = torch.rand(n, codec.ell, generator=generator) < reveal
     y = torch.where(keep, y0, codec.mask_id)
     y[0], y[1] = codec.mask_id, y0[1]  # one all-masked token, one all-revealed token
+    # A target outside V(y), which holds another token: log-probability -inf.
+    other = codec.encode((x0[2] + 1) % codec.num_classes)
+    axis = int((other != y0[2]).nonzero()[0])
+    y[2] = codec.mask_id
+    y[2, axis] = other[axis]
     return x0, y
 
 
@@ -56,7 +61,8 @@ def test_values_and_gradients_equal_the_masked_log_softmax(num_classes, ell, dty
     finite = torch.isfinite(ref[2])
     assert torch.equal(torch.isfinite(out.log_marginals), finite)
     torch.testing.assert_close(out.log_normalizer, ref[0], **tol)
-    torch.testing.assert_close(out.token_log_prob, ref[1], **tol)
+    assert out.token_log_prob[2] == -math.inf
+    torch.testing.assert_close(out.token_log_prob[3:], ref[1][3:], **tol)
     torch.testing.assert_close(out.log_marginals[finite], ref[2][finite], **tol)
     assert out.token_log_prob[1] == 0.0  # the only consistent token, exactly
     digits = ref[2].gather(-1, codec.encode(x0)[..., None]).squeeze(-1)
@@ -65,6 +71,7 @@ def test_values_and_gradients_equal_the_masked_log_softmax(num_classes, ell, dty
     torch.testing.assert_close(out.digit_log_probs[reached], digits[reached], **tol)
 
     upstream = [torch.randn(n, generator=g, dtype=dtype) for _ in range(2)]
+    upstream[1][2] = 0.0
     upstream.append(torch.randn(n, ell, codec.base, generator=g, dtype=dtype) * finite)
     upstream.append(torch.randn(n, ell, generator=g, dtype=dtype) * reached)
 
