@@ -48,6 +48,7 @@ __all__ = [
     "keep_indicators",
     "trailing_products",
     "fill",
+    "contract_trailing",
     "reduce_grid",
     "restricted_max",
     "flat_inputs",
@@ -110,6 +111,13 @@ def fill(buffer: torch.Tensor, logits: torch.Tensor, shift: torch.Tensor) -> tor
     return buffer[:r]
 
 
+def contract_trailing(level: torch.Tensor, trailing: torch.Tensor) -> torch.Tensor:
+    """(r, n) sums of the level (r, n, X) against K (r, X) over its last axis."""
+    if level.shape[-1] == 1:  # nothing after this axis (ell = 1, or the last digit)
+        return level.squeeze(-1) * trailing
+    return torch.bmm(level, trailing.unsqueeze(-1)).squeeze(-1)
+
+
 def reduce_grid(
     p: torch.Tensor,
     keep: torch.Tensor,
@@ -132,10 +140,7 @@ def reduce_grid(
         n = grid.sizes[j]
         k_j = keep[:, j, :n]
         if marginals:
-            if grid.inner[j] == 1:
-                s[:, j, :n] = level.squeeze(-1) * k_j
-            else:
-                s[:, j, :n] = torch.bmm(level, trailing[j].unsqueeze(-1)).squeeze(-1) * k_j
+            s[:, j, :n] = contract_trailing(level, trailing[j]) * k_j
         if digits is not None:
             picked = level[rows, digits[:, j]]  # (r, X_j)
             d[:, j] = (picked * trailing[j]).sum(-1) * keep[rows, j, digits[:, j]]

@@ -4,8 +4,8 @@ With the grid, indicators and levels of :mod:`prime.digit_grid`, a token draw
 x ~ p(x | y) is ell small categorical draws: digit 1 from S_1 (one pass over the row),
 then digit j from the level fixed by the digits drawn before it, contracted with
 K_{>j}, which touches about C / n_1 entries. A sub-token draw takes every digit from its
-marginal S_j instead. No (N, C) probabilities or noise are formed: the exponential race
-runs over b values per digit.
+marginal S_j instead. No (N, C) probabilities or noise are formed: each categorical
+draw is one uniform through the cumulative weights (inverse CDF).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .digit_grid import (
     Grid,
     chunk_rows_for,
     compute_dtype,
+    contract_trailing,
     fill,
     flat_inputs,
     keep_indicators,
@@ -29,10 +30,13 @@ __all__ = ["grid_sample"]
 
 
 def _draw(weights: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
-    """One index per row of the (r, n) unnormalised ``weights`` (exponential race)."""
-    weights = weights.to(dtype)
-    noise = torch.empty_like(weights).exponential_(generator=generator)
-    return (weights / noise).argmax(-1)
+    """One index per row of the (r, n) unnormalised ``weights``, by inverse CDF: the first
+    i with cumsum(w)_i > u * sum(w), u ~ U[0, 1). One uniform per row (a race of
+    exponentials would draw n), with the cumulative sums in ``dtype``."""
+    cdf = weights.to(dtype).cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=dtype)
+    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    return index.squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
 @torch.no_grad()
@@ -46,8 +50,11 @@ def grid_sample(
     sampling_dtype: torch.dtype = torch.float64,
     generator: torch.Generator | None = None,
     chunk_rows: int | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Digits (..., ell) of a draw from the restricted joint decoder at each position.
+    """Digits (..., ell) of a draw from the restricted joint decoder at each position,
+    or (P, ell) at the flat ``positions`` (P,) only (read chunk by chunk, never copied
+    out as a whole).
 
     ``subtoken=False``: x ~ p(x | y_t), digit by digit down the grid (each digit from its
     conditional given the digits drawn before it), returned as f(x). ``subtoken=True``:
@@ -57,14 +64,18 @@ def grid_sample(
     lead = logits.shape[:-1]
     flat, flat_y = flat_inputs(logits, y_t, codec, carry_over)
     grid = Grid(codec)
-    n = flat.shape[0]
+    n = flat.shape[0] if positions is None else positions.numel()
     dtype = compute_dtype(flat.dtype)
     rows = chunk_rows_for(codec, flat.device, chunk_rows)
     buffer = flat.new_zeros(min(rows, max(n, 1)), grid.width, dtype=dtype)
     out = torch.empty(n, grid.ell, dtype=torch.long, device=flat.device)
     for start in range(0, n, rows):
         index = slice(start, start + rows)
-        chunk, y = flat[index].to(dtype), flat_y[index]
+        if positions is None:
+            chunk, y = flat[index].to(dtype), flat_y[index]
+        else:
+            chunk = flat.index_select(0, positions[index]).to(dtype)
+            y = flat_y.index_select(0, positions[index])
         r = chunk.shape[0]
         keep = keep_indicators(y, codec, dtype)
         trailing = trailing_products(keep, grid)
@@ -75,8 +86,7 @@ def grid_sample(
                 _, first, _ = reduce_grid(p, keep, grid, marginals=True)
             else:
                 level = p.view(r, grid.first, grid.inner[0])
-                first = torch.bmm(level, trailing[0].unsqueeze(-1)).squeeze(-1)
-                first = first * keep[:, 0, : grid.first]
+                first = contract_trailing(level, trailing[0]) * keep[:, 0, : grid.first]
             total = first[:, 0].sum(-1) if subtoken else first.sum(-1)
             low = total < torch.finfo(dtype).tiny / torch.finfo(dtype).eps
             if attempt or not bool(low.any()):
@@ -87,14 +97,10 @@ def grid_sample(
             out[index] = _draw(first.flatten(0, 1), sampling_dtype, generator).view(r, grid.ell)
             continue
         for j in range(grid.ell):
-            if j:
-                weights = torch.bmm(level, trailing[j].unsqueeze(-1)).squeeze(-1)
-                weights = weights * keep[:, j]
-            else:
-                weights = first
+            weights = contract_trailing(level, trailing[j]) * keep[:, j] if j else first
             digit = _draw(weights, sampling_dtype, generator)
             out[index, j] = digit
             if j + 1 < grid.ell:
                 picked = level[torch.arange(r, device=level.device), digit]
                 level = picked.view(r, grid.base, grid.inner[j + 1])
-    return out.view(*lead, grid.ell)
+    return out.view(*lead, grid.ell) if positions is None else out

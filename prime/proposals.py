@@ -89,9 +89,25 @@ def propose(
     )
     if where is not None:
         out = y.clone()
-        if bool(where.any()):
-            # Selecting rows copies them, so the draw may work in place.
-            out[where] = propose(logits[where], y[where], codec, **settings, inplace=True)
+        rows = where.reshape(-1).nonzero().squeeze(-1)
+        if not rows.numel():
+            return out
+        flat_logits, flat_y = logits.flatten(0, where.dim() - 1), y.reshape(-1, codec.ell)
+        if decoder == "joint" and top_p is None:
+            drawn = grid_sample(
+                flat_logits,
+                flat_y,
+                codec,
+                carry_over=carry_over,
+                subtoken=proposal == "subtoken",
+                sampling_dtype=sampling_dtype,
+                generator=generator,
+                positions=rows,
+            )
+        else:  # the copy of the rows may be overwritten by the draw
+            picked = flat_logits.index_select(0, rows)
+            drawn = propose(picked, flat_y[rows], codec, **settings, inplace=True)
+        out.view(-1, codec.ell)[rows] = drawn
         return out
     if decoder == "independent":
         log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
