@@ -100,3 +100,25 @@ class ExactPosterior:
 def entropy(probs: torch.Tensor) -> float:
     p = probs[probs > 0].double()
     return float(-(p * p.log()).sum())
+
+
+class StandInFeatures:
+    """A small fixed feature extractor with the interface of ``benchmarks.fid``'s
+    Inception extractors (``name``, ``__call__(images, desc)``), for tests of the FID
+    plumbing: 4 x 4 average pools of every channel through a fixed random projection."""
+
+    name = "test-stand-in-features"
+
+    def __init__(self, *args, dim: int = 32, **kwargs):
+        self.dim = dim
+
+    def __call__(self, images, desc: str = "features"):
+        import numpy as np
+
+        x = torch.as_tensor(np.asarray(images)).double() / 255.0
+        if x.shape[1] == 1:  # gray images are fed to Inception as RGB too
+            x = x.expand(-1, 3, -1, -1)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+        g = torch.Generator().manual_seed(0)
+        projection = torch.randn(pooled.shape[1], self.dim, generator=g, dtype=torch.float64)
+        return torch.tanh(pooled @ projection).numpy()

@@ -1,6 +1,7 @@
 """FID: offline Inception weights in torch-fidelity's extractor, and the Frechet distance."""
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks.fid import (
@@ -10,6 +11,7 @@ from benchmarks.fid import (
     frechet_distance,
     offline_weights_file,
 )
+from tests.helpers import StandInFeatures
 
 
 def _features(n: int, d: int, shift: float, seed: int) -> np.ndarray:
@@ -71,35 +73,50 @@ def test_conversion_maps_every_tensor():
     assert torch.equal(state["fc.weight"], torch.zeros(1008, 2048))  # no logits offline
 
 
-def test_feature_pipelines_kid_and_reference_cache(tmp_path):
-    from benchmarks.fid import (
-        CleanFIDFeatures,
-        InceptionFeatures,
-        kernel_inception_distance,
-        reference_features,
-    )
+def _check_extractor(extractor, gray, other, dim):
+    from benchmarks.fid import kernel_inception_distance
 
+    a, b = extractor(gray), extractor(other)
+    assert a.shape == (len(gray), dim) and np.isfinite(a).all()
+    assert frechet_distance(*feature_statistics(a), *feature_statistics(a)) < 1e-6
+    assert frechet_distance(*feature_statistics(a), *feature_statistics(b)) > 1e-3
+    kid_mean, _ = kernel_inception_distance(a, b, subsets=10)
+    assert kid_mean > 0
+    return a
+
+
+def _toy_images():
     rng = np.random.default_rng(0)
     gray = rng.integers(0, 256, (6, 1, 28, 28), dtype=np.uint8)  # Fashion-MNIST shaped
-    other = (255 - gray) // 2
+    return gray, (255 - gray) // 2
+
+
+def test_kid_and_the_reference_cache_on_a_stand_in_extractor(tmp_path):
+    from benchmarks.fid import reference_features
+
+    gray, other = _toy_images()
+    extractor = StandInFeatures()
+    _check_extractor(extractor, gray, other, extractor.dim)
+    first = reference_features(gray, extractor, tmp_path, label="toy")
+    cached = list((tmp_path / "fid-reference").glob("toy-*.npy"))
+    assert len(cached) == 1 and extractor.name in cached[0].name
+    assert np.array_equal(reference_features(gray, extractor, tmp_path, label="toy"), first)
+    reference_features(other, extractor, tmp_path, label="toy")  # new content, new entry
+    assert len(list((tmp_path / "fid-reference").glob("toy-*.npy"))) == 2
+
+
+@pytest.mark.slow
+def test_both_inception_pipelines_give_distances_and_differ_by_their_resize(tmp_path):
+    from benchmarks.fid import CleanFIDFeatures, InceptionFeatures
+
+    gray, other = _toy_images()
     fidelity = InceptionFeatures(tmp_path, batch_size=4)
     clean = CleanFIDFeatures(batch_size=4)
     for extractor in (fidelity, clean):
-        a, b = extractor(gray), extractor(other)
-        assert a.shape == (6, 2048) and np.isfinite(a).all()
-        assert frechet_distance(*feature_statistics(a), *feature_statistics(a)) < 1e-6
-        assert frechet_distance(*feature_statistics(a), *feature_statistics(b)) > 1.0
-        kid_mean, _ = kernel_inception_distance(a, b, subsets=10)
-        assert kid_mean > 0
+        a = _check_extractor(extractor, gray, other, 2048)
+        assert frechet_distance(*feature_statistics(a), *feature_statistics(extractor(other))) > 1
     # Different resize filters: the two pipelines see slightly different inputs.
     assert not np.allclose(fidelity(gray[:2]), clean(gray[:2]))
-
-    first = reference_features(gray, fidelity, tmp_path, label="toy")
-    cached = list((tmp_path / "fid-reference").glob("toy-*.npy"))
-    assert len(cached) == 1
-    assert np.array_equal(reference_features(gray, fidelity, tmp_path, label="toy"), first)
-    reference_features(other, fidelity, tmp_path, label="toy")  # new content, new entry
-    assert len(list((tmp_path / "fid-reference").glob("toy-*.npy"))) == 2
 
 
 def test_fast_extractor_matches_torch_fidelitys_reference_layout(tmp_path):
