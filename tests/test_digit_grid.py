@@ -109,9 +109,15 @@ def test_shapes_chunks_and_half_precision():
     batched = grid_softmax(logits.view(4, 6, 50), y.view(4, 6, 2), codec, targets=x0.view(4, 6))
     assert batched.log_normalizer.shape == (4, 6) and batched.log_marginals is None
     assert batched.digit_log_probs.shape == (4, 6, 2)
-    half = grid_softmax(logits.bfloat16(), y, codec, targets=x0)
+    half_logits = logits.bfloat16().requires_grad_()
+    half = grid_softmax(half_logits, y, codec, targets=x0)
     assert half.log_normalizer.dtype == torch.bfloat16
     torch.testing.assert_close(half.log_normalizer.float(), whole.log_normalizer, atol=0.1, rtol=0)
+    half.token_log_prob.sum().backward()  # sums in float32, the gradient in bfloat16
+    full_logits = half_logits.detach().float().requires_grad_()
+    grid_softmax(full_logits, y, codec, targets=x0).token_log_prob.sum().backward()
+    assert half_logits.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(half_logits.grad.float(), full_logits.grad, atol=1e-2, rtol=0)
     with pytest.raises(ValueError, match="C=50"):
         grid_softmax(logits[:, :49], y, codec)
     with pytest.raises(ValueError, match="ell=2"):
