@@ -113,8 +113,8 @@ def fill(buffer: torch.Tensor, logits: torch.Tensor, shift: torch.Tensor) -> tor
 
 def contract_trailing(level: torch.Tensor, trailing: torch.Tensor) -> torch.Tensor:
     """(r, n) sums of the level (r, n, X) against K (r, X) over its last axis."""
-    if level.shape[-1] == 1:  # nothing after this axis (ell = 1, or the last digit)
-        return level.squeeze(-1) * trailing
+    if level.shape[-1] == 1:  # nothing after this axis (ell = 1, or the last digit): K = 1
+        return level.squeeze(-1)
     return torch.bmm(level, trailing.unsqueeze(-1)).squeeze(-1)
 
 

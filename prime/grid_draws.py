@@ -5,10 +5,12 @@ x ~ p(x | y) is ell small categorical draws: digit 1 from S_1 (one pass over the
 then digit j from the level fixed by the digits drawn before it, contracted with
 K_{>j}, which touches about C / n_1 entries. A sub-token draw takes every digit from its
 marginal S_j instead. No (N, C) probabilities or noise are formed: each categorical
-draw is one uniform through the cumulative weights (inverse CDF).
+draw is a uniform through the cumulative weights (inverse CDF).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -29,14 +31,29 @@ from .digit_grid import (
 __all__ = ["grid_sample"]
 
 
-def _draw(weights: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
-    """One index per row of the (r, n) unnormalised ``weights``, by inverse CDF: the first
-    i with cumsum(w)_i > u * sum(w), u ~ U[0, 1). One uniform per row (a race of
-    exponentials would draw n), with the cumulative sums in ``dtype``."""
+def _inverse_cdf(weights: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
+    """The first i with cumsum(w)_i > u * sum(w), u ~ U[0, 1), per row of (r, n)."""
     cdf = weights.to(dtype).cumsum(-1)
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=dtype)
     index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
     return index.squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+
+
+def _draw(weights: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
+    """One index per row of the (r, n) unnormalised ``weights``, exactly.
+
+    Short rows: inverse CDF with the cumulative sums in ``dtype``. Long rows (ell = 1, where
+    a row is the C token weights): a block of ~sqrt(n) entries from the block sums, then an
+    entry within it, so only two short cumulative sums are formed in ``dtype``."""
+    r, n = weights.shape
+    if n <= 4096:
+        return _inverse_cdf(weights, dtype, generator)
+    size = math.isqrt(n - 1) + 1
+    blocks = -(-n // size)
+    padded = torch.nn.functional.pad(weights, (0, blocks * size - n)).view(r, blocks, size)
+    block = _inverse_cdf(padded.sum(-1), dtype, generator)
+    within = padded[torch.arange(r, device=weights.device), block]
+    return block * size + _inverse_cdf(within, dtype, generator)
 
 
 @torch.no_grad()

@@ -163,3 +163,18 @@ def test_draws_follow_the_restricted_distribution(num_classes, ell, subtoken):
         freq = torch.bincount(tokens, minlength=num_classes).double() / n
         exact = torch.softmax(logits.masked_fill(~codec.consistent_mask(y), -math.inf), -1)[0]
         assert (freq - exact).abs().sum() / 2 < 0.02
+
+
+def test_long_rows_are_drawn_by_block_and_entry_exactly():
+    # ell = 1 over 5000 classes: rows longer than 4096 go block by block.
+    g = torch.Generator().manual_seed(6)
+    codec = SubTokenizer(5000, 1)
+    logits = torch.full((1, 5000), -30.0)
+    logits[0, :3] = torch.tensor([0.0, 1.0, 2.0])
+    logits[0, 4999] = 1.5  # the last entry, in the padded last block
+    y = torch.full((1, 1), codec.mask_id)
+    n = 40_000
+    draws = grid_sample(logits.expand(n, -1), y.expand(n, -1), codec, generator=g)[:, 0]
+    exact = torch.softmax(logits[0].double(), -1)
+    freq = torch.bincount(draws, minlength=5000).double() / n
+    assert draws.max() < 5000 and (freq - exact).abs().sum() / 2 < 0.02

@@ -4,9 +4,10 @@ released algorithm.
 For B x L tokens over the GPT-2 vocabulary (C = 50257) with half of the digits revealed:
 
 * floor: the token loss through one plain ``log_softmax`` over C (no restriction);
-* grid: ``prime.grid_softmax`` -- restricted token loss plus the ell digit marginals of
-  the valid bound, the whole training-time need of MDLM-Prime; and ``prime.grid_sample``,
-  the sampler's restricted draw (forward only);
+* grid: ``prime.grid_softmax`` -- the restricted token loss plus the marginals of the
+  token's digits (the valid bound), the whole training-time need of MDLM-Prime; the same
+  with every digit's full (ell, b) marginals; and ``prime.grid_sample``, the sampler's
+  restricted draw (forward only);
 * released: :func:`released_filter_reference`, the released text code's algorithm
   (a float (N, C) count of matching digits accumulated digit by digit from a lookup
   table, -inf where the count is below ell, then ``log_softmax``). The released text code
@@ -52,9 +53,18 @@ def floor_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def grid_loss(logits, y_t, targets, codec) -> torch.Tensor:
     """Published token loss plus the valid bound's masked-digit terms, from one op."""
+    out = grid_softmax(logits, y_t, codec, targets=targets)
+    digit = out.digit_log_probs.masked_fill(y_t != codec.mask_id, 0.0)
+    return -(out.token_log_prob.sum() + digit.sum())
+
+
+def grid_all_marginals(logits, y_t, targets, codec) -> torch.Tensor:
+    """As :func:`grid_loss`, and every digit's full marginal (N, ell, b) as well (what a
+    sub-token sampler reads), with a gradient through all of them."""
     out = grid_softmax(logits, y_t, codec, targets=targets, marginals=True)
-    digit = out.log_marginals.gather(-1, codec.encode(targets)[..., None]).squeeze(-1)
-    return -(out.token_log_prob.sum() + digit.masked_fill(y_t != codec.mask_id, 0.0).sum())
+    digit = out.digit_log_probs.masked_fill(y_t != codec.mask_id, 0.0)
+    marginals = out.log_marginals.where(torch.isfinite(out.log_marginals), 0.0)
+    return -(out.token_log_prob.sum() + digit.sum() + marginals.sum())
 
 
 def released_loss(logits, y_t, targets, codec) -> torch.Tensor:
@@ -88,14 +98,18 @@ def cases(logits: torch.Tensor, targets: torch.Tensor, ell: int, generator: torc
 
     floor = lambda x: floor_loss(x, targets)  # noqa: E731
     grid = lambda x: grid_loss(x, y_t, targets, codec)  # noqa: E731
+    full = lambda x: grid_all_marginals(x, y_t, targets, codec)  # noqa: E731
     released = lambda x: released_loss(x, y_t, targets, codec)  # noqa: E731
     draw = lambda: grid_sample(logits, y_t, codec, generator=generator)  # noqa: E731
-    return {
+    ops = {
         "floor: log_softmax": (lambda: floor(logits), with_grad(floor)),
-        "grid: loss + marginals": (lambda: grid(logits), with_grad(grid)),
+        "grid: token + digit losses": (lambda: grid(logits), with_grad(grid)),
+        "grid: + all ell x b marginals": (lambda: full(logits), with_grad(full)),
         "grid: restricted draw": (draw, None),
-        "released: filter + log_softmax": (lambda: released(logits), with_grad(released)),
     }
+    if ell > 1:  # at ell = 1 the released code is MDLM's SUBS: the floor and a one-hot
+        ops["released: filter + log_softmax"] = (lambda: released(logits), with_grad(released))
+    return ops
 
 
 def main() -> None:
