@@ -10,13 +10,14 @@ candidate value. The draws:
   sum_{x : f(x)_j = v} p(x | y_t);
 * independent decoder: every digit from its own softmax.
 
-Without top-p, joint draws go digit by digit down the grid of :mod:`prime.digit_grid`
-(no (B, L, C) probabilities are formed); top-p needs the sorted token distribution.
-A step changes only some positions, so ``where`` limits the draws to those.
+Without top-p, joint draws go digit by digit down the grid (:mod:`prime.grid_draws`,
+inverse-CDF draws with the cumulative sums in ``sampling_dtype``; no (B, L, C)
+probabilities are formed); top-p needs the sorted token distribution. A step changes
+only some positions, so ``where`` limits the draws to those.
 
-Categorical draws use the exponential race argmax_x p(x) / E_x, E_x ~ Exp(1) (the
-Gumbel-max trick), with p and E in ``sampling_dtype``: float32 noise truncates the tail
-of the Gumbel variable and lowers the effective temperature, float64 avoids that.
+The other categorical draws use the exponential race argmax_x p(x) / E_x, E_x ~ Exp(1)
+(the Gumbel-max trick), with p and E in ``sampling_dtype``: float32 noise truncates the
+tail of the Gumbel variable and lowers the effective temperature, float64 avoids that.
 """
 
 from __future__ import annotations
