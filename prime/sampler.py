@@ -34,6 +34,7 @@ from typing import Literal
 import torch
 
 from .codec import SubTokenizer
+from .corrector import corrector_jump
 from .proposals import Proposal, propose, sample_categorical, top_p_filter
 from .schedules import Schedule, get_schedule
 
@@ -264,7 +265,7 @@ def sample(
         y_before = y
         y = torch.where(reveal, y_hat, y)
         if kappa > 0.0:
-            y = _corrector_jump(y, y_hat, schedule, t, t - s, kappa, mask_id, generator)
+            y = corrector_jump(y, y_hat, schedule, t, t - s, kappa, mask_id, generator)
         changed = (y != y_before).flatten(1).any(dim=1)
         idle += ~changed
         if bool(changed.any()) or not use_cache:
@@ -290,31 +291,3 @@ def sample(
         num_steps=num_steps,
         num_classes=codec.num_classes,
     )
-
-
-def _corrector_jump(
-    y: torch.Tensor,
-    y_hat: torch.Tensor,
-    schedule: Schedule,
-    t: float,
-    h: float,
-    kappa: float,
-    mask_id: int,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
-    """One remasking/unmasking jump of every sub-token over a step of length h (§6.2)."""
-    tt = torch.tensor(t, dtype=torch.float64)
-    a, da = float(schedule.alpha(tt)), -float(schedule.d_alpha(tt))  # flow-time derivative
-    if kappa <= 0.0 or not 0.0 < a < 1.0:  # the rates are 0/0 at the ends of time
-        return y
-    to_value = da / (1 - a) + kappa * da / (a * (1 - a)) * a
-    to_mask = kappa * da / (a * (1 - a)) * (1 - a)
-    masked, agrees = y == mask_id, y == y_hat
-    rate_value = torch.where(agrees, 0.0, to_value)
-    rate_mask = torch.where(masked, 0.0, to_mask)
-    total = rate_value + rate_mask
-    u = torch.rand(y.shape, generator=generator, device=y.device, dtype=torch.float64)
-    jump = u < 1.0 - torch.exp(-h * total)
-    v = torch.rand(y.shape, generator=generator, device=y.device, dtype=torch.float64)
-    target = torch.where(v * total < rate_value, y_hat, torch.full_like(y, mask_id))
-    return torch.where(jump, target, y)
