@@ -50,7 +50,8 @@ __all__ = [
     "fill",
     "contract_trailing",
     "reduce_grid",
-    "restricted_max",
+    "restricted_shift",
+    "underflowed",
     "flat_inputs",
 ]
 
@@ -76,7 +77,7 @@ class Grid:
 
     def __init__(self, codec: SubTokenizer):
         b, ell = codec.base, codec.ell
-        self.base, self.ell, self.classes = b, ell, codec.num_classes
+        self.base, self.ell = b, ell
         self.inner = [b ** (ell - 1 - j) for j in range(ell)]  # X_j: entries after axis j
         self.first = -(-codec.num_classes // self.inner[0])  # n_1
         self.width = self.first * self.inner[0]  # G
@@ -150,10 +151,19 @@ def reduce_grid(
     return z, s, d
 
 
-def restricted_max(logits: torch.Tensor, y: torch.Tensor, codec: SubTokenizer) -> torch.Tensor:
-    """(r,) max of E over V(y) (-inf if empty); for the rare rows that need it."""
-    allowed = codec.consistent_mask(y)
-    return logits.masked_fill(~allowed, float("-inf")).amax(-1)
+def underflowed(total: torch.Tensor) -> torch.Tensor:
+    """Which sums of P are too small to trust: V(y) lies ~87 nats (float32) below the
+    shift."""
+    return total < torch.finfo(total.dtype).tiny / torch.finfo(total.dtype).eps
+
+
+def restricted_shift(
+    logits: torch.Tensor, y: torch.Tensor, codec: SubTokenizer, shift: torch.Tensor
+) -> torch.Tensor:
+    """(r,) the max of E over V(y) for the rare rows that need it (``shift`` if V(y) is
+    empty)."""
+    best = logits.masked_fill(~codec.consistent_mask(y), float("-inf")).amax(-1)
+    return torch.where(torch.isfinite(best), best, shift)
 
 
 def flat_inputs(

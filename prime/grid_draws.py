@@ -24,8 +24,9 @@ from .digit_grid import (
     flat_inputs,
     keep_indicators,
     reduce_grid,
-    restricted_max,
+    restricted_shift,
     trailing_products,
+    underflowed,
 )
 
 __all__ = ["grid_sample"]
@@ -105,11 +106,10 @@ def grid_sample(
                 level = p.view(r, grid.first, grid.inner[0])
                 first = contract_trailing(level, trailing[0]) * keep[:, 0, : grid.first]
             total = first[:, 0].sum(-1) if subtoken else first.sum(-1)
-            low = total < torch.finfo(dtype).tiny / torch.finfo(dtype).eps
+            low = underflowed(total)
             if attempt or not bool(low.any()):
                 break
-            best = restricted_max(chunk[low], y[low], codec)
-            shift[low] = torch.where(torch.isfinite(best), best, shift[low])
+            shift[low] = restricted_shift(chunk[low], y[low], codec, shift[low])
         if subtoken:
             out[index] = _draw(first.flatten(0, 1), sampling_dtype, generator).view(r, grid.ell)
             continue

@@ -23,7 +23,8 @@ from .digit_grid import (
     flat_inputs,
     keep_indicators,
     reduce_grid,
-    restricted_max,
+    restricted_shift,
+    underflowed,
 )
 
 __all__ = ["GridSoftmax", "grid_softmax"]
@@ -67,14 +68,11 @@ def _forward(logits, y, digits, codec, marginals, chunk_rows):
 
     for start in range(0, n, rows):
         run(slice(start, start + rows))
-    # Z underflows only if V(y) lies ~87 nats (float32) below the row's maximum.
-    low = (z < torch.finfo(dtype).tiny / torch.finfo(dtype).eps).nonzero().squeeze(-1)
-    if low.numel():
-        for start in range(0, low.numel(), rows):
-            index = low[start : start + rows]
-            best = restricted_max(logits[index].to(dtype), y[index], codec)
-            shift[index] = torch.where(torch.isfinite(best), best, shift[index])
-            run(index)
+    low = underflowed(z).nonzero().squeeze(-1)
+    for start in range(0, low.numel(), rows):
+        index = low[start : start + rows]
+        shift[index] = restricted_shift(logits[index].to(dtype), y[index], codec, shift[index])
+        run(index)
     return shift, z, s, d
 
 

@@ -22,6 +22,7 @@ tail of the Gumbel variable and lowers the effective temperature, float64 avoids
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import torch
@@ -88,23 +89,23 @@ def propose(
         sampling_dtype=sampling_dtype,
         generator=generator,
     )
+    on_grid = partial(
+        grid_sample,
+        codec=codec,
+        carry_over=carry_over,
+        subtoken=proposal == "subtoken",
+        sampling_dtype=sampling_dtype,
+        generator=generator,
+    )
+    grid_draw = decoder == "joint" and top_p is None
     if where is not None:
         out = y.clone()
         rows = where.reshape(-1).nonzero().squeeze(-1)
         if not rows.numel():
             return out
         flat_logits, flat_y = logits.flatten(0, where.dim() - 1), y.reshape(-1, codec.ell)
-        if decoder == "joint" and top_p is None:
-            drawn = grid_sample(
-                flat_logits,
-                flat_y,
-                codec,
-                carry_over=carry_over,
-                subtoken=proposal == "subtoken",
-                sampling_dtype=sampling_dtype,
-                generator=generator,
-                positions=rows,
-            )
+        if grid_draw:
+            drawn = on_grid(flat_logits, flat_y, positions=rows)
         else:  # the copy of the rows may be overwritten by the draw
             picked = flat_logits.index_select(0, rows)
             drawn = propose(picked, flat_y[rows], codec, **settings, inplace=True)
@@ -113,16 +114,8 @@ def propose(
     if decoder == "independent":
         log_probs = independent_log_probs(logits, y, codec, carry_over=carry_over)
         return sample_categorical(log_probs.to(sampling_dtype).exp(), generator)
-    if top_p is None:
-        return grid_sample(
-            logits,
-            y,
-            codec,
-            carry_over=carry_over,
-            subtoken=proposal == "subtoken",
-            sampling_dtype=sampling_dtype,
-            generator=generator,
-        )
+    if grid_draw:
+        return on_grid(logits, y)
     log_probs = joint_log_probs(logits, y, codec, carry_over=carry_over, inplace=inplace)
     log_probs = log_probs.to(sampling_dtype)
     probs = top_p_filter(log_probs.exp(), top_p)
