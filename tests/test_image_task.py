@@ -40,6 +40,7 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
         "task.dataset=cifar10",
         f"task.path={tmp_path / 'train.parquet'}",
         f"task.reference_path={tmp_path / 'test.parquet'}",
+        f"task.held_out_path={tmp_path / 'test.parquet'}",
         "task.eval_images=4",
         "task.sample_count=6",
         "task.sample_batch=6",
@@ -80,6 +81,7 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
                     "dataset": "cifar10",
                     "path": str(tmp_path / "train.parquet"),
                     "reference_path": str(tmp_path / "test.parquet"),
+                    "held_out_path": str(tmp_path / "test.parquet"),
                     "eval_images": 4,
                     "sample_count": 6,
                     "sample_batch": 6,
@@ -94,3 +96,51 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
     render_report(uri, "cpu", results_dir=tmp_path / "results")
     table4 = (tmp_path / "results" / "cpu" / "table4_ell_nfe.md").read_text()
     assert "NFE 2" in table4 and "NFE 4" in table4 and "| cifar10 | 2 |" in table4
+
+
+class _HeldOut(Exception):
+    """Raised by the stand-in likelihood: carries the images the task evaluated."""
+
+
+def test_held_out_likelihood_never_reads_the_training_images(tmp_path, monkeypatch):
+    """CIFAR-10's FID reference set is its train split, so a documented local train copy
+    serves as both ``path`` and ``reference_path``; bits per dimension must still be
+    measured on the test split (a local copy of it, or the hub's)."""
+    monkeypatch.setenv("PRIMEBENCH_DATA_CACHE", str(tmp_path / "cache"))
+    _cifar_parquet(tmp_path / "train.parquet", 12, 0)
+    train = images.load_images("cifar10", "train", str(tmp_path / "train.parquet"))
+    requested = []
+
+    def fake_tokens(source):
+        requested.append((source.split, source.path))
+        return np.full((5, 3, 32, 32), 7, dtype=np.uint8)  # "the hub's test split"
+
+    def capture(model, rows, **_):
+        raise _HeldOut(rows)
+
+    images.load_images.cache_clear()
+    monkeypatch.setattr(images, "image_tokens", fake_tokens)
+    monkeypatch.setattr(images, "block_nll", capture)
+    overrides = parse_overrides(
+        [
+            "task.dataset=cifar10",
+            f"task.path={tmp_path / 'train.parquet'}",
+            f"task.reference_path={tmp_path / 'train.parquet'}",
+        ]
+    )
+    (config,) = load_experiment("image-cpu").resolve("cpu", overrides, ["prime-l2"])
+    task = images.ImageGeneration(config.task.params, config)
+    with pytest.raises(_HeldOut) as caught:
+        task.evaluate(None, _eval_context(tmp_path))
+    evaluated = caught.value.args[0].reshape(-1, 3, 32, 32)
+    assert not any((evaluated[:, None] == train[None]).all(axis=(2, 3, 4)).any(axis=1))
+    assert ("test", images.CIFAR10.path) in requested
+    images.load_images.cache_clear()
+
+
+def _eval_context(tmp_path):
+    import torch
+
+    from benchmarks.tasks.base import EvalContext
+
+    return EvalContext(torch.device("cpu"), 0, tmp_path / "artifacts", ema=False)

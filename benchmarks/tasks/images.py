@@ -52,6 +52,8 @@ __all__ = ["ImageGeneration"]
 SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet32": (3, 32, 32)}
 # Reference sets for FID (PRIME_SPEC §7.3): CIFAR-10 train, ImageNet-32 validation.
 REFERENCE_SPLIT = {"fashion-mnist": "test", "cifar10": "train", "imagenet32": "validation"}
+# Held-out images for bits per dimension: never the training split.
+HELD_OUT_SPLIT = {"fashion-mnist": "test", "cifar10": "test", "imagenet32": "validation"}
 
 
 @cache
@@ -69,6 +71,7 @@ class ImageParams:
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
     path: str | None = None  # local parquet copy (train split) in the hub schema
     reference_path: str | None = None  # local parquet copy of the FID reference split
+    held_out_path: str | None = None  # local parquet copy of the held-out (likelihood) split
     hflip: bool = True
     eval_images: int = 1000
     eval_passes: int = 1
@@ -121,12 +124,25 @@ class ImageGeneration(Task):
         images = load_images(self.params.dataset, "train", self.params.path)
         return ImageRows(images, hflip=self.params.hflip)
 
+    def split_copy(self, split: str) -> str | None:
+        """The local copy of ``split`` among ``path`` (train), ``reference_path`` (the FID
+        reference split) and ``held_out_path`` (the held-out split), or None (the hub).
+        A local file has no split of its own: each field stands for exactly one split."""
+        p = self.params
+        copies = (
+            ("train", p.path),
+            (REFERENCE_SPLIT[p.dataset], p.reference_path),
+            (HELD_OUT_SPLIT[p.dataset], p.held_out_path),
+        )
+        # A split two roles share (CIFAR-10's train, ImageNet-32's validation) may be
+        # given by either field.
+        return next((path for name, path in copies if name == split and path), None)
+
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params
-        reference = load_images(p.dataset, REFERENCE_SPLIT[p.dataset], p.reference_path)
-        held_out = load_images(
-            p.dataset, "test" if p.dataset != "imagenet32" else "validation", p.reference_path
-        )
+        ref_split, held_split = REFERENCE_SPLIT[p.dataset], HELD_OUT_SPLIT[p.dataset]
+        reference = load_images(p.dataset, ref_split, self.split_copy(ref_split))
+        held_out = load_images(p.dataset, held_split, self.split_copy(held_split))
         chosen = np.linspace(0, len(held_out) - 1, min(p.eval_images, len(held_out))).astype(int)
         per_image = block_nll(
             model,
