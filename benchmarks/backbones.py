@@ -21,8 +21,7 @@ from prime.backbones import (
     UNetConfig,
 )
 
-from .config import ConfigError, require_at_least
-from .tasks.base import DataSpec
+from .core import ConfigError, DataSpec, require_at_least
 
 __all__ = ["ToyMLPParams", "DiTParams", "UNetParams", "BackboneParams", "build_backbone"]
 

@@ -18,11 +18,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .config import SCALES, ConfigError, list_experiments, load_experiment, parse_overrides
+from .config import SCALES
+from .core import ConfigError
 from .dryrun import dry_run
+from .experiments import list_experiments, load_experiment, parse_overrides
 from .launch import CLUSTERS, LaunchError, launch, wait
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
+from .reports import render_report
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
 from .tracking import TrackingError
@@ -100,8 +103,6 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
 
 
 def _report(args: argparse.Namespace) -> list:
-    from .report import render_report
-
     written = render_report(args.tracking_uri, args.scale, results_dir=args.out)
     if not written:
         print(f"no complete runs at scale {args.scale!r} in the tracking store")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .config import ConfigError
+from .core import ConfigError
 from .estimate import Estimate, Layout, StepTime, estimate, measured_step_time
 from .launch import LOCAL_TIMEOUT_MIN, validate
 from .profiles import ClusterProfile

@@ -24,7 +24,8 @@ from typing import Any
 
 import submitit
 
-from .config import ConfigError, RunConfig
+from .config import RunConfig
+from .core import ConfigError
 from .distributed import in_submitit_job
 from .ledger import record
 from .preemption import WARNING_SIGNAL, Preempted

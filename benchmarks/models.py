@@ -10,17 +10,14 @@ class Entry(ModelEntry):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
-
-from torch import nn
+from typing import Literal
 
 from baselines import AutoregressiveLM, BlockDiffusion, LabelMixture, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
 
 from .backbones import BackboneParams, DiTParams, ToyMLPParams, UNetParams, build_backbone
-from .config import ConfigError, require_at_least
+from .core import ConfigError, DataSpec, ModelEntry, require_at_least
 from .registry import MODELS
-from .tasks.base import DataSpec
 
 __all__ = [
     "ModelEntry",
@@ -32,16 +29,6 @@ __all__ = [
 ]
 
 ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
-
-
-class ModelEntry:
-    """A registered model: ``Params`` and ``build(params, data)``."""
-
-    Params: ClassVar[type]
-
-    @classmethod
-    def build(cls, params: object, data: DataSpec) -> nn.Module:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

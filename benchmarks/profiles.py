@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, build_dataclass, require_at_least
+from .core import ConfigError, require_at_least
 from .resources import profiles_dir
+from .validation import build_dataclass
 
 __all__ = [
     "ClusterProfile",

@@ -15,13 +15,14 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, RunConfig, load_experiment, parse_overrides
+from .config import RunConfig
+from .core import ConfigError, EvalContext
 from .distributed import World, current_world
 from .ema import EMA
+from .experiments import load_experiment, parse_overrides, upstream_config
 from .hardware import Hardware, select_hardware
 from .preemption import Preempted
 from .registry import MODELS, TASKS
-from .tasks.base import EvalContext
 from .tracking import Tracker
 from .training import fit
 from .window_search import WindowSearch
@@ -130,8 +131,11 @@ def _train_and_evaluate(
     ema = None
     if config.model is not None:
         model = MODELS.get(config.model.name).build(config.model.params, task.data_spec())
-    elif task_cls.needs_model:
-        raise ValueError(f"task {config.task.name!r} needs a model; set model.name")
+    elif task_cls.needs_model and config.upstream is None:
+        raise ConfigError(
+            f"task {config.task.name!r} needs a model: set model.name, or upstream "
+            "to evaluate a trained run"
+        )
     if model is not None and task_cls.trainable and config.train.steps > 0:
         if not (run_dir / "checkpoints" / "last.ckpt").exists():
             _initialise(model, config, run_dir.parent, tracker, mlflow_run_id)
@@ -151,15 +155,18 @@ def _train_and_evaluate(
     if not world.is_main:
         return {}  # the main rank evaluates and reports
     device = _device()
+    ctx = EvalContext(
+        device=device, seed=config.seed, artifact_dir=run_dir / "artifacts", ema=ema is not None
+    )
+    if config.upstream is not None:
+        upstream = upstream_config(config)
+        task.check_upstream(upstream)
+        model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
+        ctx.upstream_run = upstream.run_id
+        if mlflow_run_id is not None:
+            tracker.set_tags(mlflow_run_id, {"primebench.upstream_run": upstream.run_id})
     if model is not None:
         model.to(device).eval()
-    ctx = EvalContext(
-        device=device,
-        seed=config.seed,
-        artifact_dir=run_dir / "artifacts",
-        ema=ema is not None,
-        runs_dir=run_dir.parent,
-    )
     ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     with ema.applied_to(model) if ema is not None else nullcontext():
         output = task.evaluate(model, ctx)

@@ -1,7 +1,8 @@
 """Submitting several experiments at once, in dependency order.
 
-An experiment whose task reads another experiment's checkpoints names it in its task
-parameters (``task.train_experiment``: table2 reads table1's, nfe-sweep ell-sweep's), and
+An experiment whose task reads another experiment's checkpoints names it in its
+``upstream:`` section (``upstream.experiment``: table2 reads table1's, nfe-sweep
+ell-sweep's), and
 a fine-tuned run names its starting point in ``train.init_from`` (table1-hybrid starts
 from table1's MDLM).
 :func:`plan_experiments` orders a set of experiments so that every upstream experiment
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig, list_experiments, load_experiment
+from .config import RunConfig
+from .core import ConfigError
+from .experiments import list_experiments, load_experiment
 from .launch import Submission, submit, validate
 from .profiles import ClusterProfile
 
 __all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "submit_plan"]
 
-UPSTREAM_FIELD = "train_experiment"
+UPSTREAM_FIELD = "upstream.experiment"
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,9 @@ class PlannedExperiment:
 
 
 def upstream_of(configs: Sequence[RunConfig]) -> list[str]:
-    """The experiments whose checkpoints ``configs`` read (``task.train_experiment``, and
+    """The experiments whose checkpoints ``configs`` read (``upstream.experiment``, and
     ``train.init_from`` for fine-tuned runs)."""
-    names = {getattr(c.task.params, UPSTREAM_FIELD, None) for c in configs}
+    names = {c.upstream.experiment for c in configs if c.upstream is not None}
     names |= {c.train.init_source[0] for c in configs if c.train.init_source is not None}
     return sorted(n for n in names if isinstance(n, str) and n)
 
@@ -56,7 +59,7 @@ def _order(names: list[str], needs: dict[str, list[str]]) -> list[str]:
         if name in visiting:
             cycle = " -> ".join(visiting[visiting.index(name) :] + [name])
             raise ConfigError(
-                f"task.{UPSTREAM_FIELD}: experiments depend on each other in a cycle: {cycle}"
+                f"{UPSTREAM_FIELD}: experiments depend on each other in a cycle: {cycle}"
             )
         visiting.append(name)
         for upstream in needs[name]:
@@ -87,7 +90,7 @@ def plan_experiments(
         unknown = [u for u in upstream if u not in known]
         if unknown:
             raise ConfigError(
-                f"{name}: task.{UPSTREAM_FIELD}: expected one of {', '.join(sorted(known))}, "
+                f"{name}: {UPSTREAM_FIELD}: expected one of {', '.join(sorted(known))}, "
                 f"got {', '.join(unknown)}"
             )
     return [

@@ -16,12 +16,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .core import Metric
 
 __all__ = [
     "Metric",
@@ -43,20 +43,6 @@ STEP_TAG = "primebench.step"  # the training step of the last saved checkpoint
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be used."""
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One reported number and what it means.
-
-    ``card`` says how it was measured: estimator, eps, steps, samples, EMA, split,
-    sampling dtype, ... Two numbers with different cards are not comparable.
-    """
-
-    name: str
-    value: float
-    card: dict[str, Any] = field(default_factory=dict)
-    step: int | None = None
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .validation import ConfigError, positive
+from .core import ConfigError, positive
 
 __all__ = ["TrainConfig"]
 

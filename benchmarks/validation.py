@@ -12,11 +12,9 @@ import types
 import typing
 from typing import Any, Literal
 
-__all__ = ["ConfigError", "build_dataclass", "coerce", "positive", "require_at_least"]
+from .core import ConfigError
 
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
+__all__ = ["build_dataclass", "coerce"]
 
 
 def _type_name(tp: Any) -> str:
@@ -114,17 +112,3 @@ def build_dataclass(cls: type, values: Any, path: str) -> Any:
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"{path}: {err}") from None
-
-
-def positive(path: str, **values: float | int) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ConfigError(f"{path}.{name}: must be > 0, got {value}")
-
-
-def require_at_least(obj: Any, path: str, keys: tuple[str, ...], minimum: int = 1) -> None:
-    """Raise ConfigError naming the first of ``obj``'s fields ``keys`` below ``minimum``."""
-    for key in keys:
-        value = getattr(obj, key)
-        if value < minimum:
-            raise ConfigError(f"{path}.{key}: must be >= {minimum}, got {value}")

@@ -7,7 +7,7 @@ import itertools
 
 import torch
 
-from benchmarks.config import deep_merge, load_experiment
+from benchmarks.experiments import deep_merge, load_experiment
 from prime import SubTokenizer
 
 # A toy2d run of a few seconds: 6 steps of a tiny MLP, small evaluation.

@@ -3,18 +3,15 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+import submitit
 
-from benchmarks.config import (
-    ConfigError,
-    RunConfig,
-    build_dataclass,
-    list_experiments,
-    load_experiment,
-    parse_overrides,
-)
+from benchmarks.config import RunConfig
+from benchmarks.core import ConfigError
+from benchmarks.experiments import list_experiments, load_experiment, parse_overrides
 from benchmarks.launch import _executor
 from benchmarks.profiles import list_profiles, load_profile
 from benchmarks.registry import MODELS, TASKS, Registry
+from benchmarks.validation import build_dataclass
 
 
 def test_every_experiment_file_resolves_at_every_scale_it_names():
@@ -28,8 +25,10 @@ def test_every_experiment_file_resolves_at_every_scale_it_names():
             assert len({c.run_id for c in configs}) == len(configs)
 
 
-def test_every_cluster_profile_builds_a_submitit_executor(tmp_path):
-    # submitit checks every parameter name when the executor is configured.
+def test_every_cluster_profile_builds_a_submitit_executor(tmp_path, monkeypatch):
+    # submitit checks every parameter name when the executor is configured; building one
+    # needs no cluster (the one-node Slurm tests run in test_slurm.py).
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
     for name in list_profiles():
         executor = _executor("slurm", tmp_path, load_profile(name), after=["123"])
         assert executor._executor.max_num_timeout == load_profile(name).max_requeues
@@ -103,7 +102,7 @@ def test_run_id_changes_with_any_setting_and_round_trips():
 
 def test_run_id_is_stable_across_processes():
     code = (
-        "from benchmarks.config import load_experiment;"
+        "from benchmarks.experiments import load_experiment;"
         "print(' '.join(c.run_id for c in load_experiment('toy2d').resolve('cpu')))"
     )
     ids = {

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.config import ConfigError, TrainConfig, deep_merge
+from benchmarks.core import ConfigError
 from benchmarks.data.loader import StepSampler, draw_global_batch
+from benchmarks.experiments import deep_merge
 from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
@@ -21,6 +22,7 @@ from benchmarks.profiles import (
 )
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
+from benchmarks.train_config import TrainConfig
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig, ToyMLP
 from tests.helpers import tiny_toy

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.config import load_experiment
+from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
-from benchmarks.report import load_runs, render_report
+from benchmarks.reports import load_runs, render_report
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker, TrackingError
 from tests.helpers import tiny_toy

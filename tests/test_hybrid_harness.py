@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.config import ConfigError, deep_merge, load_experiment
+from benchmarks.core import ConfigError
+from benchmarks.experiments import deep_merge, load_experiment
 from benchmarks.launch import launch
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
-from benchmarks.report import render_report
+from benchmarks.reports import render_report
 from benchmarks.runner import _initialise, execute, load_trained_model
 from benchmarks.submission import plan_experiments
 from benchmarks.tracking import Tracker

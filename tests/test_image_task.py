@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from benchmarks.config import load_experiment, parse_overrides
-from benchmarks.report import render_report
+from benchmarks.experiments import load_experiment, parse_overrides
+from benchmarks.reports import render_report
 from benchmarks.runner import execute
 from benchmarks.tasks import images
 from tests.helpers import StandInFeatures
@@ -73,11 +73,13 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
                 "variant": f"l2-nfe{nfe}",
                 "scale": "cpu",
                 "model": None,
+                "upstream": {
+                    "experiment": "image-cpu",
+                    "variant": "prime-l2",
+                    "overrides": override_list,
+                },
                 "task": {
                     "name": "image-checkpoint",
-                    "train_experiment": "image-cpu",
-                    "train_variant": "prime-l2",
-                    "train_overrides": override_list,
                     "dataset": "cifar10",
                     "path": str(tmp_path / "train.parquet"),
                     "reference_path": str(tmp_path / "test.parquet"),
@@ -141,6 +143,6 @@ def test_held_out_likelihood_never_reads_the_training_images(tmp_path, monkeypat
 def _eval_context(tmp_path):
     import torch
 
-    from benchmarks.tasks.base import EvalContext
+    from benchmarks.core import EvalContext
 
     return EvalContext(torch.device("cpu"), 0, tmp_path / "artifacts", ema=False)

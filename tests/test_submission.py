@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import ConfigError
+from benchmarks.core import ConfigError
 from benchmarks.dryrun import UNKNOWN_STEP_TIME
 from benchmarks.launch import Submission, launch, submit, wait
 from benchmarks.ledger import latest_by_run_id, ledger_path, read_ledger, record
@@ -53,8 +53,8 @@ def test_plan_puts_upstream_experiments_first_and_marks_outside_ones():
 def test_cycles_and_unknown_upstream_experiments_are_errors():
     with pytest.raises(ConfigError, match=r"cycle: a -> b -> a"):
         _order(["a", "b"], {"a": ["b"], "b": ["a"]})
-    overrides = {"task": {"train_experiment": "no-such-thing"}}
-    with pytest.raises(ConfigError, match=r"task.train_experiment: expected one of .*no-such"):
+    overrides = {"upstream": {"experiment": "no-such-thing"}}
+    with pytest.raises(ConfigError, match=r"upstream.experiment: expected one of .*no-such"):
         plan_experiments(["table2"], "paper", overrides)
 
 

@@ -6,13 +6,12 @@ import pytest
 
 from benchmarks.data import detokenizers as detok
 from benchmarks.data.text import (
-    OPENWEBTEXT,
-    ZERO_SHOT,
     load_documents,
     shakespeare_documents,
     tokenized_blocks,
     wrap_blocks,
 )
+from benchmarks.data.text_sources import OPENWEBTEXT, ZERO_SHOT
 from benchmarks.data.tokenizers import ByteTokenizer, get_tokenizer
 
 

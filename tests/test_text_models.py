@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.config import load_experiment
-from benchmarks.models import MODELS
+from benchmarks.core import DataSpec, EvalContext
+from benchmarks.experiments import load_experiment
+from benchmarks.registry import MODELS
 from benchmarks.runner import execute, load_trained_model
-from benchmarks.tasks.base import DataSpec, EvalContext
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.text import TextLM
 from prime.backbones import DIT_PRESETS, DiT, SubTokenEmbedding
@@ -19,7 +19,7 @@ DIT = {"name": "dit", "preset": "cpu"}
 
 
 def _build(name: str, **params):
-    from benchmarks.config import build_dataclass
+    from benchmarks.validation import build_dataclass
 
     entry = MODELS.get(name)
     torch.manual_seed(0)
@@ -129,7 +129,7 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
     import pyarrow.parquet as pq
 
     from benchmarks.config import RunConfig
-    from benchmarks.report import render_report
+    from benchmarks.reports import render_report
 
     uri, runs = f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "runs"
     overrides = [
@@ -140,7 +140,7 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
         "task.sample_count=1",
         "task.sample_steps=4",
     ]
-    from benchmarks.config import parse_overrides
+    from benchmarks.experiments import parse_overrides
 
     (trained,) = load_experiment("table1-cpu").resolve("cpu", parse_overrides(overrides), ["mdlm"])
     data = tmp_path / "sets"
@@ -155,10 +155,9 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
             "variant": "mdlm",
             "scale": "cpu",
             "model": None,
+            "upstream": {"experiment": "table1-cpu", "overrides": overrides},
             "task": {
                 "name": "text-zero-shot",
-                "train_experiment": "table1-cpu",
-                "train_overrides": overrides,
                 "sets": ["ptb", "lambada"],
                 "data_dir": str(data),
                 "tokenizer": "bytes",

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cache import default_cache_dir, staged_directory
 from .loader import ArrayRows
-from .text import default_cache_dir, staged_directory
 
 __all__ = [
     "ImageSource",

@@ -22,11 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,16 +29,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .cache import default_cache_dir, staged_directory
 from .detokenizers import DETOKENIZERS
+from .text_sources import TextSource
 from .tokenizers import Tokenizer
 
 __all__ = [
-    "TextSource",
-    "OPENWEBTEXT",
-    "ZERO_SHOT",
     "TokenBlocks",
-    "default_cache_dir",
-    "staged_directory",
     "load_documents",
     "shakespeare_documents",
     "tokenized_blocks",
@@ -53,39 +45,6 @@ __all__ = [
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class TextSource:
-    """Where the documents of one split come from."""
-
-    name: str
-    path: str  # hub dataset id, or a local file / directory
-    config: str | None = None
-    split: str = "train"
-    column: str = "text"
-    detokenizer: str | None = None
-    revision: str | None = None
-
-
-OPENWEBTEXT = TextSource("openwebtext", "Skylion007/openwebtext", split="train")
-
-ZERO_SHOT: dict[str, TextSource] = {
-    "lambada": TextSource(
-        "lambada", "EleutherAI/lambada_openai", "default", "test", "text", "lambada"
-    ),
-    "wikitext": TextSource(
-        "wikitext", "Salesforce/wikitext", "wikitext-2-raw-v1", "validation", "text", "wikitext"
-    ),
-    "ptb": TextSource("ptb", "ptb-text-only/ptb_text_only", None, "validation", "sentence", "ptb"),
-    "lm1b": TextSource("lm1b", "dvruette/lm1b", None, "test", "text", "lm1b"),
-    "ag_news": TextSource("ag_news", "fancyzhx/ag_news", None, "test", "text", None),
-    "pubmed": TextSource(
-        "pubmed", "armanc/scientific_papers", "pubmed", "validation", "article", "scientific_papers"
-    ),
-    "arxiv": TextSource(
-        "arxiv", "armanc/scientific_papers", "arxiv", "validation", "article", "scientific_papers"
-    ),
-}
-
 _LOCAL_BUILDERS = {
     ".parquet": "parquet",
     ".jsonl": "json",
@@ -93,30 +52,6 @@ _LOCAL_BUILDERS = {
     ".csv": "csv",
     ".txt": "text",
 }
-
-
-@contextmanager
-def staged_directory(target: Path) -> Iterator[Path]:
-    """A temporary directory beside ``target``, renamed to ``target`` when the block
-    succeeds (if another process published the same target first, its copy stays) and
-    removed otherwise: readers never see a half-written cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def default_cache_dir() -> Path:
-    """``$PRIMEBENCH_DATA_CACHE``, else ``~/.cache/primebench``."""
-    env = os.environ.get("PRIMEBENCH_DATA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "primebench"
 
 
 def _is_local(path: str) -> bool:

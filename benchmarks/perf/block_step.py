@@ -18,7 +18,7 @@ import statistics
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.tasks.base import DataSpec
+from benchmarks.core import DataSpec
 
 from .text_step import build, step_times
 

@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from benchmarks.config import build_dataclass
-from benchmarks.models import MODELS
-from benchmarks.tasks.base import DataSpec
+from benchmarks.core import DataSpec
+from benchmarks.registry import MODELS
+from benchmarks.validation import build_dataclass
 
 
 def main() -> None:

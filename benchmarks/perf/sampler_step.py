@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 import prime.sampler
-from benchmarks.tasks.base import DataSpec
+from benchmarks.core import DataSpec
 
 from .text_step import build
 

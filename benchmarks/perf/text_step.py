@@ -20,9 +20,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.config import build_dataclass
-from benchmarks.models import MODELS
-from benchmarks.tasks.base import DataSpec
+from benchmarks.core import DataSpec
+from benchmarks.data.text import tokenized_blocks
+from benchmarks.data.text_sources import TextSource
+from benchmarks.data.tokenizers import get_tokenizer
+from benchmarks.registry import MODELS
+from benchmarks.tasks.text import _shakespeare_dataset
+from benchmarks.validation import build_dataclass
 
 from .memory import peak_cpu_bytes
 
@@ -58,10 +62,6 @@ def step_times(
 
 def tokenization_throughput() -> tuple[float, float]:
     """(MB/s, documents) of GPT-2 tokenization + wrapping on the Shakespeare corpus."""
-    from benchmarks.data.text import TextSource, tokenized_blocks
-    from benchmarks.data.tokenizers import get_tokenizer
-    from benchmarks.tasks.text import _shakespeare_dataset
-
     docs = _shakespeare_dataset("train")
     megabytes = sum(len(t.encode()) for t in docs["text"]) / 1e6
     with tempfile.TemporaryDirectory() as cache:

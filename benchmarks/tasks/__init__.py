@@ -1,6 +1,4 @@
-"""Benchmark tasks; importing this package registers them."""
+"""The built-in tasks: importing this package registers them (it is the
+``primebench.tasks`` entry point of this package's metadata)."""
 
-from . import idle_steps, images, text, toy2d, zero_shot  # noqa: F401
-from .base import DataSpec, EvalContext, EvalOutput, Task
-
-__all__ = ["Task", "DataSpec", "EvalContext", "EvalOutput"]
+from . import idle_steps, image_checkpoint, images, text, toy2d, zero_shot  # noqa: F401

@@ -13,17 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 from prime import SubTokenizer, idle_step_probabilities, sample
 
-from ..config import ConfigError, require_at_least
+from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..registry import TASKS
-from ..report import ReportContext
-from ..tracking import Metric
-from .base import DataSpec, EvalContext, EvalOutput, Task
 
 __all__ = ["IdleSteps", "simulate_idle_steps"]
 
@@ -80,7 +76,6 @@ class IdleSteps(Task):
     Params = IdleStepsParams
     trainable = False
     needs_model = False
-    report_title = "Idle steps (Figure 1, Table 1 ISR column)"
 
     def data_spec(self) -> DataSpec:
         return DataSpec(num_classes=2, seq_len=self.params.seq_len)
@@ -120,104 +115,3 @@ class IdleSteps(Task):
             }
             metrics += [Metric(k, v, card, step=num_steps) for k, v in values.items()]
         return EvalOutput(metrics=metrics)
-
-    @classmethod
-    def report(cls, ctx: ReportContext) -> None:
-        rows = []
-        for _, run in ctx.runs.iterrows():
-            ell = int(run["params.task.ell"])
-            hist = {
-                key: ctx.metric_history(run["run_id"], key)
-                for key in ("idle_steps", "idle_steps_se", "idle_steps_closed_form")
-            }
-            for step, value in hist["idle_steps"].items():
-                rows.append(
-                    {
-                        "ell": ell,
-                        "T": step,
-                        "L": int(run["params.task.seq_len"]),
-                        "runs": int(run["params.task.runs"]),
-                        "simulated": value,
-                        "se": hist["idle_steps_se"][step],
-                        "closed_form": hist["idle_steps_closed_form"][step],
-                    }
-                )
-        if not rows:
-            return
-        df = pd.DataFrame(rows).sort_values(["ell", "T"])
-        cls._isr_table(ctx, df)
-        cls._count_table(ctx, df)
-        cls._figure(ctx, df)
-
-    @staticmethod
-    def _isr_table(ctx: ReportContext, df: pd.DataFrame) -> None:
-        paper = ctx.paper("isr").set_index("ell")["isr_percent"]
-        at = df[(df["T"] == 1024) & (df["L"] == 1024)]
-        if at.empty:
-            return
-        table = pd.DataFrame(
-            {
-                "ell": at["ell"].to_numpy(),
-                "model": ["MDLM" if e == 1 else f"MDLM-Prime l={e}" for e in at["ell"]],
-                "paper ISR": [f"{paper[e]:.2f}%" if e in paper.index else "-" for e in at["ell"]],
-                "closed form": [f"{100 * v / 1024:.2f}%" for v in at["closed_form"]],
-                "simulated": [
-                    f"{100 * v / 1024:.2f}% ± {100 * s / 1024:.2f}"
-                    for v, s in zip(at["simulated"], at["se"], strict=True)
-                ],
-                "z": [
-                    f"{(v - c) / s:+.2f}"
-                    for v, c, s in zip(at["simulated"], at["closed_form"], at["se"], strict=True)
-                ],
-            }
-        )
-        ctx.write_table(
-            table,
-            "table1_isr",
-            "Idle-step ratio at L = T = 1024 (Table 1, ISR column)",
-            notes=[
-                f"simulated: mean of {int(at['runs'].iloc[0])} sampler runs with a constant "
-                "network ± standard error (bounded from the closed-form variance); "
-                "closed form: sum_k (1 - delta_alpha_k)^(L ell) / T, linear schedule.",
-            ],
-        )
-
-    @staticmethod
-    def _count_table(ctx: ReportContext, df: pd.DataFrame) -> None:
-        wide = df.assign(
-            cell=[
-                f"{s:.1f} ({c:.1f})"
-                for s, c in zip(df["simulated"], df["closed_form"], strict=True)
-            ]
-        ).pivot(index="T", columns="ell", values="cell")
-        wide.columns = [f"l={e}" for e in wide.columns]
-        ctx.write_table(
-            wide.reset_index(),
-            "figure1_idle_counts",
-            "Idle steps per sequence: simulated (closed form), L = 1024 (Figure 1 data)",
-        )
-
-    @staticmethod
-    def _figure(ctx: ReportContext, df: pd.DataFrame) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for ell, group in df.groupby("ell"):
-            label = "MDM" if ell == 1 else f"MDM-Prime l={ell}"
-            line = ax.plot(group["T"], group["closed_form"], "-", label=label)[0]
-            ax.errorbar(
-                group["T"],
-                group["simulated"],
-                yerr=2 * group["se"],
-                fmt="o",
-                ms=4,
-                color=line.get_color(),
-                capsize=2,
-            )
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("sampling steps T")
-        ax.set_ylabel("idle steps per sequence")
-        ax.set_title("Idle steps, L = 1024 (lines: closed form; dots: simulated ± 2 SE)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ctx.save_figure(fig, "figure1_idle_steps")

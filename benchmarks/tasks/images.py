@@ -20,19 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 from prime import corrector_schedule, temperature_schedule, warped_grid
 
-from ..config import ConfigError, require_at_least
+from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
+from ..data.cache import default_cache_dir
 from ..data.images import CIFAR10, IMAGENET32, ImageRows, fashion_mnist, image_tokens
-from ..data.text import default_cache_dir
 from ..fid import (
     CleanFIDFeatures,
     InceptionFeatures,
@@ -42,9 +40,6 @@ from ..fid import (
     reference_features,
 )
 from ..registry import TASKS
-from ..report import ReportContext, run_value
-from ..tracking import Metric
-from .base import DataSpec, EvalContext, EvalOutput, Task
 from .likelihood import block_nll, nll_metrics
 
 __all__ = ["ImageGeneration"]
@@ -110,7 +105,6 @@ class ImageParams:
 @TASKS.register("image")
 class ImageGeneration(Task):
     Params = ImageParams
-    report_title = "Image generation (Table 3)"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -247,155 +241,3 @@ class ImageGeneration(Task):
             )
         )
         return out
-
-    @classmethod
-    def report(cls, ctx: ReportContext) -> None:
-        rows, grids = [], []
-        paper = ctx.paper("table3_images")
-        for _, run in ctx.runs.sort_values("tags.primebench.variant").iterrows():
-            m = {k[len("metrics.") :]: v for k, v in run.items() if k.startswith("metrics.")}
-            dataset = run["params.task.dataset"]
-            n_samples = int(float(run["params.task.sample_count"]))
-            ell = int(run_value(run, "params.model.ell", 1))
-            mixture = run["tags.primebench.model"] == "mdm-mixture"
-            name = "MDM-Mixture" if mixture else "MDM" if ell == 1 else f"MDM-Prime (l={ell})"
-            match = paper[(paper["dataset"] == dataset) & (paper["model"] == name)]
-            rows.append(
-                {
-                    "variant": run["tags.primebench.variant"],
-                    "dataset": dataset,
-                    "ell": ell,
-                    "NFE": int(m.get("sample_nfe", 0)),
-                    "paper FID (50k)": (f"{match['fid'].iloc[0]:.2f}" if len(match) else "-"),
-                    f"FID torch-fidelity (N={n_samples})": f"{m['fid']:.2f}",
-                    "FID clean-fid": f"{m['fid_cleanfid']:.2f}" if "fid_cleanfid" in m else "-",
-                    "KID x 1e3": f"{1e3 * m['kid']:.2f} ± {1e3 * m['kid_std']:.2f}",
-                    "IS": "unavailable offline",
-                    "BPD (valid bound)": f"{m['test_bpd_valid_bound']:.3f}",
-                    "invalid values": f"{100 * m.get('sample_invalid_rate', 0):.2f}%",
-                }
-            )
-            grids.append((run["tags.primebench.variant"], run["run_id"]))
-        if not rows:
-            return
-        ctx.write_table(
-            pd.DataFrame(rows),
-            "table3_images",
-            "Image generation (Table 3)",
-            notes=[
-                "FID and KID from the samples against the reference set (CIFAR-10 train, "
-                "ImageNet-32 validation, Fashion-MNIST test); N samples as stated. Small-N FID is "
-                "biased upward: compare models at equal N, and read KID (unbiased) beside it.",
-                "torch-fidelity's extractor is the primary FID; clean-fid's resize is a "
-                "cross-check (different resize filter, so slightly different values).",
-            ],
-        )
-        cls._grid_figure(ctx, grids)
-
-    @staticmethod
-    def _grid_figure(ctx: ReportContext, grids: list[tuple[str, str]]) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4))
-        for ax, (variant, run_id) in zip(np.atleast_1d(axes), grids, strict=True):
-            images = np.load(Path(ctx.download(run_id, "samples/samples.npz")))["images"][:36]
-            n, c, h, w = images.shape
-            side = int(math.ceil(math.sqrt(n)))
-            canvas = np.zeros((c, side * h, side * w), dtype=np.uint8)
-            for i, im in enumerate(images):
-                r, q = divmod(i, side)
-                canvas[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = im
-            ax.imshow(
-                canvas[0] if c == 1 else canvas.transpose(1, 2, 0), cmap="gray" if c == 1 else None
-            )
-            ax.set_title(variant, fontsize=9)
-            ax.axis("off")
-        ctx.save_figure(fig, "image_samples")
-
-
-@dataclass(frozen=True)
-class CheckpointEvalParams(ImageParams):
-    train_experiment: str = "ell-sweep"
-    train_variant: str = ""
-    train_overrides: tuple[str, ...] = ()
-
-
-@TASKS.register("image-checkpoint")
-class ImageCheckpointEval(ImageGeneration):
-    """Sampling metrics of a trained image model at another sampler setting (the ell x NFE
-    table): loads the last checkpoint of ``train_variant`` of ``train_experiment``."""
-
-    Params = CheckpointEvalParams
-    trainable = False
-    needs_model = False
-    report_title = "FID across ell and NFE (Table 4)"
-
-    def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
-        from ..config import load_experiment, parse_overrides
-        from ..runner import load_trained_model
-
-        p = self.params
-        (trained,) = load_experiment(p.train_experiment).resolve(
-            self.config.scale, parse_overrides(list(p.train_overrides)), [p.train_variant]
-        )
-        if trained.task.params.dataset != p.dataset:
-            raise ConfigError(
-                f"task.dataset: {p.dataset!r} differs from the trained model's "
-                f"{trained.task.params.dataset!r} ({p.train_experiment}/{p.train_variant})"
-            )
-        model, ema = load_trained_model(trained, ctx.runs_dir, ctx.device)
-        return super().evaluate(model, replace(ctx, ema=ema))
-
-    @classmethod
-    def report(cls, ctx: ReportContext) -> None:
-        paper = ctx.paper("table4_ell_nfe_fid")
-        rows = []
-        for _, run in ctx.runs.iterrows():
-            trained_variant = run["params.task.train_variant"]
-            ell = next(
-                (
-                    int(part[1:])
-                    for part in trained_variant.split("-")
-                    if part[:1] == "l" and part[1:].isdigit()
-                ),
-                1,
-            )
-            rows.append(
-                {
-                    "dataset": run["params.task.dataset"],
-                    "ell": ell,
-                    "NFE": int(float(run["params.task.sample_steps"])),
-                    "fid": float(run["metrics.fid"]),
-                    "samples": int(float(run["params.task.sample_count"])),
-                }
-            )
-        if not rows:
-            return
-        ours = pd.DataFrame(rows)
-        paper = paper[paper["ell"].astype(str).str.isdigit()].assign(
-            ell=lambda d: d["ell"].astype(int)
-        )
-        merged = ours.merge(
-            paper[["dataset", "ell", "nfe", "fid"]].rename(columns={"nfe": "NFE", "fid": "paper"}),
-            on=["dataset", "ell", "NFE"],
-            how="left",
-        )
-        merged["cell"] = [
-            f"{f:.2f} (paper {pf:.2f})" if not math.isnan(pf) else f"{f:.2f} (paper -)"
-            for f, pf in zip(merged["fid"], merged["paper"], strict=True)
-        ]
-        table = merged.pivot_table(
-            index=["dataset", "ell"], columns="NFE", values="cell", aggfunc="first"
-        ).reset_index()
-        table.columns = [
-            f"NFE {c}" if isinstance(c, int | np.integer) else c for c in table.columns
-        ]
-        ctx.write_table(
-            table,
-            "table4_ell_nfe",
-            "FID across ell and NFE (Table 4)",
-            notes=[
-                f"FID (torch-fidelity) of {int(ours['samples'].iloc[0])} samples per cell; "
-                "the paper's values use 50,000 samples and per-row tuned sampler settings.",
-            ],
-        )

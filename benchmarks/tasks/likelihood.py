@@ -18,7 +18,7 @@ from tqdm import tqdm
 from baselines import AutoregressiveLM
 from prime import MaskedDiffusion, mask_subtokens, sample_times
 
-from ..tracking import Metric
+from ..core import Metric
 
 __all__ = ["block_nll", "nll_metrics", "ESTIMATORS"]
 

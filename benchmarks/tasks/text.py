@@ -12,7 +12,7 @@ Shakespeare corpus (``cpu`` scale) and evaluates on the validation blocks:
   an artifact.
 
 The zero-shot task (Table 2) is in :mod:`benchmarks.tasks.zero_shot`, the Table 1
-report in :mod:`benchmarks.tasks.text_report`.
+report in :mod:`benchmarks.reports.text`.
 """
 
 from __future__ import annotations
@@ -26,22 +26,13 @@ import torch
 
 from baselines import AutoregressiveLM
 
-from ..config import ConfigError, require_at_least
+from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import ArrayRows
-from ..data.text import (
-    OPENWEBTEXT,
-    TextSource,
-    TokenBlocks,
-    shakespeare_documents,
-    tokenized_blocks,
-)
+from ..data.text import TokenBlocks, shakespeare_documents, tokenized_blocks
+from ..data.text_sources import OPENWEBTEXT, TextSource
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
-from ..report import ReportContext
-from ..tracking import Metric
-from .base import DataSpec, EvalContext, EvalOutput, Task
 from .likelihood import block_nll, nll_metrics
-from .text_report import render_table1
 
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
 
@@ -128,7 +119,6 @@ class TextLMParams:
 @TASKS.register("text-lm")
 class TextLM(Task):
     Params = TextLMParams
-    report_title = "Text perplexity (Table 1)"
 
     def _blocks(self, split: str) -> np.ndarray:
         p = self.params
@@ -239,7 +229,3 @@ class TextLM(Task):
         path = ctx.artifact_dir / "samples.txt"
         path.write_text("\n\n=====\n\n".join(texts), encoding="utf-8")
         return metrics, path
-
-    @classmethod
-    def report(cls, ctx: ReportContext) -> None:
-        render_table1(ctx)

@@ -23,16 +23,12 @@ from functools import cache
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..config import ConfigError, require_at_least
+from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import GridRows
 from ..registry import TASKS
-from ..report import ReportContext, run_value
-from ..tracking import Metric
-from .base import DataSpec, EvalContext, EvalOutput, Task
 
 __all__ = ["Toy2D", "target_pmf", "TARGET_SOURCE"]
 
@@ -117,7 +113,6 @@ class Toy2DParams:
 @TASKS.register("toy2d")
 class Toy2D(Task):
     Params = Toy2DParams
-    report_title = "2-D toy (Figure 4)"
 
     @property
     def pmf(self) -> torch.Tensor:
@@ -250,89 +245,3 @@ class Toy2D(Task):
         path = ctx.artifact_dir / "samples_histogram.npz"
         np.savez_compressed(path, counts=grid.numpy().astype(np.int32))
         return metrics, path
-
-    @classmethod
-    def report(cls, ctx: ReportContext) -> None:
-        runs = ctx.runs.sort_values("tags.primebench.variant")
-        rows = []
-        for _, run in runs.iterrows():
-            m = {
-                key[len("metrics.") :]: value
-                for key, value in run.items()
-                if key.startswith("metrics.")
-            }
-
-            def pm(name: str, m: dict = m, sign: str = "") -> str:
-                return f"{m[name]:{sign}.4f} ± {m[name + '_se']:.4f}"
-
-            model_name = run["tags.primebench.model"]
-            rows.append(
-                {
-                    "variant": run["tags.primebench.variant"],
-                    "model": model_name,
-                    "ell": int(run_value(run, "params.model.ell", 1)),
-                    "decoder": run_value(run, "params.model.decoder", "joint (SUBS)"),
-                    "trained on": run_value(run, "params.model.objective", "valid"),
-                    "entropy": f"{m['entropy']:.4f}",
-                    "published estimator": pm("nll_published"),
-                    "valid bound": pm("nll_valid_bound"),
-                    "published - NLL": pm("nll_published_gap", sign="+"),
-                    "valid - NLL": pm("nll_valid_bound_gap", sign="+"),
-                    "invalid samples": f"{100 * m['invalid_sample_rate']:.2f}%",
-                    "TV (exact-draw floor)": (
-                        f"{m['sample_tv']:.3f} ({m['sample_tv_exact_draws']:.3f})"
-                    ),
-                    "_run": run["run_id"],
-                }
-            )
-        if not rows:
-            return
-        table = pd.DataFrame(rows)
-        first = runs.iloc[0]
-        ctx.write_table(
-            table.drop(columns="_run"),
-            "figure4_toy2d",
-            "2-D toy: likelihood audit and sample quality (Figure 4)",
-            notes=[
-                "Target: "
-                + TARGET_SOURCE.format(
-                    r=int(first["params.task.resolution"]), gamma=first["params.task.gamma"]
-                )
-                + ".",
-                "All likelihoods in nats per sample (2 coordinates), mean ± standard error over "
-                f"{int(first['params.task.eval_samples'])} target samples x "
-                f"{int(first['params.task.eval_passes'])} stratified time draws, EMA weights. "
-                "'- NLL' columns: mean of (estimate - exact -log p(x0)) over the same samples, "
-                "with the standard error of the paired differences.",
-                "The published estimator is the paper's joint loss; for ell > 1 it is not a "
-                "bound and can fall below the entropy. The valid bound can not.",
-                f"Samples: {int(first['params.task.sample_count'])} per model, "
-                f"{int(first['params.task.sample_steps'])} steps; TV on a "
-                f"{int(first['params.task.tv_bins'])}x{int(first['params.task.tv_bins'])} grid.",
-                "The paper gives Figure 4 as a picture only: there are no paper numbers to "
-                "compare with.",
-            ],
-        )
-        cls._figure(ctx, table, int(first["params.task.resolution"]))
-
-    @staticmethod
-    def _figure(ctx: ReportContext, table: pd.DataFrame, resolution: int) -> None:
-        import matplotlib.pyplot as plt
-
-        first = ctx.runs.iloc[0]
-        pmf = target_pmf("chelsea", resolution, float(first["params.task.gamma"]))
-        panels = [("target", pmf.numpy(), "")]
-        for _, row in table.iterrows():
-            path = ctx.download(row["_run"], "samples/samples_histogram.npz")
-            counts = np.load(path)["counts"].astype(np.float64)
-            label = f"{row['variant']}\n(invalid {row['invalid samples']})"
-            panels.append((label, counts, ""))
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-        for ax, (title, image, _) in zip(np.atleast_1d(axes), panels, strict=True):
-            k = max(1, resolution // 64)  # pool to 64 x 64 so sparse histograms stay visible
-            pooled = image[: resolution // k * k, : resolution // k * k]
-            pooled = pooled.reshape(resolution // k, k, resolution // k, k).sum((1, 3))
-            ax.imshow(pooled, cmap="gray")
-            ax.set_title(title, fontsize=9)
-            ax.axis("off")
-        ctx.save_figure(fig, "figure4_toy2d")

@@ -1,4 +1,5 @@
-"""The Table 1 report: one row per text-lm run, one column per estimator, beside the paper."""
+"""Table 1 (text perplexity, one row per ``text-lm`` run, one column per estimator) and
+Table 2 (zero-shot perplexity of the Table 1 checkpoints)."""
 
 from __future__ import annotations
 
@@ -6,45 +7,44 @@ import math
 
 import pandas as pd
 
-from ..report import ReportContext, run_value
+from ..config import RunConfig
+from ..data.text_sources import ZERO_SHOT
+from .context import ReportContext
+from .tables import run_value
 
-__all__ = ["render_table1", "format_ppl"]
+__all__ = ["table1", "table2", "format_ppl"]
 
 
-def _label(run: pd.Series) -> tuple[str, int | None, str]:
-    model = run["tags.primebench.model"]
-    if model == "ar":
+def _label(cfg: RunConfig) -> tuple[str, int | None, str]:
+    """(row name, ell or None for AR, carry-over yes/no/-)."""
+    name, p = cfg.model.name, cfg.model.params
+    if name == "ar":
         return "AR", None, "-"
-    if model == "mdm":
+    if name == "mdm":
         return "MDLM", 1, "-"
-    ell = int(run["params.model.ell"])
-    carry = "yes" if str(run.get("params.model.carry_over")) == "True" else "no"
-    if model == "bd3lm":
-        block = int(run["params.model.block_size"])
-        if ell == 1:
-            return f"BD3-LM L'={block}", ell, "-"
-        return f"Block-Prime L'={block} l={ell}", ell, carry
-    return f"MDLM-Prime l={ell}", ell, carry
+    carry = "yes" if p.carry_over else "no"
+    if name == "bd3lm":
+        if p.ell == 1:
+            return f"BD3-LM L'={p.block_size}", 1, "-"
+        return f"Block-Prime L'={p.block_size} l={p.ell}", p.ell, carry
+    return f"MDLM-Prime l={p.ell}", p.ell, carry
 
 
-def _paper_row(paper: pd.DataFrame, run: pd.Series, name: str, ell: int | None) -> pd.DataFrame:
-    model = run["tags.primebench.model"]
-    if model == "bd3lm":
+def _paper_row(paper: pd.DataFrame, cfg: RunConfig, name: str, ell: int | None) -> pd.DataFrame:
+    if cfg.model.name == "bd3lm":
         if ell != 1:
             return paper.iloc[0:0]  # block diffusion over sub-tokens has no published row
-        return paper[paper["model"] == f"BD3-LM (L'={int(run['params.model.block_size'])})"]
+        return paper[paper["model"] == f"BD3-LM (L'={cfg.model.params.block_size})"]
     match = paper[paper["model"] == ("ARM" if name == "AR" else name.split(" ")[0])]
     if ell is not None and name != "MDLM":
         match = match[match["ell"] == ell]
     return match
 
 
-def _training(run: pd.Series) -> str:
-    steps = run_value(run, "params.train.steps", "?")
-    source = run_value(run, "params.train.init_from", "None")
-    if source in (None, "None"):
-        return f"from scratch, {steps} steps"
-    return f"fine-tuned from {source}, {steps} steps"
+def _training(cfg: RunConfig) -> str:
+    if cfg.train.init_from is None:
+        return f"from scratch, {cfg.train.steps} steps"
+    return f"fine-tuned from {cfg.train.init_from}, {cfg.train.steps} steps"
 
 
 def _window(run: pd.Series) -> str:
@@ -86,19 +86,22 @@ def _count(run: pd.Series, key: str) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def render_table1(ctx: ReportContext) -> None:
+def _corrected(corrected: pd.DataFrame, carry: str, ell: int | None, hybrid: bool) -> str:
+    if hybrid:
+        return "-"
+    if carry == "yes":
+        return "not re-scored"
+    fixed = corrected[(corrected["ell"] == ell) & (corrected["carry_over"] == 0)]
+    return f"{fixed['ppl'].iloc[0]:.2f}" if ell and ell > 1 and len(fixed) else "-"
+
+
+def table1(ctx: ReportContext) -> None:
     paper = ctx.paper("table1_owt_ppl")
     corrected = ctx.paper("table1_corrected_ppl")
     rows = []
-    for _, run in ctx.runs.sort_values("tags.primebench.variant").iterrows():
-        name, ell, carry = _label(run)
-        hybrid = run["tags.primebench.model"] == "bd3lm"
-        match = _paper_row(paper, run, name, ell)
-        fixed = (
-            corrected[(corrected["ell"] == ell) & (corrected["carry_over"] == 0)]
-            if ell and ell > 1 and not hybrid
-            else corrected.iloc[0:0]
-        )
+    for run, cfg in ctx.rows():
+        name, ell, carry = _label(cfg)
+        match = _paper_row(paper, cfg, name, ell)
         rows.append(
             {
                 "model": name,
@@ -106,14 +109,8 @@ def render_table1(ctx: ReportContext) -> None:
                 "paper PPL (as published)": (
                     f"{match['ppl'].iloc[0]:.2f} ({match['status'].iloc[0]})" if len(match) else "-"
                 ),
-                "authors' corrected PPL (valid bound)": (
-                    "-"
-                    if hybrid
-                    else "not re-scored"
-                    if carry == "yes"
-                    else f"{fixed['ppl'].iloc[0]:.2f}"
-                    if len(fixed)
-                    else "-"
+                "authors' corrected PPL (valid bound)": _corrected(
+                    corrected, carry, ell, cfg.model.name == "bd3lm"
                 ),
                 "ours: exact PPL (AR)": format_ppl(run, "val_nll_exact"),
                 "ours: valid-bound PPL": format_ppl(run, "val_nll_valid_bound"),
@@ -123,18 +120,18 @@ def render_table1(ctx: ReportContext) -> None:
                 "NLL/token (valid bound or exact) ± SE": _nll_se(run),
                 "idle-step ratio (closed form)": _idle(run),
                 "NFE": _count(run, "sample_nfe"),
-                "training": _training(run),
+                "training": _training(cfg),
                 "training window": _window(run),
             }
         )
     if not rows:
         return
-    first = ctx.runs.iloc[0]
-    table = pd.DataFrame(rows)
+    _, first = next(iter(ctx.rows()))
+    task = first.task.params
     ctx.write_table(
-        table,
+        pd.DataFrame(rows),
         "table1_text_ppl",
-        f"Text perplexity, {first['params.task.dataset']} validation (Table 1)",
+        f"Text perplexity, {task.dataset} validation (Table 1)",
         notes=[
             "Each column holds one estimator. 'exact': AR next-token NLL. 'valid bound': the "
             "continuous-time NELBO with sub-token marginals (an upper bound on the NLL). "
@@ -147,9 +144,32 @@ def render_table1(ctx: ReportContext) -> None:
             "window they trained in (shown; a clipped window is not a bound); their idle-step "
             "ratio is per block, with the closed form for L' in place of L; NFE counts the "
             "denoiser calls (not the passes that cache a finished block's keys).",
-            f"Scale {ctx.scale}: dataset {first['params.task.dataset']}, tokenizer "
-            f"{first['params.task.tokenizer']}, blocks of {first['params.task.block_size']}, "
-            f"{first['params.train.steps']} training steps; at the cpu scale only relative "
-            "comparisons are meaningful.",
+            f"Scale {ctx.scale}: dataset {task.dataset}, tokenizer {task.tokenizer}, blocks "
+            f"of {task.block_size}, {first.train.steps} training steps; at the cpu scale only "
+            "relative comparisons are meaningful.",
         ],
     )
+
+
+def table2(ctx: ReportContext) -> None:
+    rows = []
+    for run, cfg in ctx.rows():
+        for estimator in ("exact", "valid_bound", "published"):
+            cells = {s: format_ppl(run, f"zs_{s}_nll_{estimator}") for s in ZERO_SHOT}
+            if all(v == "-" for v in cells.values()):
+                continue
+            if estimator == "published" and cfg.variant in ("mdlm", "ar"):
+                continue  # identical to the valid bound for MDLM; undefined for AR
+            label = estimator.replace("_", " ")
+            rows.append({"variant": cfg.variant, "estimator": label, **cells})
+    if rows:
+        ctx.write_table(
+            pd.DataFrame(rows),
+            "table2_zero_shot",
+            "Zero-shot perplexity (Table 2)",
+            notes=[
+                "One estimator per row. The paper's values are in "
+                "results/paper/table2_zero_shot_ppl.csv; its MDLM-Prime rows are "
+                "withdrawn published-estimator values."
+            ],
+        )

@@ -1,0 +1,139 @@
+"""The harness's shared types: errors, validators, metrics, data specs and the bases of
+tasks and model entries. Every other module of ``benchmarks`` may import this one; it
+imports nothing of ``benchmarks`` (a test checks the import graph).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # annotations only
+    from .data.loader import TrainRows
+
+__all__ = [
+    "ConfigError",
+    "positive",
+    "require_at_least",
+    "Metric",
+    "DataSpec",
+    "EvalContext",
+    "EvalOutput",
+    "Task",
+    "ModelEntry",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+def positive(path: str, **values: float | int) -> None:
+    """Raise ConfigError naming the first of ``values`` (``path.name``) that is <= 0."""
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"{path}.{name}: must be > 0, got {value}")
+
+
+def require_at_least(obj: Any, path: str, keys: tuple[str, ...], minimum: int = 1) -> None:
+    """Raise ConfigError naming the first of ``obj``'s fields ``keys`` below ``minimum``."""
+    for key in keys:
+        value = getattr(obj, key)
+        if value < minimum:
+            raise ConfigError(f"{path}.{key}: must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported number and what it means.
+
+    ``card`` says how it was measured: estimator, eps, steps, samples, EMA, split,
+    sampling dtype, ... Two numbers with different cards are not comparable.
+    """
+
+    name: str
+    value: float
+    card: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Token sequences a model must handle: L positions over C classes (for images, the
+    (channels, H, W) whose pixel-channel values are the L tokens)."""
+
+    num_classes: int
+    seq_len: int
+    image_shape: tuple[int, int, int] | None = None
+
+
+@dataclass
+class EvalContext:
+    """Where and how an evaluation runs.
+
+    ``ema``: the model carries EMA weights. ``upstream_run``: the run id of the trained
+    run whose checkpoint the runner loaded for this evaluation (``upstream:`` in the
+    experiment file), else None.
+    """
+
+    device: torch.device
+    seed: int
+    artifact_dir: Path
+    ema: bool
+    upstream_run: str | None = None
+
+
+@dataclass
+class EvalOutput:
+    metrics: list[Metric]
+    # artifact sub-directory -> file to upload
+    artifacts: list[tuple[str, Path]] = field(default_factory=list)
+
+
+class Task:
+    """A benchmark task: its data and its evaluation.
+
+    Subclasses define ``Params`` (a frozen dataclass of settings) and register with
+    ``@TASKS.register(name)``. A task with ``trainable = False`` trains nothing: it
+    evaluates the model the runner hands it, which is the checkpoint of the run named by
+    the experiment's ``upstream:`` section when there is one.
+    """
+
+    Params: ClassVar[type]
+    trainable: ClassVar[bool] = True
+    needs_model: ClassVar[bool] = True
+
+    def __init__(self, params: Any, config: Any):
+        self.params = params
+        self.config = config  # the RunConfig being executed
+
+    def data_spec(self) -> DataSpec:
+        raise NotImplementedError
+
+    def train_rows(self) -> TrainRows:
+        """The rows training batches are drawn from (see :mod:`benchmarks.data.loader`)."""
+        raise NotImplementedError(f"task {type(self).__name__} has no training data")
+
+    def validation_rows(self) -> TrainRows:
+        """Held-out rows in the training rows' form (for searches during training)."""
+        raise NotImplementedError(f"task {type(self).__name__} has no held-out rows")
+
+    def check_upstream(self, upstream: Any) -> None:
+        """Raise ConfigError if the upstream RunConfig cannot feed this task."""
+
+    def evaluate(self, model: nn.Module | None, ctx: EvalContext) -> EvalOutput:
+        raise NotImplementedError
+
+
+class ModelEntry:
+    """A registered model: ``Params`` (a frozen dataclass) and ``build(params, data)``."""
+
+    Params: ClassVar[type]
+
+    @classmethod
+    def build(cls, params: Any, data: DataSpec) -> nn.Module:
+        raise NotImplementedError

@@ -1,0 +1,241 @@
+"""Experiment files, ``--set`` overrides and grids.
+
+An experiment file (YAML, under ``benchmarks/experiments/``) describes a sweep:
+
+    description: ...
+    reproduce: [cpu]            # scales at which `primebench reproduce` runs it
+    plugins: [mypkg.variants]   # optional: modules that register third-party entries
+    defaults:                   # shared by every variant
+      seed: 0
+      task: {name: toy2d, ...}  # name + the task's parameters
+      model: {name: prime, ...} # name + the model's parameters (or null)
+      train: {steps: 1500, ...}
+      upstream: {experiment: ell-sweep}   # evaluation-only tasks: the trained runs read
+    scales:                     # per-scale overrides, deep-merged over defaults
+      cpu: {...}
+      paper: {...}
+    variants:                   # one run each, deep-merged last
+      mdm: {model: {ell: 1}}
+    grid:                       # optional: every variant x every combination
+      model.ell: [2, 4]
+      model.carry_over: [true, false]
+
+A grid multiplies each variant by the product of its axes; the variant ``v`` at
+``ell = 2, carry_over = false`` is named ``v-ell2-no_carry_over`` (without the ``v-``
+when the file has no variants). ``Experiment.resolve`` merges defaults <- scales[scale]
+<- variant <- ``--set`` overrides and validates the result into a :class:`RunConfig`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import SCALES, RunConfig
+from .core import ConfigError
+from .resources import experiments_dir
+
+__all__ = [
+    "Experiment",
+    "EXPERIMENTS_DIR",
+    "deep_merge",
+    "expand_grid",
+    "list_experiments",
+    "load_experiment",
+    "parse_overrides",
+    "upstream_config",
+]
+
+EXPERIMENTS_DIR = experiments_dir()
+FILE_KEYS = ("description", "reproduce", "plugins", "defaults", "scales", "variants", "grid")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, rest replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _nested(dotted: str, value: Any, where: str) -> dict[str, Any]:
+    """``"a.b", 1`` -> ``{"a": {"b": 1}}``."""
+    parts = dotted.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{where}: {dotted!r} is not a dotted key such as train.steps")
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["a.b=1", "c=[1, 2]"]`` -> nested mapping; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is set twice")
+        node[parts[-1]] = value
+    return out
+
+
+def _point_name(point: dict[str, Any]) -> str:
+    parts = []
+    for key, value in point.items():
+        leaf = key.rsplit(".", 1)[-1]
+        if isinstance(value, bool):
+            parts.append(leaf if value else f"no_{leaf}")
+        else:
+            parts.append(f"{leaf}{value}")
+    return "-".join(parts)
+
+
+def expand_grid(
+    variants: dict[str, dict[str, Any]], grid: dict[str, Any], where: str, named: bool
+) -> dict[str, dict[str, Any]]:
+    """Each variant times each combination of the grid's axes (dotted key -> values).
+
+    ``named``: the variants were written in the file (their names prefix the points')."""
+    if not grid:
+        return variants
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: grid must map dotted keys to lists of values")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: grid.{key}: expected a non-empty list, got {values!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for variant, overrides in variants.items():
+        for combination in itertools.product(*grid.values()):
+            point = dict(zip(grid, combination, strict=True))
+            merged = copy.deepcopy(overrides)
+            for key, value in point.items():
+                merged = deep_merge(merged, _nested(key, value, f"{where}: grid"))
+            name = f"{variant}-{_point_name(point)}" if named else _point_name(point)
+            if name in out:
+                raise ConfigError(f"{where}: grid point {name!r} occurs twice")
+            out[name] = merged
+    return out
+
+
+@dataclass
+class Experiment:
+    """A parsed experiment file (with its grid expanded into ``variants``)."""
+
+    name: str
+    path: Path
+    description: str
+    reproduce: tuple[str, ...]
+    defaults: dict[str, Any]
+    scales: dict[str, dict[str, Any]]
+    variants: dict[str, dict[str, Any]]
+    plugins: tuple[str, ...] = ()
+
+    def resolve(
+        self,
+        scale: str = "cpu",
+        overrides: dict[str, Any] | None = None,
+        variants: list[str] | None = None,
+    ) -> list[RunConfig]:
+        """The validated run configurations of this experiment at ``scale``."""
+        if scale not in SCALES:
+            raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+        chosen = list(self.variants) if not variants else variants
+        unknown = [v for v in chosen if v not in self.variants]
+        if unknown:
+            raise ConfigError(
+                f"experiment {self.name!r} has no variant(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(self.variants)}"
+            )
+        configs = []
+        for variant in chosen:
+            merged = deep_merge(self.defaults, self.scales.get(scale))
+            merged = deep_merge(merged, self.variants[variant])
+            merged = deep_merge(merged, overrides)
+            merged.update(experiment=self.name, variant=variant, scale=scale)
+            if self.plugins:
+                merged["plugins"] = list(self.plugins)
+            try:
+                configs.append(RunConfig.from_dict(merged))
+            except ConfigError as err:
+                raise ConfigError(f"{self.path.name} [{variant}, {scale}]: {err}") from None
+        return configs
+
+
+def list_experiments(directory: Path = EXPERIMENTS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR) -> Experiment:
+    """Load an experiment by name (from ``directory``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = directory / f"{name_or_path}.yaml"
+    if not path.is_file():
+        valid = ", ".join(list_experiments(directory))
+        raise ConfigError(f"unknown experiment {str(name_or_path)!r}; valid: {valid}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(raw) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(FILE_KEYS))}"
+        )
+    written = raw.get("variants")
+    variants = written or {"default": {}}
+    if not isinstance(variants, dict):
+        raise ConfigError(f"{path}: variants must be a mapping of name -> overrides")
+    scales = raw.get("scales") or {}
+    bad = sorted(set(scales) - set(SCALES))
+    if bad:
+        raise ConfigError(f"{path}: unknown scale(s) {', '.join(bad)}; valid: {', '.join(SCALES)}")
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        raise ConfigError(f"{path}: plugins must be a list of module names, got {plugins!r}")
+    variants = {k: (v or {}) for k, v in variants.items()}
+    return Experiment(
+        name=path.stem,
+        path=path,
+        description=str(raw.get("description", "")).strip(),
+        reproduce=tuple(raw.get("reproduce") or ()),
+        defaults=raw.get("defaults") or {},
+        scales=scales,
+        variants=expand_grid(variants, raw.get("grid"), str(path), named=bool(written)),
+        plugins=tuple(plugins),
+    )
+
+
+def upstream_config(config: RunConfig) -> RunConfig:
+    """The resolved config of the trained run that ``config.upstream`` names."""
+    up = config.upstream
+    if up is None:
+        raise ValueError(f"{config.experiment}/{config.variant} has no upstream")
+    variant = up.variant or config.variant
+    try:
+        (trained,) = load_experiment(up.experiment).resolve(
+            config.scale, parse_overrides(list(up.overrides)), [variant]
+        )
+    except ConfigError as err:
+        raise ConfigError(f"upstream ({up.experiment}/{variant}): {err}") from None
+    if trained.model is None:
+        raise ConfigError(f"upstream: {up.experiment}/{variant} trains no model")
+    return trained

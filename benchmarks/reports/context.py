@@ -1,0 +1,81 @@
+"""What a renderer gets: the runs of its task, their typed configs, and where to write."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import RunConfig
+from ..core import ConfigError
+from .tables import latex_table, markdown_table, paper_table
+
+__all__ = ["ReportContext", "stored_config"]
+
+
+def stored_config(client: Any, mlflow_run_id: str) -> RunConfig:
+    """The typed config a run was started with (its ``config.json`` artifact)."""
+    target = Path(tempfile.mkdtemp(prefix="primebench-config-"))
+    try:
+        path = Path(client.download_artifacts(mlflow_run_id, "config.json", str(target)))
+        raw = json.loads(path.read_text())
+    except Exception as err:  # a missing or unreadable artifact: name the run
+        raise ConfigError(f"MLflow run {mlflow_run_id}: no readable config.json ({err})") from None
+    try:
+        return RunConfig.from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"MLflow run {mlflow_run_id}: stored config.json: {err}") from None
+
+
+@dataclass
+class ReportContext:
+    """The complete runs of one task at one scale (``runs``, one row per run id, sorted
+    by variant), their configs (``configs``: MLflow run id -> RunConfig), the store, and
+    the output directory. Renderers append what they write to ``written``."""
+
+    scale: str
+    out_dir: Path
+    runs: pd.DataFrame
+    client: Any
+    configs: dict[str, RunConfig] = field(default_factory=dict)
+    written: list[tuple[str, Path]] = field(default_factory=list)
+
+    def rows(self) -> Iterable[tuple[pd.Series, RunConfig]]:
+        """(row, config) of every run, in variant order."""
+        for _, run in self.runs.iterrows():
+            yield run, self.configs[run["run_id"]]
+
+    def paper(self, name: str) -> pd.DataFrame:
+        return paper_table(name)
+
+    def metric_history(self, run_id: str, key: str) -> dict[int, float]:
+        """{step: value} of a metric logged with steps (last value per step)."""
+        return {m.step: m.value for m in self.client.get_metric_history(run_id, key)}
+
+    def download(self, run_id: str, artifact_path: str) -> Path:
+        target = Path(tempfile.mkdtemp(prefix="primebench-artifact-"))
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(target)))
+
+    def write_table(
+        self, df: pd.DataFrame, name: str, title: str, notes: Iterable[str] = ()
+    ) -> None:
+        md = [f"## {title}", "", markdown_table(df), ""]
+        md += [f"- {n}" for n in notes]
+        (self.out_dir / f"{name}.md").write_text("\n".join(md).rstrip() + "\n")
+        (self.out_dir / f"{name}.tex").write_text(latex_table(df, title))
+        df.to_csv(self.out_dir / f"{name}.csv", index=False)
+        self.written.append((title, self.out_dir / f"{name}.md"))
+
+    def save_figure(self, fig: Any, name: str) -> None:
+        import matplotlib.pyplot as plt
+
+        path = self.out_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+        self.written.append((name, path))

@@ -1,0 +1,82 @@
+"""``render_report``: every renderer of every task with complete runs at one scale.
+
+Renderers are keyed by task name; a third-party task adds its own with
+``@renderer("my-task")`` in the module that registers the task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ..core import ConfigError
+from . import idle_steps, images, text, toy2d
+from .context import ReportContext, stored_config
+from .store import load_runs
+
+__all__ = ["RENDERERS", "renderer", "render_report"]
+
+log = logging.getLogger("primebench")
+
+Renderer = Callable[[ReportContext], None]
+
+RENDERERS: dict[str, list[Renderer]] = {
+    "idle-steps": [idle_steps.table1_isr, idle_steps.figure1_counts, idle_steps.figure1],
+    "text-lm": [text.table1],
+    "text-zero-shot": [text.table2],
+    "image": [images.table3, images.sample_grid],
+    "image-checkpoint": [images.table4],
+    "toy2d": [toy2d.figure4_table, toy2d.figure4_samples],
+}
+
+
+def renderer(task: str) -> Callable[[Renderer], Renderer]:
+    """Register a renderer of ``task``'s runs (one table or figure)."""
+
+    def decorator(fn: Renderer) -> Renderer:
+        RENDERERS.setdefault(task, []).append(fn)
+        return fn
+
+    return decorator
+
+
+def render_report(
+    tracking_uri: str | None = None, scale: str = "cpu", results_dir: str | Path | None = None
+) -> list[tuple[str, Path]]:
+    """Write every table and figure for ``scale`` into ``results_dir/<scale>/`` (default:
+    ``results/`` under the working directory, never the installed package), with an index
+    ``README.md``; return (title, path) pairs.
+
+    A run whose stored config no longer validates (written by an older version with
+    settings since renamed) is left out with a warning naming it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir = (Path.cwd() / "results" if results_dir is None else Path(results_dir)) / scale
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs, client = load_runs(tracking_uri, scale)
+    written: list[tuple[str, Path]] = []
+    if not runs.empty:
+        runs = runs.sort_values("tags.primebench.variant", kind="stable")
+        for task_name, group in runs.groupby("tags.primebench.task", sort=True):
+            if task_name not in RENDERERS:
+                continue
+            configs = {}
+            for mlflow_run_id in group["run_id"]:
+                try:
+                    configs[mlflow_run_id] = stored_config(client, mlflow_run_id)
+                except ConfigError as err:
+                    log.warning("report: skipping a run: %s", err)
+            group = group[group["run_id"].isin(list(configs))].reset_index(drop=True)
+            ctx = ReportContext(scale, out_dir, group, client, configs)
+            for render in RENDERERS[task_name]:
+                render(ctx)
+            written += ctx.written
+    index = [f"# primebench results, scale `{scale}`", ""]
+    if not written:
+        index.append("No complete runs of this scale in the tracking store yet.")
+    index += [f"- [{title}]({path.name})" for title, path in written]
+    (out_dir / "README.md").write_text("\n".join(index) + "\n")
+    return written

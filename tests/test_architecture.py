@@ -1,0 +1,119 @@
+"""The shape of the harness, read from its source: one-way imports, a leaf core, no
+import inside a function to dodge a cycle, short files."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("prime", "baselines", "benchmarks")
+MAX_LINES = 300
+
+
+def _modules(package: str) -> dict[str, Path]:
+    out = {}
+    for path in sorted((REPO / package).rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(name: str, path: Path, known: set[str]) -> list[tuple[str, ast.AST]]:
+    """(imported module of ``known``, the import node) for every import in ``path``; a
+    ``from package import submodule`` counts as an import of the submodule only."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node) for a in node.names if a.name in known]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            subs = [f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in known]
+            if subs:
+                out += [(s, node) for s in subs]
+            elif module in known:
+                out.append((module, node))
+    return [(m, node) for m, node in out if m != name]
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {k: v for p in PACKAGES for k, v in _modules(p).items()}
+    known = set(modules)
+    return {name: {m for m, _ in _imports(name, path, known)} for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    cycle = _cycle(_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_layers_import_one_way():
+    graph = _graph()
+    for name, deps in graph.items():
+        top = name.split(".")[0]
+        below = {"prime": set(), "baselines": {"prime"}, "benchmarks": {"prime", "baselines"}}
+        for dep in deps:
+            assert dep.split(".")[0] in below[top] | {top}, f"{name} imports {dep}"
+    core = {d for d in graph["benchmarks.core"] if d.startswith("benchmarks")}
+    assert core <= {"benchmarks.data.loader"}, core  # annotations only (TYPE_CHECKING)
+    assert not {d for d in graph["benchmarks.registry"] if d != "benchmarks.core"}
+
+
+def test_no_function_level_import_of_the_project():
+    modules = {k: v for p in PACKAGES for k, v in _modules(p).items()}
+    known = set(modules)
+    found = []
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                inner = [n for n in ast.walk(node) if n is not node]
+                for sub in inner:
+                    if isinstance(sub, ast.Import | ast.ImportFrom):
+                        hits = _imports(name, path, known)
+                        if any(n is sub for _, n in hits):
+                            found.append(f"{name}.{node.name}: {ast.unparse(sub)}")
+    assert not found, found
+
+
+def test_no_file_is_longer_than_the_limit():
+    long = {
+        str(p.relative_to(REPO)): n
+        for pkg in (*PACKAGES, "tests")
+        for p in (REPO / pkg).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, long
