@@ -129,6 +129,11 @@ class RunConfig:
         model, upstream = raw.get("model"), raw.get("upstream")
         if upstream is not None:
             upstream = build_dataclass(UpstreamConfig, upstream, "upstream")
+            if model is not None:
+                raise ConfigError(
+                    "model: must be null when upstream is set (the model is the upstream "
+                    f"run's: {upstream.experiment})"
+                )
         return cls(
             experiment=coerce(raw["experiment"], str, "experiment"),
             variant=coerce(raw["variant"], str, "variant"),

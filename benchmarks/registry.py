@@ -56,9 +56,10 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def discover(self) -> None:
-        """Load the entry points of ``group`` (once per process)."""
-        if self._discovered:
+    def discover(self, again: bool = False) -> None:
+        """Load the entry points of ``group`` (once per process; ``again``: read the
+        installed packages anew, e.g. after one was installed into a running process)."""
+        if self._discovered and not again:
             return
         self._discovered = True  # before loading: an entry's module may look itself up
         for point in metadata.entry_points(group=self.group):

@@ -1,0 +1,80 @@
+"""Experiment files: grids, upstream sections, plugins (the parsing; runs elsewhere)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from benchmarks.core import ConfigError
+from benchmarks.experiments import expand_grid, load_experiment, upstream_config
+
+TOY = yaml.safe_load(load_experiment("toy2d").path.read_text())
+
+
+def _write(tmp_path, **doc):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"defaults": TOY["defaults"], **doc}, sort_keys=False))
+    return load_experiment(path)
+
+
+def test_a_grid_multiplies_the_variants_by_every_combination(tmp_path):
+    grid = {"model.ell": [2, 4], "model.carry_over": [True, False]}
+    exp = _write(
+        tmp_path, variants={"joint": {}, "indep": {"model": {"decoder": "independent"}}}, grid=grid
+    )
+    assert list(exp.variants) == [
+        f"{v}-ell{e}-{c}"
+        for v in ("joint", "indep")
+        for e in (2, 4)
+        for c in ("carry_over", "no_carry_over")
+    ]
+    configs = {c.variant: c for c in exp.resolve("cpu")}
+    point = configs["indep-ell4-no_carry_over"].model.params
+    assert (point.ell, point.carry_over, point.decoder) == (4, False, "independent")
+    assert len({c.run_id for c in configs.values()}) == 8
+    # Without variants the points are the variants.
+    alone = _write(tmp_path, grid={"seed": [0, 1, 2]})
+    assert [c.seed for c in alone.resolve("cpu")] == [0, 1, 2]
+    assert list(alone.variants) == ["seed0", "seed1", "seed2"]
+
+
+def test_grid_errors_name_the_axis(tmp_path):
+    with pytest.raises(ConfigError, match=r"grid.model.ell: expected a non-empty list"):
+        _write(tmp_path, grid={"model.ell": 2})
+    with pytest.raises(ConfigError, match=r"grid.model.ell: expected a non-empty list"):
+        _write(tmp_path, grid={"model.ell": []})
+    with pytest.raises(ConfigError, match=r"model\.ell: expected an integer"):
+        _write(tmp_path, grid={"model.ell": ["two"]}).resolve("cpu")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) grids"):
+        _write(tmp_path, grids={})
+    assert expand_grid({"a": {}}, {}, "x", named=True) == {"a": {}}
+
+
+def test_upstream_sections_resolve_to_the_trained_runs():
+    configs = load_experiment("nfe-sweep").resolve("paper")
+    by_variant = {c.variant: c for c in configs}
+    cell = by_variant["cifar10-l2-nfe256"]
+    assert cell.model is None and cell.upstream.experiment == "ell-sweep"
+    trained = upstream_config(cell)
+    assert (trained.experiment, trained.variant, trained.model.params.ell) == (
+        "ell-sweep",
+        "cifar10-l2",
+        2,
+    )
+    (table2,) = load_experiment("table2").resolve("paper", variants=["bd3lm-l4"])
+    assert upstream_config(table2).experiment == "table1-hybrid"
+    assert upstream_config(table2).variant == "bd3lm-l4"  # the variant of the same name
+
+
+def test_upstream_errors_name_the_section(tmp_path):
+    (cell,) = load_experiment("nfe-sweep").resolve("paper", variants=["cifar10-l2-nfe256"])
+    raw = cell.to_dict()
+    with pytest.raises(ConfigError, match=r"model: must be null when upstream is set"):
+        type(cell).from_dict({**raw, "model": {"name": "mdm"}})
+    with pytest.raises(ConfigError, match=r"upstream.experiment: required setting is missing"):
+        type(cell).from_dict({**raw, "upstream": {"variant": "x"}})
+    broken = type(cell).from_dict(
+        {**raw, "upstream": {"experiment": "ell-sweep", "variant": "nope"}}
+    )
+    with pytest.raises(ConfigError, match=r"upstream \(ell-sweep/nope\): .*no variant\(s\) nope"):
+        upstream_config(broken)
