@@ -35,6 +35,7 @@ from torch import nn
 from prime import (
     BatchShard,
     MaskedDiffusion,
+    SamplerConfig,
     SampleResult,
     Schedule,
     SubTokenizer,
@@ -241,23 +242,30 @@ class BlockDiffusion(MaskedDiffusion):
         self,
         batch_size: int,
         seq_len: int,
-        num_steps: int,
-        **kwargs,
+        config: SamplerConfig | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        prefix: torch.Tensor | None = None,
+        kv_cache: bool = True,
+        context_blocks: int | None = None,
     ) -> SampleResult:
-        """Block-by-block sampling, ``num_steps`` per block; keyword arguments go to
-        :func:`baselines.block_sampler.sample_blocks` (kv_cache, context_blocks,
-        first_hitting, top_p, sampling_dtype, generator, ...)."""
-        kwargs.setdefault("schedule", self.schedule)
-        kwargs.setdefault("carry_over", self.carry_over)
-        kwargs.pop("use_cache", None)  # the network ignores t: idle steps are always cached
+        """Block-by-block sampling (:func:`baselines.block_sampler.sample_blocks`),
+        ``config.steps`` per block; ``kv_cache`` keeps the keys of finished blocks,
+        ``context_blocks`` limits how many of them a block attends to (None: all)."""
+        if prefix is not None:
+            raise ValueError("prefix: block diffusion samples from the first block on")
+        config = (config or SamplerConfig()).resolved(carry_over=self.carry_over, use_cache=True)
         return sample_blocks(
             self.network,
             self.codec,
             self.block_size,
+            config,
             batch_size=batch_size,
             seq_len=seq_len,
-            num_steps=num_steps,
+            schedule=self.schedule,
             decoder=self.decoder,
+            kv_cache=kv_cache,
+            context_blocks=context_blocks,
+            generator=generator,
             device=self.window.device,
-            **kwargs,
         )

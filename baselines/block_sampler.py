@@ -28,10 +28,12 @@ of L.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
-from prime import SampleResult, Schedule, SubTokenizer, sample, sample_first_hitting
+from prime import Sampler, SamplerConfig, SampleResult, Schedule, SubTokenizer
 from prime.backbones import KVCache
 
 from .block_attention import context_mask
@@ -74,25 +76,21 @@ def sample_blocks(
     network: nn.Module,
     codec: SubTokenizer,
     block_size: int,
+    config: SamplerConfig,
     *,
     batch_size: int,
     seq_len: int,
-    num_steps: int,
     schedule: str | Schedule,
     decoder: str = "joint",
-    carry_over: bool = True,
-    first_hitting: bool = False,
     kv_cache: bool = True,
     context_blocks: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    **sampler_kwargs,
 ) -> SampleResult:
-    """Sample (batch_size, seq_len) tokens block by block.
-
-    ``sampler_kwargs`` (top_p, sampling_dtype, proposal, ...) go to the in-block sampler
-    (:func:`prime.sample`, or :func:`prime.sample_first_hitting` when ``first_hitting``).
-    """
+    """Sample (batch_size, seq_len) tokens block by block, each block with a
+    :class:`prime.Sampler` under ``config`` (``config.steps`` per block, idle steps
+    always cached: the network ignores t)."""
+    config = replace(config, use_cache=True)
     if context_blocks is not None and context_blocks < 1:
         raise ValueError(f"context_blocks must be >= 1 (or None: all), got {context_blocks}")
     device = torch.device(device) if device is not None else codec.device
@@ -102,20 +100,8 @@ def sample_blocks(
     for start in range(0, seq_len, block_size):
         size = min(block_size, seq_len - start)
         denoiser = _ContextDenoiser(network, clean, start, block_size, cache, context_blocks)
-        common = dict(
-            batch_size=batch_size,
-            seq_len=size,
-            schedule=schedule,
-            decoder=decoder,
-            carry_over=carry_over,
-            generator=generator,
-            device=device,
-            **sampler_kwargs,
-        )
-        if first_hitting:
-            result = sample_first_hitting(denoiser, codec, **common)
-        else:
-            result = sample(denoiser, codec, num_steps=num_steps, use_cache=True, **common)
+        sampler = Sampler(denoiser, codec, config, schedule=schedule, decoder=decoder)
+        result = sampler(batch_size, size, generator=generator, device=device)
         results.append(result)
         clean = torch.cat([clean, result.subtokens], dim=1)
         if cache is not None:

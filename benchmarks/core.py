@@ -64,11 +64,13 @@ class Metric:
 @dataclass(frozen=True)
 class DataSpec:
     """Token sequences a model must handle: L positions over C classes (for images, the
-    (channels, H, W) whose pixel-channel values are the L tokens)."""
+    (channels, H, W) whose pixel-channel values are the L tokens; for text, the BOS
+    token that starts every block, which an autoregressive sample starts from)."""
 
     num_classes: int
     seq_len: int
     image_shape: tuple[int, int, int] | None = None
+    bos_id: int | None = None
 
 
 @dataclass

@@ -111,7 +111,7 @@ class AR(ModelEntry):
     def build(cls, params: ARParams, data: DataSpec) -> AutoregressiveLM:
         c = data.num_classes
         network = build_backbone(params.backbone, data, 1, c, c, causal=True)
-        return AutoregressiveLM(network, c)
+        return AutoregressiveLM(network, c, bos_id=data.bos_id)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ and the closed-form idle analysis.
 
 from .codec import SubTokenizer, smallest_base
 from .diffusion import MaskedDiffusion
-from .first_hitting import sample_first_hitting, time_of_alpha
+from .first_hitting import time_of_alpha
 from .grid_draws import grid_sample
 from .grid_softmax import GridSoftmax, grid_softmax
 from .idle import (
@@ -28,8 +28,10 @@ from .parameterization import (
     subtoken_log_marginals,
 )
 from .proposals import propose, sample_categorical, top_p_filter
-from .sampler import SampleResult, sample, time_grid
-from .sampler_schedules import corrector_schedule, temperature_schedule, warped_grid
+from .sampler import Sampler
+from .sampler_config import SamplerConfig
+from .sampler_schedules import corrector_schedule, temperature_schedule, time_grid, warped_grid
+from .sampler_state import SampleResult
 from .schedules import (
     CosineSchedule,
     LinearSchedule,
@@ -63,8 +65,8 @@ __all__ = [
     "valid_marginal_bound",
     "joint_decoder_losses",
     "PrimeLosses",
-    "sample",
-    "sample_first_hitting",
+    "Sampler",
+    "SamplerConfig",
     "time_of_alpha",
     "propose",
     "SampleResult",

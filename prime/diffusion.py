@@ -6,8 +6,8 @@
   then the per-token losses of ``losses.py``; ``objective`` picks which one is minimised
   ("published": the paper's joint estimator; "valid": the marginal bound);
 * evaluation: both per-token losses for given (x0, t, y_t);
-* sampling: ``sampler.sample`` with the model's decoder and carry-over setting, caching
-  only when the network ignores t.
+* sampling: :class:`prime.Sampler` with the model's decoder and carry-over setting,
+  caching only when the network ignores t.
 
 MDM / MDLM is the case ell = 1 (b = C, the mask sub-token is the mask token), where the
 joint decoder with carry-over is the SUBS parameterization and both losses coincide.
@@ -26,13 +26,14 @@ import torch
 from torch import nn
 
 from .codec import SubTokenizer
-from .first_hitting import sample_first_hitting
 from .grid_softmax import grid_softmax
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .noising import BatchShard, mask_subtokens, sample_times
 from .parameterization import independent_log_probs
-from .sampler import SampleResult, sample
+from .sampler import Sampler
+from .sampler_config import SamplerConfig
+from .sampler_state import SampleResult
 from .schedules import Schedule, get_schedule
 
 __all__ = ["MaskedDiffusion", "Decoder", "Objective"]
@@ -140,6 +141,26 @@ class MaskedDiffusion(nn.Module):
         """Blocks with a time of their own: one (block diffusion has more)."""
         return 1
 
+    def time_draws(self, seq_len: int) -> int:
+        """Diffusion times a likelihood estimate of one sequence takes: one per block."""
+        return self.num_blocks(seq_len)
+
+    @torch.no_grad()
+    def block_nll(
+        self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One Monte Carlo draw of each estimator's NLL of the sequences x0 (B, L): float64
+        sums over the L tokens, (B,) each, at times t ((B,), or (B, k) per block), with
+        y_t drawn from ``generator``. "valid_bound" is an upper bound on -log p(x0);
+        "published" is the paper's joint estimator (not a bound for ell > 1)."""
+        alpha = self.schedule.alpha(self.token_times(t, x0.shape[1]).double())
+        y_t = mask_subtokens(self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator)
+        losses = self.losses(x0, t, y_t)
+        return {
+            "published": losses.published.double().sum(-1),
+            "valid_bound": losses.valid_bound.double().sum(-1),
+        }
+
     def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
         """The time of each token: here one per sequence, t (B,) as is."""
         return t
@@ -222,20 +243,16 @@ class MaskedDiffusion(nn.Module):
         self,
         batch_size: int,
         seq_len: int,
-        num_steps: int,
+        config: SamplerConfig | None = None,
         *,
-        first_hitting: bool = False,
-        **kwargs,
+        generator: torch.Generator | None = None,
+        prefix: torch.Tensor | None = None,
     ) -> SampleResult:
-        """Reverse sampling; keyword arguments go to :func:`prime.sample`, or with
-        ``first_hitting`` (one sub-token per step; ``num_steps`` unused) to
-        :func:`prime.sample_first_hitting`."""
-        kwargs.setdefault("schedule", self.schedule)
-        kwargs.setdefault("carry_over", self.carry_over)
+        """Reverse sampling with :class:`prime.Sampler` under ``config``; its fields left
+        None take this model's carry-over setting, and caching when the network ignores t."""
+        config = (config or SamplerConfig()).resolved(
+            carry_over=self.carry_over, use_cache=not self.time_conditioned
+        )
+        sampler = Sampler(self, self.codec, config, schedule=self.schedule, decoder=self.decoder)
         device = next(self.parameters()).device
-        common = dict(batch_size=batch_size, seq_len=seq_len, decoder=self.decoder, device=device)
-        if first_hitting:
-            kwargs.pop("use_cache", None)
-            return sample_first_hitting(self, self.codec, **common, **kwargs)
-        kwargs.setdefault("use_cache", not self.time_conditioned)
-        return sample(self, self.codec, num_steps=num_steps, **common, **kwargs)
+        return sampler(batch_size, seq_len, generator=generator, prefix=prefix, device=device)

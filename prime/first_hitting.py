@@ -13,21 +13,21 @@ sub-tokens at the start (Zheng et al., 2024; the block-diffusion sampler's optio
 revealed value is the chosen sub-token's entry of a clean proposal drawn from the
 prediction at the current time (:func:`prime.proposals.propose`).
 
-Times differ between the sequences of a batch, so the denoiser gets t as (B,).
+Times differ between the sequences of a batch, so the denoiser gets t as (B,). Selected
+by ``SamplerConfig(first_hitting=True)``; no temperature or corrector applies.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
 
 import torch
 
 from .codec import SubTokenizer
-from .proposals import Proposal, propose
-from .sampler import Denoiser, SampleResult, initial_state
-from .schedules import Schedule, get_schedule
+from .sampler_state import SampleResult
+from .schedules import Schedule
 
-__all__ = ["sample_first_hitting", "time_of_alpha"]
+__all__ = ["reveal_one_per_call", "time_of_alpha"]
 
 
 def time_of_alpha(schedule: Schedule, alpha: torch.Tensor, iterations: int = 60) -> torch.Tensor:
@@ -41,33 +41,19 @@ def time_of_alpha(schedule: Schedule, alpha: torch.Tensor, iterations: int = 60)
     return 0.5 * (lo + hi)
 
 
-@torch.no_grad()
-def sample_first_hitting(
-    denoiser: Denoiser,
+def reveal_one_per_call(
+    denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     codec: SubTokenizer,
-    *,
-    batch_size: int,
-    seq_len: int,
-    schedule: str | Schedule = "linear",
-    decoder: Literal["joint", "independent"] = "joint",
-    carry_over: bool = True,
-    proposal: Proposal = "token",
-    top_p: float | None = None,
-    sampling_dtype: torch.dtype = torch.float64,
-    prefix: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    schedule: Schedule,
+    draw: Callable[..., torch.Tensor],
+    y: torch.Tensor,
+    generator: torch.Generator | None,
 ) -> SampleResult:
-    """Draw ``batch_size`` sequences of ``seq_len`` tokens, one sub-token per step.
-
-    Arguments as in :func:`prime.sample`; there is no grid (the times are drawn), so
-    ``num_steps`` of the result is the number of masked sub-tokens at the start.
-    """
-    y = initial_state(
-        codec, batch_size, seq_len, decoder, proposal, top_p, sampling_dtype, prefix, device
-    )
+    """Fill every masked sub-token of y (B, L, ell), one per network call; ``draw`` is
+    the sampler's proposal (:meth:`prime.Sampler.draw`). ``num_steps`` of the result is
+    the number of masked sub-tokens at the start."""
+    batch_size = y.shape[0]
     device, mask_id = y.device, codec.mask_id
-    schedule = get_schedule(schedule)
     masked_units = int((y[0] == mask_id).sum())
     t = torch.ones(batch_size, dtype=torch.float64, device=device)
     rows = torch.arange(batch_size, device=device)
@@ -79,18 +65,7 @@ def sample_first_hitting(
         pick = score.masked_fill(flat_y != mask_id, -1.0).argmax(dim=1)
         where = torch.zeros(y.shape[:2], dtype=torch.bool, device=device)
         where[rows, pick // codec.ell] = True
-        y_hat = propose(
-            logits,
-            y,
-            codec,
-            decoder=decoder,
-            carry_over=carry_over,
-            proposal=proposal,
-            top_p=top_p,
-            sampling_dtype=sampling_dtype,
-            generator=generator,
-            where=where,
-        )
+        y_hat = draw(logits, y, None, where, generator)
         flat_y[rows, pick] = y_hat.view(batch_size, -1)[rows, pick]
         remaining = masked_units - k
         r = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .sampler import time_grid
+from .sampler_schedules import time_grid
 from .schedules import Schedule, get_schedule
 
 __all__ = [

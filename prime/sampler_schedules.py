@@ -1,7 +1,7 @@
 """Sampler settings of the image experiments, in the flow time s = 1 - t (PRIME_SPEC §6.2).
 
 Each takes the three numbers the paper's tables give ([a, beta, c]) and returns what
-``prime.sample`` expects: a decreasing diffusion-time grid, or a function of t.
+``prime.Sampler`` uses: a decreasing diffusion-time grid, or a function of t.
 
     time warp      s -> 1 - a (1 - s)^beta + c       applied to the uniform grid k / N
     temperature    tau(s) = a s^beta + c
@@ -17,7 +17,17 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["warped_grid", "temperature_schedule", "corrector_schedule"]
+__all__ = ["time_grid", "warped_grid", "temperature_schedule", "corrector_schedule"]
+
+
+def time_grid(num_steps: int, eps: float = 1e-5) -> torch.Tensor:
+    """(T+1,) float64 grid t_k = 1 - k (1 - eps) / T, from 1 down to eps."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    k = torch.arange(num_steps + 1, dtype=torch.float64)
+    return 1.0 - k * (1.0 - eps) / num_steps
 
 
 def warped_grid(num_steps: int, a: float = 1.0, beta: float = 1.0, c: float = 0.0) -> torch.Tensor:

@@ -9,6 +9,7 @@ from baselines import BlockDiffusion, context_mask, dense_training_mask, trainin
 from prime import (
     BatchShard,
     MaskedDiffusion,
+    SamplerConfig,
     SubTokenizer,
     expected_idle_steps,
     get_schedule,
@@ -192,9 +193,16 @@ def test_window_search_picks_the_least_variance_window_and_checkpoints_it():
 def test_cached_and_uncached_samplers_agree(sampler, ell):
     codec = SubTokenizer(25, ell)
     model = BlockDiffusion(_network(codec, seed=2), codec, 3).double()
+    context = sampler.pop("context_blocks", None)
+    config = SamplerConfig(steps=6, **sampler)
     runs = [
         model.sample(
-            2, 11, 6, kv_cache=cached, generator=torch.Generator().manual_seed(9), **sampler
+            2,
+            11,
+            config,
+            kv_cache=cached,
+            context_blocks=context,
+            generator=torch.Generator().manual_seed(9),
         )
         for cached in (True, False)
     ]
@@ -227,7 +235,9 @@ def test_block_sampler_with_the_exact_model_draws_from_the_data(first_hitting):
     data = ExactPosterior(probs, codec, seq_len=3)
     model = BlockDiffusion(_ExactContextNetwork(data), codec, 2, "linear")
     # The grid sampler is exact only as steps reveal one sub-token at a time: many steps.
-    out = model.sample(20000, 3, 64, kv_cache=False, first_hitting=first_hitting, generator=g)
+    out = model.sample(
+        20000, 3, SamplerConfig(steps=64, first_hitting=first_hitting), kv_cache=False, generator=g
+    )
     index = (out.tokens * torch.tensor([16, 4, 1])).sum(-1)
     empirical = torch.bincount(index, minlength=64).double() / 20000
     assert 0.5 * float((empirical - data.probs).abs().sum()) < 0.05  # sampling noise ~0.03
@@ -253,7 +263,11 @@ def test_idle_steps_per_block_follow_the_closed_form_with_the_block_length(ell):
     model = BlockDiffusion(_Blank(16), codec, 4, "linear")
     steps, blocks = 8, 3
     out = model.sample(
-        4000, 4 * blocks, steps, kv_cache=False, generator=torch.Generator().manual_seed(1)
+        4000,
+        4 * blocks,
+        SamplerConfig(steps=steps),
+        kv_cache=False,
+        generator=torch.Generator().manual_seed(1),
     )
     expected = blocks * expected_idle_steps(steps, 4, ell, "linear", eps=1e-5)
     assert out.num_steps == steps * blocks

@@ -4,7 +4,7 @@ from torch import nn
 
 from baselines import build_mdm
 from benchmarks.ema import EMA
-from prime import MaskedDiffusion, SubTokenizer, subs_log_probs
+from prime import MaskedDiffusion, SamplerConfig, SubTokenizer, subs_log_probs
 from prime.backbones import ToyMLP
 
 
@@ -47,7 +47,7 @@ def test_independent_decoder_losses_coincide_with_carry_over():
     assert torch.allclose(both.published, both.valid_bound)
     assert torch.allclose(parts["valid"], both.valid_bound)
     assert loss.requires_grad and torch.isfinite(loss)
-    result = model.sample(4, 3, 5, generator=torch.Generator().manual_seed(2))
+    result = model.sample(4, 3, SamplerConfig(steps=5), generator=torch.Generator().manual_seed(2))
     assert result.tokens.shape == (4, 3)
     assert result.nfe == 6  # the toy network is time-conditioned: no caching
 

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from prime import (
+    Sampler,
+    SamplerConfig,
+    SampleResult,
     SubTokenizer,
     corrector_schedule,
-    sample,
     temperature_schedule,
     warped_grid,
 )
@@ -41,45 +43,28 @@ def test_warped_grid_and_schedules():
 def test_every_option_works_and_unit_temperature_changes_nothing(ell):
     codec = SubTokenizer(256, ell)
     net = peaked(codec, 200)
-    common = dict(batch_size=3, seq_len=12, num_steps=10, schedule="polynomial")
     for proposal in ("token", "subtoken"):
-        base = sample(
-            net, codec, proposal=proposal, generator=torch.Generator().manual_seed(0), **common
-        )
-        same = sample(
-            net,
-            codec,
-            proposal=proposal,
-            temperature=lambda t: 1.0,
-            corrector=lambda t: 0.0,
-            generator=torch.Generator().manual_seed(0),
-            **common,
-        )
+
+        def draw(seed: int, proposal: str = proposal, **settings) -> SampleResult:
+            config = SamplerConfig(steps=10, proposal=proposal, **settings)
+            sampler = Sampler(net, codec, config, schedule="polynomial")
+            return sampler(3, 12, generator=torch.Generator().manual_seed(seed))
+
+        base = draw(0)
+        # tau = 1 (a = 0, c = 1) and kappa = 0 (a = 0) leave every draw as it was.
+        same = draw(0, temperature=(0.0, 1.0, 1.0), corrector=(0.0, 2.0, 0.0))
         assert torch.equal(base.tokens, same.tokens)
-        full = sample(
-            net,
-            codec,
-            proposal=proposal,
-            temperature=temperature_schedule(-0.2, 2, 1),
-            corrector=corrector_schedule(16.0, 2.0),
-            grid=warped_grid(10, 1.0, 1.7, 0.0),
-            generator=torch.Generator().manual_seed(1),
-            **common,
+        full = draw(
+            1, temperature=(-0.2, 2, 1), corrector=(16.0, 2.0, 0.0), time_warp=(1.0, 1.7, 0.0)
         )
         assert (full.tokens < 256).all() and (full.subtokens != codec.mask_id).all()
 
 
 def test_low_temperature_concentrates_on_the_mode():
     codec = SubTokenizer(256, 2)
-    result = sample(
-        peaked(codec, 77, 1.0),
-        codec,
-        batch_size=4,
-        seq_len=64,
-        num_steps=8,
-        temperature=lambda t: 0.02,
-        generator=torch.Generator().manual_seed(2),
-    )
+    result = Sampler(
+        peaked(codec, 77, 1.0), codec, SamplerConfig(steps=8, temperature=(0.0, 1.0, 0.02))
+    )(4, 64, generator=torch.Generator().manual_seed(2))
     assert (result.tokens == 77).float().mean() > 0.99
 
 
@@ -90,17 +75,12 @@ def test_corrector_remasks_revealed_subtokens():
     def watch(k, before, after):
         remasked.append(int(((before != codec.mask_id) & (after == codec.mask_id)).sum()))
 
-    result = sample(
+    result = Sampler(
         peaked(codec, 5),
         codec,
-        batch_size=4,
-        seq_len=64,
-        num_steps=32,
+        SamplerConfig(steps=32, corrector=(16.0, 2.0, 0.0)),
         schedule="polynomial",
-        corrector=corrector_schedule(16.0, 2.0),
-        on_step=watch,
-        generator=torch.Generator().manual_seed(3),
-    )
+    )(4, 64, on_step=watch, generator=torch.Generator().manual_seed(3))
     assert sum(remasked) > 0
     assert (result.subtokens != codec.mask_id).all()
 
@@ -110,16 +90,15 @@ def test_subtoken_proposals_can_form_invalid_codes():
     # into codes >= 50 when both are revealed in the same step; token proposals cannot.
     codec = SubTokenizer(50, 2)
     uniform = peaked(codec, 0, 0.0)
-    kwargs = dict(batch_size=32, seq_len=64, num_steps=2)
-    marg = sample(
-        uniform, codec, proposal="subtoken", generator=torch.Generator().manual_seed(4), **kwargs
-    )
-    tok = sample(
-        uniform, codec, proposal="token", generator=torch.Generator().manual_seed(4), **kwargs
+    marg, tok = (
+        Sampler(uniform, codec, SamplerConfig(steps=2, proposal=proposal))(
+            32, 64, generator=torch.Generator().manual_seed(4)
+        )
+        for proposal in ("subtoken", "token")
     )
     assert marg.invalid_rate > 0.0 and tok.invalid_rate == 0.0
     with pytest.raises(ValueError, match="joint decoder"):
-        sample(uniform, codec, proposal="subtoken", decoder="independent", **kwargs)
+        Sampler(uniform, codec, SamplerConfig(proposal="subtoken"), decoder="independent")
 
 
 def test_polynomial_schedule_idle_steps_and_nfe_follow_the_closed_form():
@@ -129,16 +108,9 @@ def test_polynomial_schedule_idle_steps_and_nfe_follow_the_closed_form():
 
     codec = SubTokenizer(256, 2)
     steps, length, runs = 256, 32, 32
-    result = sample(
-        peaked(codec, 1, 0.0),
-        codec,
-        batch_size=runs,
-        seq_len=length,
-        num_steps=steps,
-        schedule="polynomial",
-        eps=0.0,
-        generator=torch.Generator().manual_seed(5),
-    )
+    result = Sampler(
+        peaked(codec, 1, 0.0), codec, SamplerConfig(steps=steps, eps=0.0), schedule="polynomial"
+    )(runs, length, generator=torch.Generator().manual_seed(5))
     probs = idle_step_probabilities(steps, length, 2, "polynomial")
     se = math.sqrt(float((probs * (1 - probs)).sum()) / runs)
     assert abs(float(result.idle_steps.double().mean()) - float(probs.sum())) < 3 * se
@@ -160,17 +132,12 @@ def test_pixel_sampler_with_carry_over_keeps_revealed_digits_and_valid_values(el
         assert torch.equal(after[revealed], before[revealed])
 
     for proposal in ("token", "subtoken"):
-        result = sample(
+        result = Sampler(
             random_net,
             codec,
-            batch_size=4,
-            seq_len=48,
-            num_steps=12,
+            SamplerConfig(
+                steps=12, proposal=proposal, temperature=(-0.2, 2.0, 1.0), time_warp=(1.0, 1.7, 0.0)
+            ),
             schedule="polynomial",
-            proposal=proposal,
-            on_step=check,
-            temperature=temperature_schedule(-0.2, 2.0, 1.0),
-            grid=warped_grid(12, 1.0, 1.7, 0.0),
-            generator=torch.Generator().manual_seed(0),
-        )
+        )(4, 48, on_step=check, generator=torch.Generator().manual_seed(0))
         assert (result.tokens < 256).all() and result.invalid_rate == 0.0

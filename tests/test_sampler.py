@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from prime import (
+    Sampler,
+    SamplerConfig,
+    SampleResult,
     SubTokenizer,
     get_schedule,
     idle_step_probabilities,
-    sample,
     sample_categorical,
     time_of_alpha,
     top_p_filter,
@@ -48,13 +50,8 @@ def test_simulated_idle_ratio_matches_the_closed_form(ell):
     # L = T = 1024 as in the paper's Table 1; the network plays no role in idling.
     codec = SubTokenizer(4, ell)
     runs, length, steps = 24, 1024, 1024
-    result = sample(
-        uniform_joint(codec),
-        codec,
-        batch_size=runs,
-        seq_len=length,
-        num_steps=steps,
-        generator=torch.Generator().manual_seed(ell),
+    result = Sampler(uniform_joint(codec), codec, SamplerConfig(steps=steps))(
+        runs, length, generator=torch.Generator().manual_seed(ell)
     )
     probs = idle_step_probabilities(steps, length, ell, eps=1e-5)  # the sampler's grid
     expected = float(probs.sum())
@@ -81,14 +78,8 @@ def test_carry_over_never_changes_revealed_digits_nor_yields_invalid_codes(num_c
         # Every partially revealed token can still become a real token.
         assert codec.consistent_mask(after).any(-1).all()
 
-    result = sample(
-        random_net,
-        codec,
-        batch_size=4,
-        seq_len=16,
-        num_steps=12,
-        on_step=check,
-        generator=torch.Generator().manual_seed(2),
+    result = Sampler(random_net, codec, SamplerConfig(steps=12))(
+        4, 16, on_step=check, generator=torch.Generator().manual_seed(2)
     )
     assert (result.tokens < num_classes).all() and result.invalid_rate == 0.0
     assert (result.subtokens != codec.mask_id).all()
@@ -98,50 +89,33 @@ def test_independent_decoder_without_carry_over_produces_invalid_codes():
     # Toy setting: C = 512, ell = 2, b = 23 -> 17 of the 529 codes are invalid. With
     # uniform digit logits every code is equally likely: invalid rate 17/529.
     codec = SubTokenizer(512, 2)
-    result = sample(
+    result = Sampler(
         uniform_independent(codec),
         codec,
+        SamplerConfig(carry_over=False, steps=32),
         decoder="independent",
-        carry_over=False,
-        batch_size=64,
-        seq_len=256,
-        num_steps=32,
-        generator=torch.Generator().manual_seed(3),
-    )
+    )(64, 256, generator=torch.Generator().manual_seed(3))
     p = 17 / 529
     se = math.sqrt(p * (1 - p) / result.tokens.numel())
     assert abs(result.invalid_rate - p) < 4 * se
     # When b**ell == C there is nothing invalid to produce.
     exact = SubTokenizer(256, 2)
-    clean = sample(
+    clean = Sampler(
         uniform_independent(exact),
         exact,
+        SamplerConfig(carry_over=False, steps=8),
         decoder="independent",
-        carry_over=False,
-        batch_size=8,
-        seq_len=64,
-        num_steps=8,
-        generator=torch.Generator().manual_seed(4),
-    )
+    )(8, 64, generator=torch.Generator().manual_seed(4))
     assert clean.invalid_rate == 0.0
 
 
 def test_joint_decoder_without_carry_over_can_combine_digits_into_invalid_codes():
     codec = SubTokenizer(512, 2)
-    kwargs = dict(batch_size=16, seq_len=256, num_steps=16)
-    without = sample(
-        uniform_joint(codec),
-        codec,
-        carry_over=False,
-        **kwargs,
-        generator=torch.Generator().manual_seed(5),
-    )
-    with_co = sample(
-        uniform_joint(codec),
-        codec,
-        carry_over=True,
-        **kwargs,
-        generator=torch.Generator().manual_seed(5),
+    without, with_co = (
+        Sampler(uniform_joint(codec), codec, SamplerConfig(steps=16, carry_over=carry_over))(
+            16, 256, generator=torch.Generator().manual_seed(5)
+        )
+        for carry_over in (False, True)
     )
     assert without.invalid_rate > 0.0
     assert with_co.invalid_rate == 0.0
@@ -157,14 +131,13 @@ def test_caching_saves_exactly_the_idle_steps_and_changes_no_sample(ell):
         calls["n"] += 1
         return net(y_t, t)
 
-    kwargs = dict(batch_size=3, seq_len=8, num_steps=128)
-    cached = sample(
-        counted, codec, use_cache=True, **kwargs, generator=torch.Generator().manual_seed(6)
-    )
+    def run(denoiser, use_cache: bool) -> SampleResult:
+        config = SamplerConfig(steps=128, use_cache=use_cache)
+        return Sampler(denoiser, codec, config)(3, 8, generator=torch.Generator().manual_seed(6))
+
+    cached = run(counted, True)
     assert calls["n"] == cached.nfe
-    uncached = sample(
-        net, codec, use_cache=False, **kwargs, generator=torch.Generator().manual_seed(6)
-    )
+    uncached = run(net, False)
     assert cached.batch_idle_steps > 0
     assert cached.nfe == 128 + 1 - cached.batch_idle_steps  # T steps + the final one
     assert uncached.nfe == 128 + 1
@@ -182,7 +155,7 @@ def test_single_token_sampling_with_the_exact_posterior_is_exact():
     pmf /= pmf.sum()
     exact = ExactPosterior(pmf, codec, seq_len=1)
     n = 40000
-    result = sample(exact.logits, codec, batch_size=n, seq_len=1, num_steps=5, generator=g)
+    result = Sampler(exact.logits, codec, SamplerConfig(steps=5))(n, 1, generator=g)
     counts = torch.bincount(result.tokens.flatten(), minlength=27).double()
     chi2 = float(((counts - n * pmf) ** 2 / (n * pmf)).sum())
     assert (chi2 - 26) / math.sqrt(2 * 26) < 4, chi2
@@ -192,22 +165,14 @@ def test_prefix_is_kept_and_dtypes_are_honoured():
     codec = SubTokenizer(50, 2)
     prefix = torch.tensor([3, 49, 0])
     for dtype in (torch.float32, torch.float64):
-        result = sample(
-            table_denoiser(codec),
-            codec,
-            batch_size=4,
-            seq_len=10,
-            num_steps=6,
-            prefix=prefix,
-            sampling_dtype=dtype,
-            top_p=0.9,
-            generator=torch.Generator().manual_seed(8),
-        )
+        result = Sampler(
+            table_denoiser(codec), codec, SamplerConfig(steps=6, sampling_dtype=dtype, top_p=0.9)
+        )(4, 10, prefix=prefix, generator=torch.Generator().manual_seed(8))
         assert torch.equal(result.tokens[:, :3], prefix.expand(4, -1))
     with pytest.raises(ValueError, match="prefix"):
-        sample(table_denoiser(codec), codec, batch_size=4, seq_len=2, num_steps=2, prefix=prefix)
+        Sampler(table_denoiser(codec), codec, SamplerConfig(steps=2))(4, 2, prefix=prefix)
     with pytest.raises(ValueError, match="decoder"):
-        sample(table_denoiser(codec), codec, batch_size=1, seq_len=2, num_steps=2, decoder="x")
+        Sampler(table_denoiser(codec), codec, SamplerConfig(steps=2), decoder="x")(1, 2)
 
 
 def test_top_p_keeps_the_smallest_nucleus():

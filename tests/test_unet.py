@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from prime import MaskedDiffusion, SubTokenizer
+from prime import MaskedDiffusion, SamplerConfig, SubTokenizer
 from prime.backbones import UNET_PRESETS, PixelUNet, UNetConfig
 
 TINY = UNetConfig(
@@ -38,7 +38,7 @@ def test_shapes_errors_and_training_through_masked_diffusion():
     loss, _ = model.training_loss(x0, torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss) and net.out[-1].weight.grad.abs().sum() > 0
-    result = model.sample(2, 64, 8, generator=torch.Generator().manual_seed(1))
+    result = model.sample(2, 64, SamplerConfig(steps=8), generator=torch.Generator().manual_seed(1))
     assert result.tokens.shape == (2, 64) and (result.tokens < 256).all()
     assert result.nfe <= 9  # no time input: idle steps reuse the cached prediction
 
@@ -71,7 +71,9 @@ def test_mdm_mixture_label_really_changes_the_network_input():
     loss, _ = model.training_loss(torch.randint(0, 256, (3, 64)), torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
     model.eval()
-    assert model.sample(2, 64, 4, generator=torch.Generator().manual_seed(0)).tokens.shape == (
+    assert model.sample(
+        2, 64, SamplerConfig(steps=4), generator=torch.Generator().manual_seed(0)
+    ).tokens.shape == (
         2,
         64,
     )

@@ -14,6 +14,7 @@ import torch
 from benchmarks.core import DataSpec
 from benchmarks.registry import MODELS
 from benchmarks.validation import build_dataclass
+from prime import SamplerConfig
 
 
 def main() -> None:
@@ -37,15 +38,11 @@ def main() -> None:
         entry = MODELS.get(name)
         torch.manual_seed(0)
         model = entry.build(build_dataclass(entry.Params, params, "model"), data).eval()
-        model.sample(2, 784, 2, generator=torch.Generator().manual_seed(0))  # warm-up
+        warm_up = SamplerConfig(steps=2)
+        model.sample(2, 784, warm_up, generator=torch.Generator().manual_seed(0))
+        config = SamplerConfig(steps=args.steps, proposal="subtoken")
         start = time.perf_counter()
-        result = model.sample(
-            args.batch,
-            784,
-            args.steps,
-            proposal="subtoken",
-            generator=torch.Generator().manual_seed(1),
-        )
+        result = model.sample(args.batch, 784, config, generator=torch.Generator().manual_seed(1))
         elapsed = time.perf_counter() - start
         print(f"{label:<14} {args.batch / elapsed:7.2f} images/s  (NFE {result.nfe})")
 

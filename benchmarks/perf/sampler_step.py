@@ -59,17 +59,9 @@ def profile_sampling(model, args, seed: int) -> dict[str, float]:
     prime.sampler.propose = draw.wrap(original)
     try:
         start = time.perf_counter()
-        result = prime.sample(
-            network.wrap(model),
-            model.codec,
-            batch_size=args.batch,
-            seq_len=args.seq_len,
-            num_steps=args.steps,
-            schedule=model.schedule,
-            carry_over=model.carry_over,
-            use_cache=False,
-            generator=torch.Generator().manual_seed(seed),
-        )
+        config = prime.SamplerConfig(steps=args.steps, carry_over=model.carry_over, use_cache=False)
+        sampler = prime.Sampler(network.wrap(model), model.codec, config, schedule=model.schedule)
+        result = sampler(args.batch, args.seq_len, generator=torch.Generator().manual_seed(seed))
         total = time.perf_counter() - start
     finally:
         prime.sampler.propose = original

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
-from prime import SubTokenizer, idle_step_probabilities, sample
+from prime import Sampler, SamplerConfig, SubTokenizer, idle_step_probabilities
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..registry import TASKS
@@ -58,17 +58,10 @@ def simulate_idle_steps(
     def constant_net(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros(*y_t.shape[:-1], codec.num_classes)
 
-    result = sample(
-        constant_net,
-        codec,
-        batch_size=runs,
-        seq_len=seq_len,
-        num_steps=num_steps,
-        schedule=schedule,
-        eps=eps,
-        generator=torch.Generator().manual_seed(seed),
+    sampler = Sampler(
+        constant_net, codec, SamplerConfig(steps=num_steps, eps=eps), schedule=schedule
     )
-    return result.idle_steps
+    return sampler(runs, seq_len, generator=torch.Generator().manual_seed(seed)).idle_steps
 
 
 @TASKS.register("idle-steps")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from prime import corrector_schedule, temperature_schedule, warped_grid
+from prime import SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.cache import default_cache_dir
@@ -165,30 +165,30 @@ class ImageGeneration(Task):
         np.savez_compressed(path, images=samples[:64])
         return EvalOutput(metrics, artifacts=[("samples", path)])
 
+    def sampler_config(self) -> SamplerConfig:
+        """The task's sampler settings. The time warp always applies (its [1, 0, 0] is the
+        uniform grid down to t = 0); tau = 1 and kappa = 0 switch those terms off. For
+        images carry-over is a sampling-time choice (PRIME_SPEC §5.2)."""
+        p = self.params
+        return SamplerConfig(
+            steps=p.sample_steps,
+            proposal=p.proposal,
+            carry_over=p.sampler_carry_over,
+            temperature=None if p.temperature == (0.0, 1.0, 1.0) else p.temperature,
+            corrector=p.corrector if p.corrector[0] > 0 else None,
+            time_warp=p.time_warp,
+            sampling_dtype=torch.float64 if p.sampling_dtype == "float64" else torch.float32,
+        )
+
     def _samples(self, model: torch.nn.Module, ctx: EvalContext) -> tuple[np.ndarray, list[Metric]]:
         p = self.params
         c, h, w = self.shape
-        grid = warped_grid(p.sample_steps, *p.time_warp)
-        tau = temperature_schedule(*p.temperature) if p.temperature != (0.0, 1.0, 1.0) else None
-        kappa = corrector_schedule(*p.corrector) if p.corrector[0] > 0 else None
-        dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
+        sampler = self.sampler_config()
         gen = torch.Generator(device=ctx.device).manual_seed(90_000 + ctx.seed)
         images, idle, invalid, nfe = [], [], 0, 0
         for start in tqdm(range(0, p.sample_count, p.sample_batch), desc="sampling", unit="batch"):
             n = min(p.sample_batch, p.sample_count - start)
-            # For images carry-over is a sampling-time choice (PRIME_SPEC §5.2).
-            result = model.sample(
-                n,
-                c * h * w,
-                p.sample_steps,
-                grid=grid,
-                proposal=p.proposal,
-                carry_over=p.sampler_carry_over,
-                temperature=tau,
-                corrector=kappa,
-                sampling_dtype=dtype,
-                generator=gen,
-            )
+            result = model.sample(n, c * h * w, sampler, generator=gen)
             invalid += int((result.tokens >= 256).sum())
             idle.append(result.idle_ratio.cpu())
             nfe = result.nfe

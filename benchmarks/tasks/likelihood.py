@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from baselines import AutoregressiveLM
-from prime import MaskedDiffusion, mask_subtokens, sample_times
+from prime import sample_times
 
 from ..core import Metric
 
@@ -40,50 +39,37 @@ def block_nll(
     device: torch.device,
     desc: str = "evaluating",
 ) -> dict[str, torch.Tensor]:
-    """Per-block NLL sums (float64, nats) of every estimator the model supports.
+    """Per-block NLL sums (float64, nats) of every estimator the model gives
+    (``model.block_nll``).
 
-    AR: {"exact": (N,)} over the L - 1 predicted tokens. Diffusion: {"published",
-    "valid_bound"} summed over the L tokens and averaged over ``passes``; in each pass
-    the times are stratified over all N sequences x k time blocks (k = 1 but for block
-    diffusion), drawn from a generator seeded with ``seed``, in [eps, 1] whatever window
-    the model trained in (any other window is not a bound).
+    AR (no time draws): {"exact": (N,)} over the L - 1 predicted tokens, in one pass.
+    Diffusion: {"published", "valid_bound"} summed over the L tokens and averaged over
+    ``passes``; in each pass the times are stratified over all N sequences x k time
+    blocks (``model.time_draws``: k = 1 but for block diffusion), drawn from a generator
+    seeded with ``seed``, in [eps, 1] whatever window the model trained in (any other
+    window is not a bound).
     """
     n = blocks.shape[0]
     rows = list(torch.split(torch.arange(n), batch))
-
-    def batch_of(idx: torch.Tensor) -> torch.Tensor:
-        # One batch at a time: the (memory-mapped) evaluation set is never copied whole.
-        return torch.from_numpy(np.asarray(blocks[idx.numpy()], dtype=np.int64)).to(device)
-
-    if isinstance(model, AutoregressiveLM):
-        out = torch.zeros(n, dtype=torch.float64)
-        for idx in tqdm(rows, desc=desc, unit="batch"):
-            out[idx] = model.token_nll(batch_of(idx)).double().sum(-1).cpu()
-        return {"exact": out}
-    if not isinstance(model, MaskedDiffusion):
-        raise TypeError(f"no likelihood estimator for {type(model).__name__}")
+    draws = model.time_draws(blocks.shape[1])  # k time strata per sequence, 0: exact
+    passes = passes if draws else 1
     gen = torch.Generator(device=device).manual_seed(seed)
-    sums = {
-        "published": torch.zeros(n, dtype=torch.float64),
-        "valid_bound": torch.zeros(n, dtype=torch.float64),
-    }
-    seq_len = blocks.shape[1]
-    k = model.num_blocks(seq_len)
+    sums: dict[str, torch.Tensor] = {}
     for p in range(passes):
-        t_all = sample_times(n * k, eps=model.time_eps, generator=gen, device=device).view(n, k)
-        for idx in tqdm(rows, desc=f"{desc} (pass {p + 1}/{passes})", unit="batch"):
-            x0 = batch_of(idx)
-            t = t_all[idx.to(device)]
-            t = t[:, 0] if k == 1 else t  # one time per sequence: (B,)
-            y_t = mask_subtokens(
-                model.codec.encode(x0),
-                model.schedule.alpha(model.token_times(t, seq_len).double()),
-                model.codec.mask_id,
-                generator=gen,
-            )
-            losses = model.losses(x0, t, y_t)
-            sums["published"][idx] += losses.published.double().sum(-1).cpu()
-            sums["valid_bound"][idx] += losses.valid_bound.double().sum(-1).cpu()
+        t_all = None
+        if draws:
+            t_all = sample_times(n * draws, eps=model.time_eps, generator=gen, device=device)
+            t_all = t_all.view(n, draws)
+        label = f"{desc} (pass {p + 1}/{passes})" if draws else desc
+        for idx in tqdm(rows, desc=label, unit="batch"):
+            # One batch at a time: the (memory-mapped) evaluation set is never copied whole.
+            x0 = torch.from_numpy(np.asarray(blocks[idx.numpy()], dtype=np.int64)).to(device)
+            t = None
+            if t_all is not None:
+                t = t_all[idx.to(device)]
+                t = t[:, 0] if draws == 1 else t  # one time per sequence: (B,)
+            for name, value in model.block_nll(x0, t, gen).items():
+                sums.setdefault(name, torch.zeros(n, dtype=torch.float64))[idx] += value.cpu()
     return {k: v / passes for k, v in sums.items()}
 
 

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from baselines import AutoregressiveLM
+from prime import SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import ArrayRows
@@ -134,7 +134,8 @@ class TextLM(Task):
         ).blocks
 
     def data_spec(self) -> DataSpec:
-        return DataSpec(get_tokenizer(self.params.tokenizer).num_classes, self.params.block_size)
+        tok = get_tokenizer(self.params.tokenizer)
+        return DataSpec(tok.num_classes, self.params.block_size, bos_id=tok.bos_id)
 
     def train_rows(self) -> ArrayRows:
         return ArrayRows(self._blocks("train"))
@@ -188,27 +189,16 @@ class TextLM(Task):
             "top_p": p.sample_top_p,
             "ema": ctx.ema,
         }
-        if isinstance(model, AutoregressiveLM):
-            tokens = model.sample(
-                p.sample_count,
-                p.block_size,
-                tok.bos_id,
-                top_p=top_p,
-                sampling_dtype=dtype,
-                generator=gen,
-            )
-            metrics = [Metric("sample_nfe", float(p.block_size - 1), card)]
-        else:
-            result = model.sample(
-                p.sample_count,
-                p.block_size,
-                p.sample_steps,
-                top_p=top_p,
-                sampling_dtype=dtype,
-                generator=gen,
-                first_hitting=p.sample_first_hitting,
-            )
-            tokens = result.tokens
+        sampler = SamplerConfig(
+            steps=p.sample_steps,
+            top_p=top_p,
+            sampling_dtype=dtype,
+            first_hitting=p.sample_first_hitting,
+        )
+        result = model.sample(p.sample_count, p.block_size, sampler, generator=gen)
+        tokens = result.tokens
+        metrics = [Metric("sample_nfe", float(result.nfe), card)]
+        if model.time_draws(p.block_size):  # a diffusion model: steps, blocks, idle steps
             card = {
                 **card,
                 "steps": "first hitting" if p.sample_first_hitting else p.sample_steps,

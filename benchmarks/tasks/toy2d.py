@@ -26,9 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from prime import SamplerConfig
+
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import GridRows
 from ..registry import TASKS
+from .likelihood import ESTIMATORS, block_nll
 
 __all__ = ["Toy2D", "target_pmf", "TARGET_SOURCE"]
 
@@ -155,17 +158,16 @@ class Toy2D(Task):
         data_gen = torch.Generator().manual_seed(10_000 + ctx.seed)  # fixed evaluation set
         x0 = self.draw(p.eval_samples, data_gen)
         exact_nll = -self.pmf[x0[:, 0], x0[:, 1]].log().to(ctx.device)
-        x0 = x0.to(ctx.device)
-        noise_gen = torch.Generator(device=ctx.device).manual_seed(20_000 + ctx.seed)
-        published = torch.zeros(p.eval_samples, dtype=torch.float64, device=ctx.device)
-        valid = torch.zeros_like(published)
-        for _ in tqdm(range(p.eval_passes), desc="likelihood passes", unit="pass"):
-            # Stratified times over the whole evaluation set, one per sample and pass.
-            t, y_t = model.corrupt(x0, noise_gen)
-            for rows in torch.split(torch.arange(p.eval_samples, device=ctx.device), p.eval_batch):
-                losses = model.losses(x0[rows], t[rows], y_t[rows])
-                published[rows] += losses.published.double().sum(-1)
-                valid[rows] += losses.valid_bound.double().sum(-1)
+        # Stratified times over the whole evaluation set, one per sample and pass.
+        per_sample = block_nll(
+            model,
+            x0.numpy(),
+            passes=p.eval_passes,
+            batch=p.eval_batch,
+            seed=20_000 + ctx.seed,
+            device=ctx.device,
+            desc="likelihood",
+        )
         card = {
             "samples": p.eval_samples,
             "passes": p.eval_passes,
@@ -178,18 +180,15 @@ class Toy2D(Task):
         out = [
             Metric("exact_nll", float(exact_nll.mean()), {**card, "estimator": "exact -log p(x0)"})
         ]
-        for name, values, estimator in (
-            ("nll_published", published, "published joint estimator (NOT a bound for ell > 1)"),
-            ("nll_valid_bound", valid, "valid marginal bound (continuous-time NELBO)"),
-        ):
-            per_sample = values / p.eval_passes
+        for estimator in ("published", "valid_bound"):
+            name, values = f"nll_{estimator}", per_sample[estimator].to(exact_nll.device)
             # The exact NLL of every evaluation sample is known, so the gap to it is
             # estimated from paired differences, with a much smaller standard error.
-            gap = per_sample - exact_nll
-            c = {**card, "estimator": estimator}
+            gap = values - exact_nll
+            c = {**card, "estimator": ESTIMATORS[estimator]}
             out += [
-                Metric(name, float(per_sample.mean()), c),
-                Metric(f"{name}_se", _se(per_sample), c),
+                Metric(name, float(values.mean()), c),
+                Metric(f"{name}_se", _se(values), c),
                 Metric(f"{name}_gap", float(gap.mean()), {**c, "minus": "exact -log p(x0)"}),
                 Metric(f"{name}_gap_se", _se(gap), {**c, "minus": "exact -log p(x0)"}),
             ]
@@ -200,6 +199,7 @@ class Toy2D(Task):
         r = p.resolution
         gen = torch.Generator(device=ctx.device).manual_seed(30_000 + ctx.seed)
         dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
+        sampler = SamplerConfig(steps=p.sample_steps, eps=p.sample_eps, sampling_dtype=dtype)
         counts = torch.zeros(r * r, dtype=torch.long)
         invalid_samples = invalid_tokens = 0
         nfe = 0
@@ -207,9 +207,7 @@ class Toy2D(Task):
         with tqdm(total=p.sample_count, desc="sampling", unit="sample") as bar:
             while remaining > 0:
                 n = min(p.sample_batch, remaining)
-                result = model.sample(
-                    n, 2, p.sample_steps, eps=p.sample_eps, sampling_dtype=dtype, generator=gen
-                )
+                result = model.sample(n, 2, sampler, generator=gen)
                 tokens = result.tokens.cpu()
                 ok = (tokens < r).all(-1)
                 invalid_samples += int((~ok).sum())

@@ -48,7 +48,8 @@ class TextZeroShot(Task):
     trainable = False
 
     def data_spec(self) -> DataSpec:
-        return DataSpec(get_tokenizer(self.params.tokenizer).num_classes, self.params.block_size)
+        tok = get_tokenizer(self.params.tokenizer)
+        return DataSpec(tok.num_classes, self.params.block_size, bos_id=tok.bos_id)
 
     def _source(self, name: str) -> TextSource:
         source = ZERO_SHOT[name]
