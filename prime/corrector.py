@@ -1,10 +1,18 @@
 """The remasking corrector of the image sampler, one jump per step (PRIME_SPEC §6.2).
 
-With A = alpha' / (1 - alpha) and B = alpha' / (alpha (1 - alpha)) (flow-time derivative)
-and a strength kappa, a masked sub-token jumps to its proposal at rate A + kappa B alpha,
-a revealed one equal to its proposal to the mask at rate kappa B (1 - alpha), and any
-other value to either at those rates; over a step of length h it jumps with probability
-1 - exp(-h * rate).
+Per sub-token, with proposal y_hat, flow-time derivative alpha' and strength kappa, the
+jump rates are
+
+    u = A delta_{y_hat} + kappa D,    A = alpha' / (1 - alpha),
+    D = B [(1 - alpha) delta_mask + alpha delta_{y_hat}],    B = alpha' / (alpha (1 - alpha)),
+
+with the entry of the current state zeroed. A is the predictor's velocity (mask ->
+proposal). D is divergence-free for the masking marginal p_t = alpha delta_{y_hat} +
+(1 - alpha) delta_mask: the flux y_hat -> mask, alpha * B (1 - alpha), equals the flux
+mask -> y_hat, (1 - alpha) * B alpha, so adding kappa D changes no marginal and only
+lets revealed sub-tokens be remasked and drawn again. A value other than y_hat moves to
+either at those rates. Over a step of length h a sub-token jumps with probability
+1 - exp(-h sum(u)), to Cat(u / sum(u)).
 """
 
 from __future__ import annotations
