@@ -36,17 +36,10 @@ from .distributed import JobEnvironment, World
 from .ema import EMA
 from .hardware import Hardware
 from .preemption import SaveOnSignal
+from .streams import DATA_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
 
 __all__ = ["DiffusionModule", "fit", "step_seed"]
-
-DATA_STREAM, NOISE_STREAM, NETWORK_STREAM = 0, 1, 2
-WINDOW_STREAM = 3  # the block-diffusion window search (benchmarks.window_search)
-
-
-def step_seed(seed: int, step: int, stream: int = 0) -> int:
-    """A 63-bit seed for (run seed, step, stream), decorrelated by a large odd multiplier."""
-    return (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream) % (2**63 - 1)
 
 
 class DiffusionModule(L.LightningModule):
@@ -80,10 +73,8 @@ class DiffusionModule(L.LightningModule):
         noise_gen = torch.Generator(device=self.device).manual_seed(
             step_seed(self.seed, step, NOISE_STREAM)
         )
-        network_stream = NETWORK_STREAM + 3 * (
-            1 + batch["micro"] + self.sampler.accumulation * self.global_rank
-        )
-        torch.manual_seed(step_seed(self.seed, step, network_stream))
+        stream = network_stream(batch["micro"], self.sampler.accumulation, self.global_rank)
+        torch.manual_seed(step_seed(self.seed, step, stream))
         loss, parts = self.model.training_loss(x0, noise_gen, shard=shard)
         parts = parts._asdict() if hasattr(parts, "_asdict") else parts
         self._step_sums.append(

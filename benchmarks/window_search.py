@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from baselines import BlockDiffusion
 
 from .data.loader import TrainRows
-from .training import WINDOW_STREAM, step_seed
+from .streams import WINDOW_STREAM, step_seed
 
 __all__ = ["WindowSearch"]
 

@@ -117,3 +117,19 @@ def test_no_file_is_longer_than_the_limit():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+def test_random_streams_are_named_in_one_place():
+    from benchmarks.streams import EVAL_STREAMS
+
+    assert len(set(EVAL_STREAMS.values())) == len(EVAL_STREAMS)
+    sources = {p: p.read_text() for p in (REPO / "benchmarks" / "tasks").rglob("*.py")}
+    every = "\n".join(sources.values())
+    for name in EVAL_STREAMS:
+        assert f'"{name}"' in every, f"stream {name} is never used"
+    for path, text in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "manual_seed":
+                literal = any(isinstance(n, ast.Constant) for n in ast.walk(node.args[0]))
+                offset = "ctx.seed" in ast.unparse(node.args[0])
+                assert not (literal or offset), f"{path.name}: {ast.unparse(node)}"

@@ -20,6 +20,7 @@ from prime import Sampler, SamplerConfig, SubTokenizer, idle_step_probabilities
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..registry import TASKS
+from ..streams import idle_seed
 
 __all__ = ["IdleSteps", "simulate_idle_steps"]
 
@@ -94,7 +95,7 @@ class IdleSteps(Task):
                 p.runs,
                 schedule=p.schedule,
                 eps=p.eps,
-                seed=ctx.seed * 100_003 + num_steps,
+                seed=idle_seed(ctx.seed, num_steps),
             ).double()
             # Idle indicators of different steps are negatively correlated, so the sum of
             # their Bernoulli variances bounds the variance of the count.

@@ -40,6 +40,7 @@ from ..fid import (
     reference_features,
 )
 from ..registry import TASKS
+from ..streams import eval_generator, eval_seed
 from .likelihood import block_nll, nll_metrics
 
 __all__ = ["ImageGeneration"]
@@ -143,7 +144,7 @@ class ImageGeneration(Task):
             np.asarray(held_out[chosen]).reshape(len(chosen), -1),
             passes=p.eval_passes,
             batch=p.eval_batch,
-            seed=80_000 + ctx.seed,
+            seed=eval_seed("image.likelihood", ctx.seed),
             device=ctx.device,
             desc="held-out NLL",
         )
@@ -184,7 +185,7 @@ class ImageGeneration(Task):
         p = self.params
         c, h, w = self.shape
         sampler = self.sampler_config()
-        gen = torch.Generator(device=ctx.device).manual_seed(90_000 + ctx.seed)
+        gen = eval_generator("image.samples", ctx.seed, ctx.device)
         images, idle, invalid, nfe = [], [], 0, 0
         for start in tqdm(range(0, p.sample_count, p.sample_batch), desc="sampling", unit="batch"):
             n = min(p.sample_batch, p.sample_count - start)

@@ -32,6 +32,7 @@ from ..data.text import TokenBlocks, shakespeare_documents, tokenized_blocks
 from ..data.text_sources import OPENWEBTEXT, TextSource
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
+from ..streams import eval_generator, eval_seed
 from .likelihood import block_nll, nll_metrics
 
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
@@ -152,7 +153,7 @@ class TextLM(Task):
             val[chosen],
             passes=p.eval_passes,
             batch=p.eval_batch,
-            seed=50_000 + ctx.seed,
+            seed=eval_seed("text.likelihood", ctx.seed),
             device=ctx.device,
             desc="validation NLL",
         )
@@ -166,7 +167,11 @@ class TextLM(Task):
             "dtype": "float64 accumulation",
         }
         if "exact" not in per_block:
-            card.update(passes=p.eval_passes, seed=50_000 + ctx.seed, **model.evaluation_card())
+            card.update(
+                passes=p.eval_passes,
+                seed=eval_seed("text.likelihood", ctx.seed),
+                **model.evaluation_card(),
+            )
         tokens = {"exact": p.block_size - 1, "published": p.block_size, "valid_bound": p.block_size}
         metrics = nll_metrics("val", per_block, tokens, card)
         metrics += [
@@ -181,7 +186,7 @@ class TextLM(Task):
         p = self.params
         tok = get_tokenizer(p.tokenizer)
         dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
-        gen = torch.Generator(device=ctx.device).manual_seed(60_000 + ctx.seed)
+        gen = eval_generator("text.samples", ctx.seed, ctx.device)
         top_p = p.sample_top_p if p.sample_top_p < 1.0 else None
         card = {
             "samples": p.sample_count,

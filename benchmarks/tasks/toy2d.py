@@ -31,6 +31,7 @@ from prime import SamplerConfig
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import GridRows
 from ..registry import TASKS
+from ..streams import eval_generator, eval_seed
 from .likelihood import ESTIMATORS, block_nll
 
 __all__ = ["Toy2D", "target_pmf", "TARGET_SOURCE"]
@@ -155,7 +156,7 @@ class Toy2D(Task):
 
     def _bounds(self, model: torch.nn.Module, ctx: EvalContext) -> list[Metric]:
         p = self.params
-        data_gen = torch.Generator().manual_seed(10_000 + ctx.seed)  # fixed evaluation set
+        data_gen = eval_generator("toy.eval_set", ctx.seed)  # fixed evaluation set
         x0 = self.draw(p.eval_samples, data_gen)
         exact_nll = -self.pmf[x0[:, 0], x0[:, 1]].log().to(ctx.device)
         # Stratified times over the whole evaluation set, one per sample and pass.
@@ -164,7 +165,7 @@ class Toy2D(Task):
             x0.numpy(),
             passes=p.eval_passes,
             batch=p.eval_batch,
-            seed=20_000 + ctx.seed,
+            seed=eval_seed("toy.likelihood", ctx.seed),
             device=ctx.device,
             desc="likelihood",
         )
@@ -197,7 +198,7 @@ class Toy2D(Task):
     def _samples(self, model: torch.nn.Module, ctx: EvalContext) -> tuple[list[Metric], object]:
         p = self.params
         r = p.resolution
-        gen = torch.Generator(device=ctx.device).manual_seed(30_000 + ctx.seed)
+        gen = eval_generator("toy.samples", ctx.seed, ctx.device)
         dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
         sampler = SamplerConfig(steps=p.sample_steps, eps=p.sample_eps, sampling_dtype=dtype)
         counts = torch.zeros(r * r, dtype=torch.long)
@@ -218,7 +219,7 @@ class Toy2D(Task):
                 remaining -= n
                 bar.update(n)
         grid = counts.view(r, r)
-        reference_gen = torch.Generator().manual_seed(40_000 + ctx.seed)
+        reference_gen = eval_generator("toy.exact_draws", ctx.seed)
         exact = self.draw(int(counts.sum()), reference_gen)
         exact_counts = torch.bincount(exact[:, 0] * r + exact[:, 1], minlength=r * r).view(r, r)
         card = {

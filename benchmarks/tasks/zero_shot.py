@@ -14,6 +14,7 @@ from ..data.text import tokenized_blocks
 from ..data.text_sources import ZERO_SHOT, TextSource
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
+from ..streams import eval_seed
 from .likelihood import block_nll, nll_metrics
 from .text import subset
 
@@ -72,7 +73,7 @@ class TextZeroShot(Task):
                 blocks.blocks[chosen],
                 passes=p.eval_passes,
                 batch=p.eval_batch,
-                seed=70_000 + ctx.seed,
+                seed=eval_seed("zero_shot.likelihood", ctx.seed),
                 device=ctx.device,
                 desc=f"{name} NLL",
             )

@@ -1,0 +1,72 @@
+"""Every random stream of the harness, by name, in one place.
+
+A run's numbers depend on its seed only through these streams, so two runs of one
+config draw the same batches, noise, evaluation sets and samples on any machine and
+any number of ranks, and no two purposes share a stream.
+
+* Training (per optimizer step, :func:`step_seed`): the batch rows, the masking noise,
+  the network's own randomness (dropout, mixture labels; one stream per micro-batch and
+  rank), and the block-diffusion window search.
+* Evaluation (:func:`eval_generator`): one stream per purpose, seeded with the run seed
+  plus a fixed offset.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "DATA_STREAM",
+    "NOISE_STREAM",
+    "NETWORK_STREAM",
+    "WINDOW_STREAM",
+    "EVAL_STREAMS",
+    "step_seed",
+    "eval_seed",
+    "eval_generator",
+    "idle_seed",
+]
+
+# Training streams (the third argument of step_seed).
+DATA_STREAM, NOISE_STREAM, NETWORK_STREAM = 0, 1, 2
+WINDOW_STREAM = 3  # the block-diffusion window search (benchmarks.window_search)
+
+# Evaluation streams: name -> offset added to the run seed.
+EVAL_STREAMS: dict[str, int] = {
+    "toy.eval_set": 10_000,  # the fixed draws from the target pmf the likelihood uses
+    "toy.likelihood": 20_000,  # times and masks of the toy's Monte Carlo likelihood
+    "toy.samples": 30_000,
+    "toy.exact_draws": 40_000,  # the exact-draw floor of the TV distance
+    "text.likelihood": 50_000,
+    "text.samples": 60_000,
+    "zero_shot.likelihood": 70_000,
+    "image.likelihood": 80_000,
+    "image.samples": 90_000,
+}
+
+
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """A 63-bit seed for (run seed, step, stream), decorrelated by a large odd multiplier."""
+    return (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream) % (2**63 - 1)
+
+
+def network_stream(micro: int, accumulation: int, rank: int) -> int:
+    """The network's stream of one micro-batch of one rank (disjoint from the others)."""
+    return NETWORK_STREAM + 3 * (1 + micro + accumulation * rank)
+
+
+def eval_seed(name: str, run_seed: int) -> int:
+    """The seed of evaluation stream ``name`` (a key of :data:`EVAL_STREAMS`)."""
+    if name not in EVAL_STREAMS:
+        raise KeyError(f"unknown random stream {name!r}; known: {', '.join(EVAL_STREAMS)}")
+    return EVAL_STREAMS[name] + run_seed
+
+
+def eval_generator(name: str, run_seed: int, device: torch.device | None = None) -> torch.Generator:
+    """A generator on ``device`` seeded for evaluation stream ``name``."""
+    return torch.Generator(device=device or "cpu").manual_seed(eval_seed(name, run_seed))
+
+
+def idle_seed(run_seed: int, num_steps: int) -> int:
+    """The idle-step simulation's stream at T = ``num_steps``."""
+    return run_seed * 100_003 + num_steps
