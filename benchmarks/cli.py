@@ -8,6 +8,7 @@ primebench reproduce [--scale cpu]               every experiment of a scale, th
 primebench reproduce --scale paper --cluster slurm --profile P   submit all (dependencies
                                                   between experiments) and exit [--dry-run]
 primebench status [EXPERIMENT] [--scale S]        state and step of every run, Slurm jobs
+primebench explain EXPERIMENT | task:NAME | model:NAME   every setting, with its meaning
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .config import SCALES
 from .core import ConfigError
 from .dryrun import dry_run
 from .experiments import list_experiments, load_experiment, parse_overrides
+from .explain import explain_entry, explain_runs
 from .launch import CLUSTERS, LaunchError, launch, wait
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
@@ -133,6 +135,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    kind, sep, name = args.target.partition(":")
+    if sep and kind in ("task", "model"):
+        print(explain_entry(kind, name), end="")
+    else:
+        print(explain_runs(_configs(args, args.target)), end="")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     _report(args)
     return 0
@@ -203,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a setting, e.g. train.steps=100",
+        help="override a setting, e.g. train.steps=100 (primebench explain EXPERIMENT "
+        "lists every setting with its meaning)",
     )
 
     p = sub.add_parser("list", help="experiments, models, tasks and cluster profiles")
@@ -242,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", help="default: every experiment of --scale")
     p.add_argument("--variant", action="append", help="only these variants (repeatable)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "explain",
+        parents=[running],
+        help="every setting of an experiment (or of task:NAME, model:NAME) with its meaning",
+        description="Print the resolved settings, each with its meaning, type, allowed "
+        "values and default; * marks values that differ from the default.",
+    )
+    p.add_argument("target", metavar="EXPERIMENT | task:NAME | model:NAME")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.set_defaults(func=cmd_explain)
     return parser
 
 

@@ -40,36 +40,41 @@ class ComponentConfig:
 @dataclass(frozen=True)
 class UpstreamConfig:
     """The trained run whose last checkpoint an evaluation-only task reads (the runner
-    loads it and hands the model to the task).
-
-    ``experiment``: the training experiment; ``variant``: its variant (null: the variant
-    of the same name as this run's); ``overrides``: the ``--set`` overrides that sweep
-    was run with (the checkpoint is found by the run id they resolve to).
-    """
+    loads it and hands the model to the task)."""
 
     experiment: str
+    """The experiment that trained the checkpoint, e.g. table1 or ell-sweep."""
     variant: str | None = None
+    """Its variant; null: the variant of the same name as this run's."""
     overrides: tuple[str, ...] = ()
+    """The ``--set`` overrides that sweep was run with (the checkpoint is found by the run
+    id they resolve to)."""
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One fully resolved run.
-
-    ``upstream``: see :class:`UpstreamConfig` (null: the task trains or needs no model).
-    ``plugins``: modules imported before validation (where third-party entries live); not
-    part of the run id, since they say where code is, not what it computes.
-    """
+    """One fully resolved run."""
 
     experiment: str
+    """The experiment file's name."""
     variant: str
+    """The variant of the experiment (a grid point is a variant too)."""
     scale: Literal["cpu", "paper"]
+    """cpu: minutes on a laptop, relative comparisons only; paper: the paper's settings."""
     seed: int
+    """The run seed: every random stream of training and evaluation derives from it
+    (:mod:`benchmarks.streams`)."""
     task: ComponentConfig
+    """The benchmark task by name, with its settings."""
     model: ComponentConfig | None
+    """The model by name, with its settings; null for tasks that train none."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation settings."""
     upstream: UpstreamConfig | None = None
+    """The trained run an evaluation-only task reads (null: the task trains its model)."""
     plugins: tuple[str, ...] = ()
+    """Modules imported before validation, where third-party models and tasks register;
+    not part of the run id (they say where code is, not what it computes)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {
