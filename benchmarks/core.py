@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from prime import BatchShard, SamplerConfig, SampleResult
 
 if TYPE_CHECKING:  # annotations only
     from .data.loader import TrainRows
@@ -24,6 +26,7 @@ __all__ = [
     "EvalContext",
     "EvalOutput",
     "Task",
+    "Model",
     "ModelEntry",
 ]
 
@@ -132,10 +135,54 @@ class Task:
 
 
 class ModelEntry:
-    """A registered model: ``Params`` (a frozen dataclass) and ``build(params, data)``."""
+    """A registered model: ``Params`` (a frozen dataclass), ``build(params, data)`` (a
+    :class:`Model`), and the training callbacks the model needs (default: none)."""
 
     Params: ClassVar[type]
 
     @classmethod
     def build(cls, params: Any, data: DataSpec) -> nn.Module:
         raise NotImplementedError
+
+    @classmethod
+    def training_callbacks(cls, params: Any, task: Task, seed: int) -> list[Any]:
+        """Lightning callbacks to train this model with (e.g. a schedule search)."""
+        return []
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What every model gives the harness: autoregressive, MDLM, Prime, block diffusion.
+
+    * ``training_loss(x0, generator, shard)`` -> (scalar loss, named per-token parts);
+    * ``time_draws(seq_len)``: diffusion times one likelihood draw of a sequence takes
+      (0: the NLL is exact, 1 per sequence, k for k blocks);
+    * ``block_nll(x0, t, generator)`` -> {estimator: (B,) float64 NLL sums}, at times t
+      ((B,) or (B, k); None when ``time_draws`` is 0): "exact" (AR), "valid_bound" and
+      "published" (diffusion);
+    * ``sample(batch, length, config, generator=, prefix=)`` -> SampleResult, with NFE
+      and idle counts (AR: NFE = generated length, no idle step).
+    """
+
+    def training_loss(
+        self,
+        x0: torch.Tensor,
+        generator: torch.Generator | None = None,
+        shard: BatchShard | None = None,
+    ) -> tuple[torch.Tensor, Any]: ...
+
+    def time_draws(self, seq_len: int) -> int: ...
+
+    def block_nll(
+        self, x0: torch.Tensor, t: torch.Tensor | None, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]: ...
+
+    def sample(
+        self,
+        batch_size: int,
+        seq_len: int,
+        config: SamplerConfig | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        prefix: torch.Tensor | None = None,
+    ) -> SampleResult: ...

@@ -10,14 +10,15 @@ class Entry(ModelEntry):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from baselines import AutoregressiveLM, BlockDiffusion, LabelMixture, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
 
 from .backbones import BackboneParams, DiTParams, ToyMLPParams, UNetParams, build_backbone
-from .core import ConfigError, DataSpec, ModelEntry, require_at_least
+from .core import ConfigError, DataSpec, ModelEntry, Task, require_at_least
 from .registry import MODELS
+from .window_search import WindowSearch
 
 __all__ = [
     "ModelEntry",
@@ -34,12 +35,27 @@ ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
 @dataclass(frozen=True)
 class PrimeParams:
     ell: int = 2
+    """Sub-tokens per token: ell base-b digits, b the smallest integer with b^ell >= C
+    (PRIME_SPEC §2); 1: MDM / MDLM, the whole token is one sub-token."""
     decoder: Literal["joint", "independent"] = "joint"
+    """p_theta(x_0^i | y_t): joint is one softmax over the C tokens (the paper's); independent
+    is a product of ell softmaxes over b digits (PRIME_SPEC §5.3; can yield codes >= C)."""
     carry_over: bool = True
+    """Keep revealed digits fixed: the joint softmax covers only the tokens consistent with
+    them (PRIME_SPEC §5.2). Used in training, evaluation and (unless the task overrides it)
+    sampling."""
     objective: Literal["published", "valid", "cross_entropy"] = "published"
+    """Training loss: published is w(t) (-log p(x_0^i | y_t)), not a bound for ell > 1
+    (PRIME_SPEC §3.3); valid is the marginal bound (§3.4); cross_entropy is the unweighted
+    -log p(x_0^i | y_t) at every token (the image models). Evaluation reports both bounds."""
     schedule: ScheduleName = "loglinear"
+    """alpha_t, the probability that a sub-token is unmasked at time t (PRIME_SPEC §3.1):
+    loglinear is 1 - (1 - 1e-3) t (text), polynomial (1 - t)^3 (images), linear 1 - t (toy)."""
     time_eps: float = 1e-3
+    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1);
+    keeps the loss weight w(t) (1/t for linear and loglinear) finite. MDLM: 1e-3."""
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
+    """The denoiser network: ``name`` picks toy-mlp (2-D toy), dit (text) or unet (images)."""
 
     def __post_init__(self) -> None:
         if self.ell < 1:
@@ -73,9 +89,16 @@ class Prime(ModelEntry):
 @dataclass(frozen=True)
 class MDMParams:
     schedule: ScheduleName = "loglinear"
+    """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1):
+    loglinear 1 - (1 - 1e-3) t for MDLM (text), polynomial (1 - t)^3 for the image MDM."""
     time_eps: float = 1e-3
+    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1);
+    keeps the loss weight w(t) finite. MDLM: 1e-3."""
     objective: Literal["valid", "cross_entropy"] = "valid"
+    """Training loss: valid is the continuous-time NELBO (MDLM's; at ell = 1 the published
+    estimator is the same); cross_entropy is unweighted -log p at every token (images)."""
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
+    """The denoiser network: ``name`` picks toy-mlp (2-D toy), dit (text) or unet (images)."""
 
 
 @MODELS.register("mdm")
@@ -99,6 +122,7 @@ class MDM(ModelEntry):
 @dataclass(frozen=True)
 class ARParams:
     backbone: DiTParams = field(default_factory=DiTParams)
+    """The transformer, run with causal attention (the paper's ARM: the small preset)."""
 
 
 @MODELS.register("ar")
@@ -117,10 +141,18 @@ class AR(ModelEntry):
 @dataclass(frozen=True)
 class MixtureParams:
     schedule: ScheduleName = "polynomial"
+    """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1); the
+    paper's image models use polynomial, (1 - t)^3 = s^3 in flow time s."""
     time_eps: float = 1e-3
+    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1)."""
     objective: Literal["valid", "cross_entropy"] = "cross_entropy"
+    """Training loss: valid is the continuous-time NELBO; cross_entropy is the unweighted
+    -log p(x_0^i | y_t) at every token (the paper's image training, PRIME_SPEC §3.3)."""
     num_labels: int = 4
+    """K auxiliary labels: training conditions on a uniform random label, sampling averages
+    p_theta(x | y_t, k) over the K labels (PRIME_SPEC §7.3; the paper: 4)."""
     backbone: UNetParams = field(default_factory=UNetParams)
+    """The label-conditioned U-Net (the only backbone that takes labels)."""
 
     def __post_init__(self) -> None:
         require_at_least(self, "model", ("num_labels",), minimum=2)
@@ -147,25 +179,37 @@ class MDMMixture(ModelEntry):
 
 @dataclass(frozen=True)
 class BD3LMParams:
-    """Block diffusion: BD3-LM (ell = 1) or block diffusion over ell sub-tokens.
-
-    ``window``: training times [beta, omega] (null: [time_eps, 1], the unbiased NELBO);
-    ``window_search_every``: every this many steps, set the window to the candidate of
-    least per-block loss variance on held-out rows (0: never; BD3-LM's data-driven
-    schedule). Evaluation always uses [time_eps, 1].
-    """
+    """Block diffusion: BD3-LM (ell = 1) or block diffusion over ell sub-tokens."""
 
     block_size: int = 4
+    """L', tokens per block: autoregressive across blocks, masked diffusion inside one
+    (the paper's BD3-LM row: 4); L' = L is MDLM / MDLM-Prime."""
     ell: int = 1
+    """Sub-tokens per token inside a block, with the joint decoder; 1: BD3-LM itself."""
     carry_over: bool = True
+    """Keep revealed digits fixed: the joint softmax covers only the tokens consistent with
+    them (PRIME_SPEC §5.2), in training, evaluation and sampling."""
     objective: Literal["published", "valid"] = "valid"
+    """Per-block training loss: published is the paper's joint estimator, valid the marginal
+    bound (PRIME_SPEC §3.4); at ell = 1 both are the MDLM NELBO."""
     schedule: ScheduleName = "loglinear"
+    """alpha_t inside a block (PRIME_SPEC §3.1); BD3-LM and MDLM: loglinear, 1 - (1 - 1e-3) t."""
     time_eps: float = 1e-3
+    """Smallest diffusion time, t in [eps, 1); keeps the loss weight w(t) = 1/t finite."""
     window: tuple[float, float] | None = None
+    """Training times [beta, omega], BD3-LM's clipped schedule (beta is raised to time_eps);
+    null: [time_eps, 1], the unbiased NELBO. Evaluation always uses [time_eps, 1]."""
     window_search_every: int = 0
+    """Every this many optimizer steps, set the window to the candidate of least per-block
+    loss variance on held-out rows (BD3-LM's data-driven schedule); 0: never."""
     window_search_rows: int = 64
+    """Held-out rows (the first of the validation split) the window search scores on."""
     attention: Literal["auto", "sdpa", "flex"] = "auto"
+    """How the block-causal training mask is applied: flex is a flex-attention BlockMask that
+    skips masked tiles (CUDA), sdpa dense boolean masks; auto: flex on CUDA, else sdpa."""
     backbone: DiTParams = field(default_factory=DiTParams)
+    """The transformer; time_conditioned must be false (a sequence's blocks have different
+    times)."""
 
     def __post_init__(self) -> None:
         require_at_least(self, "model", ("block_size", "ell", "window_search_rows"))
@@ -193,6 +237,14 @@ class BD3LM(ModelEntry):
     with ell > 1 the diffusion runs over the block's sub-tokens (joint decoder)."""
 
     Params = BD3LMParams
+
+    @classmethod
+    def training_callbacks(cls, params: BD3LMParams, task: Task, seed: int) -> list[Any]:
+        """BD3-LM's data-driven schedule: the window search on the task's held-out rows."""
+        if not params.window_search_every:
+            return []
+        rows = task.validation_rows()
+        return [WindowSearch(rows, params.window_search_every, params.window_search_rows, seed)]
 
     @classmethod
     def build(cls, params: BD3LMParams, data: DataSpec) -> BlockDiffusion:

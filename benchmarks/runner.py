@@ -25,7 +25,6 @@ from .preemption import Preempted
 from .registry import MODELS, TASKS
 from .tracking import Tracker
 from .training import fit
-from .window_search import WindowSearch
 
 __all__ = ["execute", "RunResult", "load_trained_model"]
 
@@ -130,7 +129,8 @@ def _train_and_evaluate(
     model = None
     ema = None
     if config.model is not None:
-        model = MODELS.get(config.model.name).build(config.model.params, task.data_spec())
+        entry = MODELS.get(config.model.name)
+        model = entry.build(config.model.params, task.data_spec())
     elif task_cls.needs_model and config.upstream is None:
         raise ConfigError(
             f"task {config.task.name!r} needs a model: set model.name, or upstream "
@@ -149,7 +149,7 @@ def _train_and_evaluate(
             world,
             hardware,
             logger,
-            extra_callbacks=_training_callbacks(config, task),
+            extra_callbacks=entry.training_callbacks(config.model.params, task, config.seed),
         )
         ema = module.ema
     if not world.is_main:
@@ -174,14 +174,6 @@ def _train_and_evaluate(
     for subdir, path in output.artifacts:
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
     return {m.name: m.value for m in output.metrics if m.step is None}
-
-
-def _training_callbacks(config: RunConfig, task: Any) -> list[Any]:
-    every = getattr(config.model.params, "window_search_every", 0)
-    if not every:
-        return []
-    rows = task.validation_rows()
-    return [WindowSearch(rows, every, config.model.params.window_search_rows, config.seed)]
 
 
 def _initialise(
