@@ -28,14 +28,22 @@ __all__ = ["ToyMLPParams", "DiTParams", "UNetParams", "BackboneParams", "build_b
 
 @dataclass(frozen=True)
 class ToyMLPParams:
-    """The 2-D toy's MLP (PRIME_SPEC §7.4: hidden 512, 2 hidden layers, dropout 0.1)."""
+    """The 2-D toy's MLP (PRIME_SPEC §4.3, §7.4)."""
 
     name: Literal["toy-mlp"] = "toy-mlp"
+    """Selects this backbone."""
     emb_dim: int = 64
+    """d, width of one sub-token embedding; the L ell embeddings are concatenated (the
+    paper's toy: 512 for every sub-token)."""
     hidden: int = 512
+    """Width of the hidden layers (the paper: 512)."""
     depth: int = 2
+    """Hidden blocks Linear -> LayerNorm -> learnable Swish -> Dropout (the paper: 2)."""
     dropout: float = 0.1
+    """Dropout probability after each hidden block (the paper: 0.1)."""
     time_conditioned: bool = True
+    """Append t to the input features (the paper's toy does); false: the network ignores t,
+    and the sampler may reuse its output after an idle step."""
 
     def __post_init__(self) -> None:
         require_at_least(self, "backbone", ("emb_dim", "hidden", "depth"))
@@ -45,12 +53,18 @@ class ToyMLPParams:
 
 @dataclass(frozen=True)
 class DiTParams:
-    """MDLM's diffusion transformer; ``preset`` sets the sizes (small = the paper's)."""
+    """MDLM's diffusion transformer (PRIME_SPEC §7.1)."""
 
     name: Literal["dit"] = "dit"
+    """Selects this backbone."""
     preset: Literal["small", "tiny", "cpu"] = "small"
-    dropout: float | None = None  # None: the preset's
+    """Sizes (hidden width / blocks / heads / conditioning width / dropout): small is the
+    paper's 768/12/12/128/0.1, tiny 512/8/8/128/0.1, cpu 128/2/4/64/0."""
+    dropout: float | None = None
+    """Dropout probability; null: the preset's."""
     time_conditioned: bool = False
+    """Feed t to the adaLN conditioning; false feeds 0 (MDLM and the paper), so the sampler
+    may reuse a prediction after an idle step."""
 
     def config(self) -> DiTConfig:
         base = DIT_PRESETS[self.preset]
@@ -59,11 +73,16 @@ class DiTParams:
 
 @dataclass(frozen=True)
 class UNetParams:
-    """ADM U-Net over pixel sub-tokens; ``preset`` sets the sizes (paper = the paper's)."""
+    """ADM U-Net over pixel sub-tokens, without a time input (PRIME_SPEC §4.2, §7.3)."""
 
     name: Literal["unet"] = "unet"
+    """Selects this backbone."""
     preset: Literal["paper", "cpu"] = "paper"
-    dropout: float | None = None  # None: the preset's
+    """Sizes (model channels, channel multipliers, res-blocks per level, head width,
+    dropout): paper 96, (3, 4, 4), 5, 64, 0.4; cpu 32, (3, 3), 1, 32, 0.1. Both attend at
+    half resolution (16 x 16 for 32 x 32 images)."""
+    dropout: float | None = None
+    """Dropout probability; null: the preset's."""
 
     def config(self) -> UNetConfig:
         base = UNET_PRESETS[self.preset]

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.cache import staged_file
+
 __all__ = [
     "InceptionFeatures",
     "CleanFIDFeatures",
@@ -158,10 +160,8 @@ def converted_weights_path(cache_dir: Path) -> Path:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     target = Path(cache_dir) / f"inception-2015-12-05-torch-fidelity-{digest}.pth"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        torch.save(convert(source), tmp)
-        tmp.replace(target)
+        with staged_file(target) as tmp:
+            torch.save(convert(source), tmp)
     return target
 
 
@@ -293,8 +293,6 @@ def reference_features(
     if target.is_file():
         return np.load(target)
     features = extractor(pixels, desc=f"{label} features")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.npy")
-    np.save(tmp, features)
-    tmp.replace(target)
+    with staged_file(target) as tmp:
+        np.save(tmp, features)
     return features

@@ -42,12 +42,12 @@ class PrimeParams:
     is a product of ell softmaxes over b digits (PRIME_SPEC §5.3; can yield codes >= C)."""
     carry_over: bool = True
     """Keep revealed digits fixed: the joint softmax covers only the tokens consistent with
-    them (PRIME_SPEC §5.2). Used in training, evaluation and (unless the task overrides it)
-    sampling."""
+    them (PRIME_SPEC §5.2), revealed independent digits are one-hot. Used in training,
+    evaluation and (unless the task overrides it) sampling."""
     objective: Literal["published", "valid", "cross_entropy"] = "published"
     """Training loss: published is w(t) (-log p(x_0^i | y_t)), not a bound for ell > 1
     (PRIME_SPEC §3.3); valid is the marginal bound (§3.4); cross_entropy is the unweighted
-    -log p(x_0^i | y_t) at every token (the image models). Evaluation reports both bounds."""
+    -log p(x_0^i | y_t) at every token (the image models). Evaluation reports both estimators."""
     schedule: ScheduleName = "loglinear"
     """alpha_t, the probability that a sub-token is unmasked at time t (PRIME_SPEC §3.1):
     loglinear is 1 - (1 - 1e-3) t (text), polynomial (1 - t)^3 (images), linear 1 - t (toy)."""
@@ -144,7 +144,8 @@ class MixtureParams:
     """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1); the
     paper's image models use polynomial, (1 - t)^3 = s^3 in flow time s."""
     time_eps: float = 1e-3
-    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1)."""
+    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1);
+    keeps the loss weight w(t) finite."""
     objective: Literal["valid", "cross_entropy"] = "cross_entropy"
     """Training loss: valid is the continuous-time NELBO; cross_entropy is the unweighted
     -log p(x_0^i | y_t) at every token (the paper's image training, PRIME_SPEC §3.3)."""
@@ -195,7 +196,8 @@ class BD3LMParams:
     schedule: ScheduleName = "loglinear"
     """alpha_t inside a block (PRIME_SPEC §3.1); BD3-LM and MDLM: loglinear, 1 - (1 - 1e-3) t."""
     time_eps: float = 1e-3
-    """Smallest diffusion time, t in [eps, 1); keeps the loss weight w(t) = 1/t finite."""
+    """Smallest diffusion time of training and evaluation, t in [eps, 1); keeps the loss
+    weight w(t) (1/t for loglinear) finite."""
     window: tuple[float, float] | None = None
     """Training times [beta, omega], BD3-LM's clipped schedule (beta is raised to time_eps);
     null: [time_eps, 1], the unbiased NELBO. Evaluation always uses [time_eps, 1]."""

@@ -124,3 +124,21 @@ def test_shakespeare_split_is_fixed_and_disjoint():
     assert not set(train_names) & set(val_names)
     assert sum(map(len, train)) > 4_000_000
     assert "hamlet_gut" in train_names + val_names
+
+
+def test_staged_files_and_directories_are_published_whole(tmp_path):
+    from benchmarks.data.cache import staged_directory, staged_file
+
+    target = tmp_path / "features.npy"
+    with pytest.raises(RuntimeError), staged_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []  # nothing published, nothing left behind
+    with staged_file(target) as tmp:
+        np.save(tmp, np.arange(3))
+    assert np.load(target).tolist() == [0, 1, 2] and list(tmp_path.iterdir()) == [target]
+    folder = tmp_path / "cache"
+    with pytest.raises(RuntimeError), staged_directory(folder) as tmp:
+        (tmp / "blocks.npy").write_bytes(b"half")
+        raise RuntimeError("interrupted")
+    assert not folder.exists() and list(tmp_path.iterdir()) == [target]

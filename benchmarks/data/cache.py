@@ -1,4 +1,4 @@
-"""The on-disk data cache, and directories published whole (never half-written)."""
+"""The on-disk data cache, and files and directories published whole (never half-written)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["default_cache_dir", "staged_directory"]
+__all__ = ["default_cache_dir", "staged_directory", "staged_file"]
 
 
 @contextmanager
@@ -34,3 +34,18 @@ def default_cache_dir() -> Path:
     """``$PRIMEBENCH_DATA_CACHE``, else ``~/.cache/primebench``."""
     env = os.environ.get("PRIMEBENCH_DATA_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "primebench"
+
+
+@contextmanager
+def staged_file(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` (same suffix, so writers that add one do not
+    miss it), renamed to ``target`` when the block succeeds and removed otherwise."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=target.stem + ".", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
