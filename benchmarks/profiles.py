@@ -36,19 +36,35 @@ class ClusterProfile:
     """Resources of every job of a sweep; see the module docstring."""
 
     partition: str | None = None
+    """Slurm partition of the jobs; null: the cluster's default partition."""
     nodes: int = 1
+    """Nodes per job; local jobs need 1."""
     gpus_per_node: int = 0
-    ranks_per_node: int | None = None  # None: one per GPU, else 1; set only without GPUs
-    cpus_per_task: int = 2  # per rank
-    mem_gb: int = 8  # per node
+    """GPUs per node, one rank each; 0: CPU ranks (gloo backend)."""
+    ranks_per_node: int | None = None
+    """CPU ranks per node, set only without GPUs; null: one per GPU, or 1 without GPUs."""
+    cpus_per_task: int = 2
+    """CPU cores per rank."""
+    mem_gb: int = 8
+    """Memory per node, in GB."""
     timeout_min: int = 60
-    signal_delay_s: int = 120  # Slurm's warning before the time limit: save and requeue
-    max_requeues: int = 10  # time-outs after which a job is given up
+    """Time limit of one job allocation, in minutes; a longer run requeues itself."""
+    signal_delay_s: int = 120
+    """Seconds before the time limit at which Slurm warns the job, which then saves a
+    checkpoint and requeues (local jobs are warned 30 s before, not settable)."""
+    max_requeues: int = 10
+    """Time-outs after which a job is given up instead of requeued (preemptions do not
+    count)."""
     account: str | None = None
+    """Slurm account the jobs are charged to; null: the user's default."""
     qos: str | None = None
+    """Slurm quality of service; null: the default."""
     constraint: str | None = None
+    """Slurm node constraint (node features, e.g. a GPU type); null: none."""
     array_parallelism: int = 16
-    setup: tuple[str, ...] = ()  # shell lines run first in each job (modules, venv, ...)
+    """Jobs of a sweep's Slurm array that may run at the same time."""
+    setup: tuple[str, ...] = ()
+    """Shell lines run first in each Slurm job (modules, venv, ...)."""
 
     def __post_init__(self) -> None:
         require_at_least(

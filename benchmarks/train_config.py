@@ -13,11 +13,10 @@ __all__ = ["TrainConfig"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (steps = 0: nothing to train).
+    """Optimisation settings: AdamW, a linear warm-up to a constant learning rate.
 
-    ``global_batch_size`` is the batch of one optimizer step over all ranks (the paper's
-    512). With W ranks, each rank takes ``global_batch_size / W`` rows per step, as
-    ``accumulation`` micro-batches of ``micro_batch_size`` rows (default: one micro-batch).
+    With W ranks, each rank takes ``global_batch_size / W`` rows per optimizer step, as
+    ``accumulation`` micro-batches of ``micro_batch_size`` rows.
 
     The fields of :attr:`EXECUTION_FIELDS` say how the steps run on the hardware at hand,
     not what they compute: they are left out of the run id (a run started on 8 GPUs
@@ -33,28 +32,50 @@ class TrainConfig:
     )
 
     steps: int = 0
+    """Optimizer steps to train; 0: nothing to train (evaluation only)."""
     global_batch_size: int = 256
+    """Rows (sequences, images or toy samples) of one optimizer step over all ranks and
+    micro-batches (the paper: 512)."""
     lr: float = 1e-3
+    """AdamW learning rate after the warm-up, then constant (text: 3e-4, images: 1e-4)."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW (beta_1, beta_2) (text: (0.9, 0.999), images: (0.9, 0.95))."""
     weight_decay: float = 0.0
+    """AdamW decoupled weight decay (text: 0, images: 0.01)."""
     warmup_steps: int = 0
+    """Linear warm-up, lr_n = lr min(1, (n + 1) / warmup_steps) at step n; 0: the full lr
+    from the first step (text: 2500)."""
     grad_clip: float | None = None
+    """Largest gradient norm, larger ones are scaled down; null: no clipping (text: 1.0,
+    images: null)."""
     ema: float | None = None
+    """Decay d of the weight EMA, updated with d_n = min(d, (1 + n) / (10 + n)); evaluation
+    uses the EMA weights. null: no EMA (text: 0.9999, images: 0.999)."""
     checkpoint_every: int = 500
+    """Optimizer steps between checkpoints (the paper scale keeps all, cpu the newest); a
+    requeued job resumes from the last one."""
     log_every: int = 50
+    """Optimizer steps between logged training losses and throughput records."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
-    micro_batch_size: int | None = None  # None: global_batch_size / world size
-    # DataLoader worker processes per rank; None: 2 on a GPU (reads overlap the step),
-    # 0 on the CPU (workers would compete with training for the same cores).
+    """Lightning precision; auto: bf16-mixed on GPUs that support it, else 32-true (the
+    paper: bf16 for text, fp32 for images)."""
+    micro_batch_size: int | None = None
+    """Rows of one forward/backward pass on a rank; null: global_batch_size / world size
+    (one micro-batch per step)."""
     loader_workers: int | None = None
-    prefetch_factor: int = 2  # batches each worker prepares ahead
-    compile: bool = False  # torch.compile the network (used on CUDA only)
-    tf32: bool = True  # TensorFloat-32 matmuls (used on Ampere and newer GPUs only)
-    # Fine-tuning: start from the network weights (EMA where kept) of another run's last
-    # checkpoint, "experiment/variant" at this scale, resolved with ``init_overrides``
-    # (the --set overrides that run used). null: train from scratch.
+    """DataLoader worker processes per rank; null: 2 on a GPU (reads overlap the step),
+    0 on the CPU (workers would compete with training for the same cores)."""
+    prefetch_factor: int = 2
+    """Batches each DataLoader worker prepares ahead."""
+    compile: bool = False
+    """torch.compile the network (used on CUDA only)."""
+    tf32: bool = True
+    """Allow TensorFloat-32 matmuls (used on Ampere and newer GPUs only)."""
     init_from: str | None = None
+    """Fine-tuning: start from the network weights (EMA where kept) of the last checkpoint
+    of run "experiment/variant" at this scale; null: train from scratch."""
     init_overrides: tuple[str, ...] = ()
+    """The ``--set`` overrides the init_from run was swept with (they fix its run id)."""
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.warmup_steps < 0:

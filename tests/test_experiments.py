@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -78,3 +80,18 @@ def test_upstream_errors_name_the_section(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"upstream \(ell-sweep/nope\): .*no variant\(s\) nope"):
         upstream_config(broken)
+
+
+def test_evaluation_tasks_refuse_an_upstream_they_cannot_read():
+    from benchmarks.registry import TASKS
+
+    (zs,) = load_experiment("table2").resolve("paper", variants=["mdlm"])
+    trained = upstream_config(zs)
+    task = TASKS.get("text-zero-shot")(replace(zs.task.params, tokenizer="bytes"), zs)
+    with pytest.raises(ConfigError, match=r"task.tokenizer: 'bytes' differs .*'gpt2'"):
+        task.check_upstream(trained)
+    TASKS.get("text-zero-shot")(zs.task.params, zs).check_upstream(trained)
+    (cell,) = load_experiment("nfe-sweep").resolve("paper", variants=["cifar10-l2-nfe256"])
+    task = TASKS.get("image-checkpoint")(replace(cell.task.params, dataset="imagenet32"), cell)
+    with pytest.raises(ConfigError, match=r"task.dataset: 'imagenet32' differs"):
+        task.check_upstream(upstream_config(cell))

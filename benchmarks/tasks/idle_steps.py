@@ -30,11 +30,20 @@ FIGURE_1_STEPS = (32, 64, 128, 256, 512, 768, 1024, 1536, 2048)
 @dataclass(frozen=True)
 class IdleStepsParams:
     seq_len: int = 1024
+    """L, tokens per simulated sequence (Table 1 and Figure 1: 1024)."""
     steps: tuple[int, ...] = FIGURE_1_STEPS
+    """The numbers of sampler steps T simulated, each logged at MLflow step T (default:
+    Figure 1's x-axis)."""
     ell: int = 1
+    """Sub-tokens per token; 1: MDM."""
     runs: int = 10
+    """Simulated sequences per T (the paper averages 10 runs)."""
     schedule: Literal["linear", "loglinear", "polynomial", "cosine"] = "linear"
+    """alpha_t of the reveal probabilities (PRIME_SPEC §3.1); linear and loglinear give the
+    same sampler, with ISR = (1 - 1/T)^(L ell) on the uniform grid (§6.4)."""
     eps: float = 0.0
+    """Last time of the grid t_k = 1 - k (1 - eps) / T; 0: the grid of the closed form in
+    PRIME_SPEC §6.4 (the text sampler: 1e-5)."""
 
     def __post_init__(self) -> None:
         require_at_least(self, "task", ("seq_len", "ell"))

@@ -65,24 +65,56 @@ def load_images(dataset: str, split: str, path: str | None = None) -> np.ndarray
 @dataclass(frozen=True)
 class ImageParams:
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
-    path: str | None = None  # local parquet copy (train split) in the hub schema
-    reference_path: str | None = None  # local parquet copy of the FID reference split
-    held_out_path: str | None = None  # local parquet copy of the held-out (likelihood) split
+    """The images: every 8-bit channel value is a token, C = 256 (PRIME_SPEC §7.3)."""
+    path: str | None = None
+    """Local parquet copy of the train split in the hub schema (CIFAR-10, ImageNet-32);
+    null: the Hugging Face hub."""
+    reference_path: str | None = None
+    """Local parquet copy of the FID reference split (CIFAR-10 train, ImageNet-32
+    validation); null: the hub."""
+    held_out_path: str | None = None
+    """Local parquet copy of the held-out split of the likelihood (CIFAR-10 test,
+    ImageNet-32 validation); null: the hub."""
     hflip: bool = True
+    """Flip each training image horizontally with probability 1/2 (the paper's CIFAR-10)."""
     eval_images: int = 1000
+    """Held-out images, evenly spaced over the split, whose NLL in bits per dimension is
+    estimated."""
     eval_passes: int = 1
+    """Monte Carlo passes (stratified time draws) averaged per held-out image."""
     eval_batch: int = 32
+    """Images per network call in the likelihood evaluation."""
     sample_count: int = 50_000
+    """Generated images for FID, NFE and the idle-step ratio (the paper: 50,000)."""
     sample_batch: int = 100
+    """Images generated per sampler call."""
     sample_steps: int = 512
+    """N, steps of the sampler's time grid: the NFE of the paper's tables (CIFAR-10: 512,
+    ImageNet-32: 1024)."""
     proposal: Literal["token", "subtoken"] = "subtoken"
+    """token draws x ~ p(x | y_t) per token and reveals digits of f(x); subtoken draws each
+    digit from its marginal sum_{x: f(x)_j = v} p(x | y_t) (PRIME_SPEC §6.2)."""
     sampler_carry_over: bool = True
-    temperature: tuple[float, float, float] = (0.0, 1.0, 1.0)  # tau(s) = a s^b + c
-    corrector: tuple[float, float, float] = (0.0, 1.0, 0.0)  # kappa(s) = a s^b (1-s)^b
-    time_warp: tuple[float, float, float] = (1.0, 0.0, 0.0)  # [1, 0, 0] = off
+    """Restrict the sampler's joint distribution to the tokens consistent with the revealed
+    digits (PRIME_SPEC §5.2), whatever the model's carry_over (the paper's image models
+    train without it)."""
+    temperature: tuple[float, float, float] = (0.0, 1.0, 1.0)
+    """[a, beta, c] of tau(s) = a s^beta + c, s = 1 - t, dividing the logits; [0, 1, 1]:
+    tau = 1 (the paper's CIFAR-10 best: [-0.2, 2, 1])."""
+    corrector: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    """[a, beta, c] of the remasking strength kappa(s) = a s^beta (1 - s)^beta after each
+    step, c ignored as in the released code; a = 0: off (the paper: [16, 2, 0.75])."""
+    time_warp: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    """[a, beta, c] of the grid warp s -> 1 - a (1 - s)^beta + c of s_k = k / N; [1, 0, 0]:
+    the uniform grid down to t = 0 (the paper: [1, 1.7, 0])."""
     sampling_dtype: Literal["float32", "float64"] = "float64"
+    """Dtype of the probabilities and the categorical noise; float32 noise truncates the
+    Gumbel tail and lowers the effective temperature."""
     reference_count: int = 50_000
+    """Images of the reference split (its first ones) in the FID statistics (the paper:
+    50,000)."""
     clean_fid: bool = True
+    """Also report FID through clean-fid's resize, a cross-check of the primary FID."""
 
     def __post_init__(self) -> None:
         require_at_least(

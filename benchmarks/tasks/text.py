@@ -82,21 +82,39 @@ def subset(n: int, limit: int) -> np.ndarray:
 @dataclass(frozen=True)
 class TextLMParams:
     dataset: Literal["shakespeare", "openwebtext"] = "shakespeare"
-    path: str | None = None  # a local copy (parquet/jsonl) or another hub id of the corpus
+    """The corpus: the 42 works of the shakespeare package (every tenth is validation) or
+    OpenWebText (the paper's, PRIME_SPEC §7.1)."""
+    path: str | None = None
+    """OpenWebText from a local copy (parquet/jsonl) or another hub id; null: the hub's."""
     revision: str | None = None
+    """Hub revision of the OpenWebText dataset; null: the latest."""
     tokenizer: Literal["bytes", "gpt2"] = "bytes"
+    """bytes: UTF-8 bytes, C = 256, NUL as BOS/EOS; gpt2: GPT-2 BPE, C = 50257 (the paper's)."""
     block_size: int = 1024
+    """L, tokens per wrapped block, [BOS] + L - 2 text tokens + [EOS] (the paper: 1024)."""
     validation_docs: int = 100_000
+    """OpenWebText's last this many documents are the validation split (the paper: 100,000)."""
     num_proc: int = 1
-    eval_blocks: int = 0  # 0: every validation block
+    """Processes that tokenize the corpus (once; the blocks are cached)."""
+    eval_blocks: int = 0
+    """Validation blocks, evenly spaced, whose NLL is estimated; 0: every validation block."""
     eval_passes: int = 4
+    """Monte Carlo passes (stratified time draws) averaged per block; AR models take one."""
     eval_batch: int = 16
+    """Blocks per network call in the likelihood evaluation."""
     sample_count: int = 4
-    sample_steps: int = 128  # per block for block diffusion
+    """Sequences sampled for the idle-step ratio, NFE and the stored sample texts."""
+    sample_steps: int = 128
+    """T, steps of the sampler's time grid (per block for block diffusion; the paper's
+    samples: 512); unused with sample_first_hitting and by AR models."""
     sample_top_p: float = 1.0
+    """Nucleus filtering of the token distribution when sampling; 1: off (the paper's
+    sample commands: 0.95)."""
     sampling_dtype: Dtype = "float64"
-    # Reveal one sub-token per network call at its exact time (no grid, no idle steps).
+    """Dtype of the probabilities and the categorical noise; float32 noise truncates the
+    Gumbel tail and lowers the effective temperature (the paper: float64)."""
     sample_first_hitting: bool = False
+    """Reveal one sub-token per network call at its exact time (no grid, no idle steps)."""
 
     def __post_init__(self) -> None:
         if self.block_size < 3:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -24,13 +24,22 @@ __all__ = ["TextZeroShot", "ZeroShotParams"]
 @dataclass(frozen=True)
 class ZeroShotParams:
     sets: tuple[str, ...] = tuple(ZERO_SHOT)
-    data_dir: str | None = None  # local <set>.parquet|jsonl files in the hub schemas
+    """Zero-shot sets to evaluate, of lambada, wikitext, ptb, lm1b, ag_news, pubmed and
+    arxiv (PRIME_SPEC §7.2)."""
+    data_dir: str | None = None
+    """Folder of local <set>.parquet or <set>.jsonl files in the hub schemas; null: the hub."""
     tokenizer: Literal["bytes", "gpt2"] = "gpt2"
+    """Tokenizer of the zero-shot text; must be the one the checkpoint was trained with."""
     block_size: int = 1024
+    """L, tokens per wrapped block, [BOS] + L - 2 text tokens + [EOS] (the paper: 1024)."""
     num_proc: int = 1
+    """Processes that tokenize each set (once; the blocks are cached)."""
     eval_blocks: int = 0
+    """Blocks per set, evenly spaced, whose NLL is estimated; 0: every block."""
     eval_passes: int = 4
+    """Monte Carlo passes (stratified time draws) averaged per block; AR models take one."""
     eval_batch: int = 16
+    """Blocks per network call."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sets) - set(ZERO_SHOT))
@@ -47,6 +56,14 @@ class TextZeroShot(Task):
 
     Params = ZeroShotParams
     trainable = False
+
+    def check_upstream(self, upstream: Any) -> None:
+        trained = getattr(upstream.task.params, "tokenizer", None)
+        if trained != self.params.tokenizer:
+            raise ConfigError(
+                f"task.tokenizer: {self.params.tokenizer!r} differs from the one the checkpoint "
+                f"was trained with, {trained!r} ({upstream.experiment}/{upstream.variant})"
+            )
 
     def data_spec(self) -> DataSpec:
         tok = get_tokenizer(self.params.tokenizer)
