@@ -58,22 +58,23 @@ def render_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     runs, client = load_runs(tracking_uri, scale)
     written: list[tuple[str, Path]] = []
-    if not runs.empty:
-        runs = runs.sort_values("tags.primebench.variant", kind="stable")
-        for task_name, group in runs.groupby("tags.primebench.task", sort=True):
-            if task_name not in RENDERERS:
-                continue
-            configs = {}
-            for mlflow_run_id in group["run_id"]:
-                try:
-                    configs[mlflow_run_id] = stored_config(client, mlflow_run_id)
-                except ConfigError as err:
-                    log.warning("report: skipping a run: %s", err)
-            group = group[group["run_id"].isin(list(configs))].reset_index(drop=True)
-            ctx = ReportContext(scale, out_dir, group, client, configs)
-            for render in RENDERERS[task_name]:
-                render(ctx)
-            written += ctx.written
+    configs = {}
+    for mlflow_run_id in runs.get("run_id", []):
+        try:
+            configs[mlflow_run_id] = stored_config(client, mlflow_run_id)
+        except ConfigError as err:
+            log.warning("report: skipping a run: %s", err)
+    # Grouped by the task and ordered by the variant of each run's stored config.
+    order = sorted(configs, key=lambda r: (configs[r].task.name, configs[r].variant))
+    for task_name in sorted({c.task.name for c in configs.values()}):
+        if task_name not in RENDERERS:
+            continue
+        ids = [r for r in order if configs[r].task.name == task_name]
+        group = runs.set_index("run_id").loc[ids].reset_index()
+        ctx = ReportContext(scale, out_dir, group, client, {r: configs[r] for r in ids})
+        for render in RENDERERS[task_name]:
+            render(ctx)
+        written += ctx.written
     index = [f"# primebench results, scale `{scale}`", ""]
     if not written:
         index.append("No complete runs of this scale in the tracking store yet.")
