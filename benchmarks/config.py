@@ -67,7 +67,8 @@ class RunConfig:
     task: ComponentConfig
     """The benchmark task by name, with its settings."""
     model: ComponentConfig | None
-    """The model by name, with its settings; null for tasks that train none."""
+    """The model by name, with its settings; null when the task needs none or reads the
+    upstream run's."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     upstream: UpstreamConfig | None = None

@@ -127,7 +127,8 @@ def _format(info: FieldInfo, changed: bool, width: int = 96) -> list[str]:
         facts += f"; default {_yaml(info.default)}"
     text = f"[{facts}] {info.doc or UNDOCUMENTED}"
     lines = [f"{mark} {info.key} = {_yaml(info.value)}"]
-    return lines + textwrap.wrap(text, width, initial_indent="    ", subsequent_indent="    ")
+    indent = dict(initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+    return lines + textwrap.wrap(text, width, **indent)
 
 
 def _sections(config: RunConfig) -> list[tuple[str, list[FieldInfo]]]:
