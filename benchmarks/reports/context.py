@@ -71,6 +71,17 @@ class ReportContext:
         df.to_csv(self.out_dir / f"{name}.csv", index=False)
         self.written.append((title, self.out_dir / f"{name}.md"))
 
+    def save_panels(self, panels: list[tuple[str, Any]], name: str) -> None:
+        """One row of images with their titles: (H, W) arrays in grey, (H, W, 3) in colour."""
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+        for ax, (title, image) in zip(axes[0], panels, strict=True):
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        self.save_figure(fig, name)
+
     def save_figure(self, fig: Any, name: str) -> None:
         import matplotlib.pyplot as plt
 

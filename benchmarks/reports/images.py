@@ -66,13 +66,8 @@ def table3(ctx: ReportContext) -> None:
 
 def sample_grid(ctx: ReportContext) -> None:
     """36 samples of each run, one panel per variant."""
-    import matplotlib.pyplot as plt
-
-    runs = list(ctx.rows())
-    if not runs:
-        return
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.4))
-    for ax, (run, cfg) in zip(np.atleast_1d(axes), runs, strict=True):
+    panels = []
+    for run, cfg in ctx.rows():
         images = np.load(Path(ctx.download(run["run_id"], "samples/samples.npz")))["images"][:36]
         n, c, h, w = images.shape
         side = int(math.ceil(math.sqrt(n)))
@@ -80,12 +75,9 @@ def sample_grid(ctx: ReportContext) -> None:
         for i, im in enumerate(images):
             r, q = divmod(i, side)
             canvas[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = im
-        ax.imshow(
-            canvas[0] if c == 1 else canvas.transpose(1, 2, 0), cmap="gray" if c == 1 else None
-        )
-        ax.set_title(cfg.variant, fontsize=9)
-        ax.axis("off")
-    ctx.save_figure(fig, "image_samples")
+        panels.append((cfg.variant, canvas[0] if c == 1 else canvas.transpose(1, 2, 0)))
+    if panels:
+        ctx.save_panels(panels, "image_samples")
 
 
 def table4(ctx: ReportContext) -> None:
