@@ -37,6 +37,7 @@ __all__ = [
     "CLUSTERS",
     "LOCAL_TIMEOUT_MIN",
     "TrainJob",
+    "job_threads",
     "Submission",
     "validate",
     "submit",
@@ -61,9 +62,20 @@ class TrainJob(submitit.helpers.Checkpointable):
     submitit's signal handler (installed before this runs) calls :meth:`checkpoint`, which
     returns this same call to resubmit; the training loop has by then saved its
     checkpoint, so nothing else needs saving here.
+
+    ``threads``: CPU threads of each rank, decided at submission (:func:`job_threads`) and
+    carried through requeues; None leaves the process's own setting (in-process jobs).
     """
 
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
     def __call__(self, config: dict[str, Any], tracking_uri: str, runs_dir: str) -> Any:
+        if self.threads is not None:
+            # This is the job's own process. Jobs inherit the submitting shell's
+            # environment, whose PRIMEBENCH_THREADS must not override the submission's
+            # layout: results differ in the last float32 bits with the thread count.
+            os.environ["PRIMEBENCH_THREADS"] = str(self.threads)
         try:
             result = execute(config, tracking_uri, runs_dir)
         except Preempted as stop:
@@ -140,6 +152,19 @@ def validate(
         check_slurm_can_run(profile or ClusterProfile(), require_sbatch=check_sbatch)
 
 
+def job_threads(
+    cluster: str, profile: ClusterProfile | None, threads: int | None = None
+) -> int | None:
+    """CPU threads of each rank: on Slurm the profile's ``cpus_per_task``; locally
+    ``threads``, else the machine's cores over the ranks; None in-process (debug)."""
+    if cluster == "slurm":
+        return (profile or ClusterProfile()).cpus_per_task
+    if cluster == "local":
+        ranks = profile.tasks_per_node if profile else 1
+        return threads or max(1, (os.cpu_count() or 1) // ranks)
+    return None
+
+
 def _executor(
     cluster: str, folder: Path, profile: ClusterProfile | None, after: list[str] | None
 ) -> Any:
@@ -189,13 +214,13 @@ def submit(
     runs_dir = Path(runs_dir).resolve()
     folder = runs_dir / "submitit" / cluster
     folder.mkdir(parents=True, exist_ok=True)
-    if cluster == "local":
-        ranks = profile.tasks_per_node if profile else 1
-        os.environ["PRIMEBENCH_THREADS"] = str(threads or max(1, (os.cpu_count() or 1) // ranks))
     executor = _executor(cluster, folder, profile, after)
     n = len(configs)
     jobs = executor.map_array(
-        TrainJob(), [c.to_dict() for c in configs], [uri] * n, [str(runs_dir)] * n
+        TrainJob(job_threads(cluster, profile, threads)),
+        [c.to_dict() for c in configs],
+        [uri] * n,
+        [str(runs_dir)] * n,
     )
     if cluster != "debug":  # debug jobs run in this process when waited on
         record(runs_dir, configs, [str(j.job_id) for j in jobs], cluster, after)

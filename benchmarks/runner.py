@@ -112,6 +112,7 @@ def _layout_tags(config: RunConfig, world: World, hardware: Hardware) -> dict[st
         "runtime.accumulation": str(accumulation),
         "runtime.loader_workers": str(hardware.loader_workers(config.train.loader_workers)),
         "runtime.job_id": world.job_id or "none",
+        "runtime.threads": str(torch.get_num_threads()),
     }
 
 

@@ -153,6 +153,7 @@ def test_a_job_that_times_out_requeues_and_ends_as_if_uninterrupted(
     assert run.info.status == "FINISHED" and run.data.tags["primebench.state"] == "done"
     assert int(run.data.tags["primebench.requeues"]) >= 2  # timed out at least twice
     assert run.data.tags["runtime.world_size"] == str(ranks)
+    assert run.data.tags["runtime.threads"] == str(profile.cpus_per_task)
     steps_logged = [
         m.step for m in tracker.client.get_metric_history(run.info.run_id, "train/loss")
     ]
