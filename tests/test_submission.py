@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 from pathlib import Path
 
 import pytest
@@ -12,9 +10,8 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.core import ConfigError
 from benchmarks.dryrun import UNKNOWN_STEP_TIME
-from benchmarks.launch import Submission, TrainJob, job_threads, launch, submit, wait
+from benchmarks.launch import Submission, launch
 from benchmarks.ledger import latest_by_run_id, ledger_path, read_ledger, record
-from benchmarks.profiles import ClusterProfile
 from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_squeue
 from benchmarks.status import collect_status, format_status
 from benchmarks.submission import _order, plan_experiments, submit_plan
@@ -281,38 +278,3 @@ def test_slurm_without_sbatch_is_an_error(tmp_path, capsys, no_sbatch):
     assert "--cluster slurm: sbatch is not on PATH" in line and not runs.exists()
     line = _error(capsys, [*PAPER, "--runs-dir", str(runs)])
     assert "sbatch is not on PATH" in line and not runs.exists()
-
-
-def test_a_job_runs_with_the_threads_of_its_submission_not_of_the_shell(monkeypatch):
-    monkeypatch.setenv("PRIMEBENCH_THREADS", "7")  # exported by the submitting shell
-    profile = ClusterProfile(cpus_per_task=3, ranks_per_node=2)
-    assert job_threads("slurm", profile) == 3
-    assert job_threads("local", profile, threads=5) == 5
-    assert job_threads("local", profile) == max(1, (os.cpu_count() or 1) // 2)
-    assert job_threads("debug", None) is None  # in this process: its own setting
-    # Requeues resubmit the pickled callable: the thread count travels with it.
-    assert pickle.loads(pickle.dumps(TrainJob(3))).threads == 3
-
-
-@pytest.mark.slow
-def test_local_submission_is_in_the_ledger_and_in_status(tmp_path, monkeypatch):
-    (config,) = tiny_toy(["prime-l2-joint"])
-    uri, runs = sqlite(tmp_path / "mlflow.db"), tmp_path / "runs"
-    monkeypatch.delenv("PRIMEBENCH_THREADS", raising=False)
-    submission = submit([config], "local", tracking_uri=uri, runs_dir=runs)
-    # Submitting leaves this process as it was: later submissions from it (a Slurm job
-    # inherits the environment) must not get this one's thread count.
-    assert "PRIMEBENCH_THREADS" not in os.environ
-    (entry,) = read_ledger(runs)
-    assert (entry.run_id, entry.job_id, entry.cluster) == (
-        config.run_id,
-        submission.job_ids[0],
-        "local",
-    )
-    (row,) = collect_status([config], uri, runs, slurm=lambda ids: {})
-    assert row.state in ("pending", "running") and row.job_id == entry.job_id
-    wait(submission)
-    (row,) = collect_status([config], uri, runs, slurm=lambda ids: {})
-    assert (row.state, row.steps_text, row.job_id) == ("done", "6/6", entry.job_id)
-    run = Tracker(uri).find_run(config)
-    assert run.data.tags["runtime.threads"] == str(job_threads("local", None))
