@@ -19,12 +19,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .config import SCALES
+from .checkpoints import CheckpointError
+from .cli_parser import build_parser
 from .core import ConfigError
 from .dryrun import dry_run
 from .experiments import list_experiments, load_experiment, parse_overrides
 from .explain import explain_entry, explain_runs
-from .launch import CLUSTERS, LaunchError, launch, wait
+from .launch import LaunchError, launch, wait
+from .lease import RunBusy
+from .preemption import Interrupted
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
 from .reports import render_report
@@ -32,9 +35,7 @@ from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
 from .tracking import TrackingError
 
-__all__ = ["main", "build_parser"]
-
-_OUT_HELP = "reports go to OUT/<scale>/ (default: results, under the working directory)"
+__all__ = ["main", "COMMANDS"]
 
 
 def _configs(args: argparse.Namespace, experiment: str):
@@ -62,7 +63,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     configs = _configs(args, args.experiment)
-    results = launch(configs, "debug", tracking_uri=args.tracking_uri, runs_dir=args.runs_dir)
+    results = launch(
+        configs,
+        "debug",
+        tracking_uri=args.tracking_uri,
+        runs_dir=args.runs_dir,
+        if_busy=args.if_busy,
+    )
     _print_results(results)
     return 0
 
@@ -100,6 +107,7 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
         tracking_uri=args.tracking_uri,
         runs_dir=args.runs_dir,
         parallel=args.parallel,
+        if_busy=args.if_busy,
     )
     _print_results(results)
 
@@ -193,95 +201,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="primebench",
-        description="Reproducibility suite for MDM-Prime (masked diffusion with partial masking).",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--tracking-uri",
-        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
-    )
-    common.add_argument("--scale", default="cpu", choices=SCALES, help="default: cpu")
-
-    running = argparse.ArgumentParser(add_help=False, parents=[common])
-    running.add_argument("--runs-dir", default="runs", help="checkpoints and job logs")
-    running.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. train.steps=100 (primebench explain EXPERIMENT "
-        "lists every setting with its meaning)",
-    )
-
-    p = sub.add_parser("list", help="experiments, models, tasks and cluster profiles")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("run", parents=[running], help="run an experiment in this process")
-    p.add_argument("experiment")
-    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("sweep", parents=[running], help="submit an experiment as a job array")
-    p.add_argument("experiment")
-    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
-    p.add_argument("--cluster", default="local", choices=CLUSTERS)
-    p.add_argument("--profile", help="cluster profile under slurm/ (required for slurm)")
-    p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
-    _add_dry_run(p)
-    p.set_defaults(func=cmd_sweep)
-
-    p = sub.add_parser("report", parents=[common], help="render tables and figures")
-    p.add_argument("--out", default="results", help=_OUT_HELP)
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser(
-        "reproduce", parents=[running], help="run every experiment of a scale, then report"
-    )
-    p.add_argument("--out", default="results", help=_OUT_HELP)
-    p.add_argument("--cluster", default="local", choices=CLUSTERS)
-    p.add_argument("--profile", help="cluster profile under slurm/")
-    p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
-    p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then report")
-    _add_dry_run(p)
-    p.set_defaults(func=cmd_reproduce)
-
-    p = sub.add_parser("status", parents=[running], help="state of every run of a sweep")
-    p.add_argument("experiment", nargs="?", help="default: every experiment of --scale")
-    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser(
-        "explain",
-        parents=[running],
-        help="every setting of an experiment (or of task:NAME, model:NAME) with its meaning",
-        description="Print the resolved settings, each with its meaning, type, allowed "
-        "values and default; * marks values that differ from the default.",
-    )
-    p.add_argument("target", metavar="EXPERIMENT | task:NAME | model:NAME")
-    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
-    p.set_defaults(func=cmd_explain)
-    return parser
-
-
-def _add_dry_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dry-run", action="store_true", help="list the jobs and their cost; submit nothing"
-    )
-    p.add_argument(
-        "--step-time",
-        type=float,
-        metavar="SECONDS",
-        help="dry run: seconds per step for runs without a measured one in the store",
-    )
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "reproduce": cmd_reproduce,
+    "status": cmd_status,
+    "explain": cmd_explain,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(COMMANDS)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -289,7 +221,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ConfigError, TrackingError, LaunchError, FileNotFoundError) as err:
+    except Interrupted as stop:
+        print(
+            f"primebench: interrupted at step {stop.step}: checkpoint {stop.checkpoint} saved "
+            "and the MLflow run marked interrupted; run it again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        print(
+            "primebench: interrupted; runs stopped in training saved a checkpoint and are "
+            "marked interrupted; run it again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except (
+        ConfigError,
+        TrackingError,
+        LaunchError,
+        FileNotFoundError,
+        RunBusy,
+        CheckpointError,
+    ) as err:
         print(f"primebench: error: {err}", file=sys.stderr)
         return 2
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 import submitit
+import torch.distributed as dist
 from lightning.fabric.plugins.environments import ClusterEnvironment
 
-__all__ = ["World", "current_world", "in_submitit_job", "JobEnvironment"]
+__all__ = ["World", "current_world", "in_submitit_job", "JobEnvironment", "share_from_main"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,35 @@ def current_world() -> World:
         main_port=int(os.environ.get("MASTER_PORT", port)),
         job_id=str(env.job_id),
     )
+
+
+def share_from_main(world: World, value: str | None, timeout: timedelta) -> str:
+    """The main rank's ``value`` on every rank, before any process group exists.
+
+    The ranks meet in a TCP key-value store beside the job's port: the others wait (up
+    to ``timeout``) for the main rank to decide, e.g. whether a run is to be trained,
+    while it waits for something of its own (the run's lease). ``value`` is ignored on
+    the other ranks. A world of one returns ``value`` at once."""
+    if world.size == 1:
+        assert value is not None
+        return value
+    store = dist.TCPStore(
+        world.main_address,
+        world.main_port + 1,
+        world.size,
+        is_master=world.is_main,
+        timeout=timeout,
+        wait_for_workers=False,
+    )
+    if world.is_main:
+        assert value is not None
+        store.set("primebench/decision", value)
+        # The store lives in this process: keep it until every rank has read.
+        store.wait([f"primebench/read/{r}" for r in range(1, world.size)], timeout)
+        return value
+    shared = store.get("primebench/decision").decode()
+    store.set(f"primebench/read/{world.rank}", "1")
+    return shared
 
 
 class JobEnvironment(ClusterEnvironment):

@@ -27,7 +27,7 @@ from .tracking import RUN_ID_TAG
 __all__ = ["StepTime", "Layout", "Estimate", "measured_step_time", "estimate", "STEP_METRIC"]
 
 STEP_METRIC = "perf/step_time_s"
-_MEASURED_STATES = ("done", "running", "requeued")
+_MEASURED_STATES = ("done", "running", "requeued", "interrupted")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Launch run configs with submitit: ``debug`` (in-process), ``local`` (processes on this
 machine), or ``slurm`` (a job array with a cluster profile from ``slurm/<profile>.yaml``).
 
-Every job calls :class:`TrainJob`, a ``submitit.helpers.Checkpointable`` around
-:func:`benchmarks.runner.execute`: on Slurm's warning signal (time limit or preemption)
+Every job calls :class:`benchmarks.jobs.TrainJob`, a ``submitit.helpers.Checkpointable``
+around :func:`benchmarks.runner.execute`: on Slurm's warning signal (time limit or preemption)
 the run saves a checkpoint and the job is requeued with the same arguments, at most
 ``profile.max_requeues`` times for time-outs; the requeued job resumes the checkpoint
 inside the same MLflow run. ``execute`` is idempotent, so a sweep submitted twice
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +25,16 @@ import submitit
 
 from .config import RunConfig
 from .core import ConfigError
-from .distributed import in_submitit_job
+from .jobs import TrainJob, job_threads
+from .lease import IF_BUSY
 from .ledger import record
-from .preemption import WARNING_SIGNAL, Preempted
+from .preemption import Interrupted
 from .profiles import ClusterProfile, check_slurm_can_run
-from .runner import execute
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
     "CLUSTERS",
     "LOCAL_TIMEOUT_MIN",
-    "TrainJob",
-    "job_threads",
     "Submission",
     "validate",
     "submit",
@@ -54,46 +51,6 @@ LOCAL_TIMEOUT_MIN = 24 * 60  # time limit of a local job without a profile
 
 class LaunchError(RuntimeError):
     """One or more jobs of a sweep failed."""
-
-
-class TrainJob(submitit.helpers.Checkpointable):
-    """The callable of every job: ``execute`` on each rank, requeued on the warning signal.
-
-    submitit's signal handler (installed before this runs) calls :meth:`checkpoint`, which
-    returns this same call to resubmit; the training loop has by then saved its
-    checkpoint, so nothing else needs saving here.
-
-    ``threads``: CPU threads of each rank, decided at submission (:func:`job_threads`) and
-    carried through requeues; None leaves the process's own setting (in-process jobs).
-    """
-
-    def __init__(self, threads: int | None = None):
-        self.threads = threads
-
-    def __call__(self, config: dict[str, Any], tracking_uri: str, runs_dir: str) -> Any:
-        if self.threads is not None:
-            # This is the job's own process. Jobs inherit the submitting shell's
-            # environment, whose PRIMEBENCH_THREADS must not override the submission's
-            # layout: results differ in the last float32 bits with the thread count.
-            os.environ["PRIMEBENCH_THREADS"] = str(self.threads)
-        try:
-            result = execute(config, tracking_uri, runs_dir)
-        except Preempted as stop:
-            handler = signal.getsignal(stop.signum)
-            if callable(handler):
-                # submitit: on the main rank, requeue the job and exit; it returns on the
-                # others, which wait here to be stopped with the job rather than report
-                # an outcome of their own.
-                handler(stop.signum, None)
-                if os.environ.get("SLURM_JOB_ID"):
-                    time.sleep(3600)
-            raise
-        # Done: a warning that comes now, while the process exits, must neither requeue
-        # the job nor kill it (Python restores the default action, termination, to
-        # handled signals when it shuts down; an ignored one stays ignored).
-        if in_submitit_job():
-            signal.signal(WARNING_SIGNAL, signal.SIG_IGN)
-        return result
 
 
 @dataclass
@@ -152,19 +109,6 @@ def validate(
         check_slurm_can_run(profile or ClusterProfile(), require_sbatch=check_sbatch)
 
 
-def job_threads(
-    cluster: str, profile: ClusterProfile | None, threads: int | None = None
-) -> int | None:
-    """CPU threads of each rank: on Slurm the profile's ``cpus_per_task``; locally
-    ``threads``, else the machine's cores over the ranks; None in-process (debug)."""
-    if cluster == "slurm":
-        return (profile or ClusterProfile()).cpus_per_task
-    if cluster == "local":
-        ranks = profile.tasks_per_node if profile else 1
-        return threads or max(1, (os.cpu_count() or 1) // ranks)
-    return None
-
-
 def _executor(
     cluster: str, folder: Path, profile: ClusterProfile | None, after: list[str] | None
 ) -> Any:
@@ -196,15 +140,20 @@ def submit(
     runs_dir: str | Path = "runs",
     after: list[str] | None = None,
     threads: int | None = None,
+    if_busy: str = "wait",
 ) -> Submission:
     """Submit one job per config and return without waiting.
 
     ``after``: Slurm job ids that must finish successfully first (``afterok``).
     ``threads``: CPU threads per local rank (default: the machine's cores over the ranks).
+    ``if_busy``: a job whose run is being run elsewhere waits for it ("wait") or fails
+    naming the holder ("exit").
     Everything is checked (:func:`validate`, tracking store) before anything is
     submitted; local and Slurm jobs are recorded in the ledger (``benchmarks.ledger``).
     """
     validate(configs, cluster, profile, after=after)
+    if if_busy not in IF_BUSY:
+        raise ConfigError(f"--if-busy: expected one of {', '.join(IF_BUSY)}, got {if_busy!r}")
     uri = resolve_tracking_uri(tracking_uri)
     # Fails fast on an unreachable store, and creates the store's tables and the MLflow
     # experiments here, once, rather than in concurrent jobs racing on a sqlite file.
@@ -217,7 +166,7 @@ def submit(
     executor = _executor(cluster, folder, profile, after)
     n = len(configs)
     jobs = executor.map_array(
-        TrainJob(job_threads(cluster, profile, threads)),
+        TrainJob(job_threads(cluster, profile, threads), if_busy),
         [c.to_dict() for c in configs],
         [uri] * n,
         [str(runs_dir)] * n,
@@ -240,6 +189,8 @@ def wait(submission: Submission) -> list[dict[str, Any]]:
             results.append(_result(job))
             if submission.cluster == "slurm":
                 _say(f"    {config.variant} ({config.run_id}) done")
+        except Interrupted:
+            raise  # Ctrl-C of an in-process sweep stops the sweep, not only this run
         except Exception as err:  # noqa: BLE001 - collected and reported together
             where = f" (log: {job.paths.stderr})" if submission.cluster != "debug" else ""
             failures.append(f"{config.variant} [{config.run_id}]: {err}{where}")
@@ -256,6 +207,7 @@ def launch(
     tracking_uri: str | None = None,
     runs_dir: str | Path = "runs",
     parallel: int = 1,
+    if_busy: str = "wait",
 ) -> list[dict[str, Any]]:
     """Run ``configs`` on ``cluster`` and wait for them; returns each job's result.
 
@@ -265,7 +217,12 @@ def launch(
     """
     if parallel < 1:
         raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
-    kwargs = {"profile": profile, "tracking_uri": tracking_uri, "runs_dir": runs_dir}
+    kwargs = {
+        "profile": profile,
+        "tracking_uri": tracking_uri,
+        "runs_dir": runs_dir,
+        "if_busy": if_busy,
+    }
     if cluster != "local":
         submission = submit(configs, cluster, **kwargs)
         if cluster == "slurm":

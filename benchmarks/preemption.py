@@ -8,12 +8,20 @@ where the ranks agree (a max all-reduce, since each rank gets the signal at its 
 moment), all save one checkpoint together, training stops, and :class:`Preempted` is
 raised. The job
 callable then lets submitit requeue the job (see :mod:`benchmarks.launch`).
+
+Ctrl-C (``SIGINT``) and ``SIGTERM`` (``scancel``, ``kill``) take the same path during
+training but raise :class:`Interrupted`: the checkpoint is saved, the MLflow run is marked
+interrupted, nothing is requeued, and the next start resumes. A second Ctrl-C stops at
+once (as ``KeyboardInterrupt``). Outside training, :func:`terminate_raises` turns
+``SIGTERM`` into :class:`Terminated`, so that an evaluation stopped by it is recorded too.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +29,27 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-__all__ = ["Preempted", "SaveOnSignal", "WARNING_SIGNAL", "SIGNAL_AT_STEP_ENV"]
+__all__ = [
+    "Stopped",
+    "Preempted",
+    "Interrupted",
+    "Terminated",
+    "SaveOnSignal",
+    "terminate_raises",
+    "WARNING_SIGNAL",
+    "STOP_SIGNALS",
+    "SIGNAL_AT_STEP_ENV",
+]
 
 WARNING_SIGNAL = signal.SIGUSR2
-# Testing hook: the process sends itself the warning signal at this optimizer step.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Testing hook: the process sends itself the warning signal at this optimizer step
+# ("STEP"), or another signal ("STEP:SIGINT").
 SIGNAL_AT_STEP_ENV = "PRIMEBENCH_SIGNAL_AT_STEP"
 
 
-class Preempted(Exception):  # noqa: N818 - a state, not a failure
-    """Training stopped on the warning signal after saving ``checkpoint`` at ``step``."""
+class Stopped(Exception):  # noqa: N818 - a state, not a failure
+    """Training stopped on a signal after saving ``checkpoint`` at ``step``."""
 
     def __init__(self, step: int, checkpoint: Path, signum: int):
         super().__init__(
@@ -39,35 +59,89 @@ class Preempted(Exception):  # noqa: N818 - a state, not a failure
         self.step, self.checkpoint, self.signum = step, checkpoint, signum
 
 
+class Preempted(Stopped):
+    """Stopped on the scheduler's warning signal: the job requeues itself."""
+
+
+class Interrupted(Stopped):
+    """Stopped on SIGINT or SIGTERM: the checkpoint is resumed by the next start."""
+
+
+class Terminated(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an error
+    """SIGTERM outside training (see :func:`terminate_raises`)."""
+
+
+@contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (its default action would end
+    the process with no chance to record why). A no-op outside the main thread."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signal.Signals(signum).name}")
+
+
 class SaveOnSignal(Callback):
-    """Records the warning signal; at the next step boundary saves ``last`` and stops."""
+    """Records the warning signal, SIGINT and SIGTERM; at the next step boundary saves
+    ``last`` and stops (the ranks agree on the first step any of them saw a signal)."""
+
+    _WARNING, _STOP = 1, 2  # what the ranks agree on: a stop outranks a requeue
 
     def __init__(self, last: Path, signum: int = WARNING_SIGNAL):
         self.last, self.signum = last, signum
-        self.received = False
-        self._previous: Any = None
+        self.kind = 0
+        self._stop_signum = signal.SIGINT
+        self._previous: dict[int, Any] = {}
         self._seen_step = -1
         self.stopped_at: int | None = None
-        at = os.environ.get(SIGNAL_AT_STEP_ENV)
+        at, _, name = os.environ.get(SIGNAL_AT_STEP_ENV, "").partition(":")
         self._signal_at = int(at) if at else None
+        self._test_signal = signal.Signals[name] if name else signum
+
+    @property
+    def received(self) -> bool:
+        return self.kind > 0
 
     def _record(self, signum: int, frame: Any) -> None:
-        self.received = True
+        if signum == self.signum:
+            self.kind = max(self.kind, self._WARNING)
+            return
+        self.kind, self._stop_signum = self._STOP, signum
+        if signum == signal.SIGINT:
+            # A second Ctrl-C is not to be ignored: it interrupts at once.
+            signal.signal(
+                signal.SIGINT, self._previous.get(signal.SIGINT, signal.default_int_handler)
+            )
 
-    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._previous = signal.signal(self.signum, self._record)
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # After Lightning's own SIGTERM handler is installed (it would end the fit without
+        # a checkpoint); restored, so that Lightning's teardown restores the rest.
+        for signum in (self.signum, *STOP_SIGNALS):
+            try:
+                self._previous[signum] = signal.signal(signum, self._record)
+            except ValueError:  # not the main thread
+                pass
         self._seen_step = trainer.global_step
 
-    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._restore()
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, err: BaseException):
         self._restore()
 
     def _restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(self.signum, self._previous)
-            self._previous = None
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any):
         step = trainer.global_step
@@ -75,11 +149,12 @@ class SaveOnSignal(Callback):
             return
         self._seen_step = step
         if self._signal_at is not None and step == self._signal_at and not self.received:
-            os.kill(os.getpid(), self.signum)
-        stop = torch.tensor(float(self.received), device=module.device)
+            os.kill(os.getpid(), self._test_signal)
+        kind = torch.tensor(float(self.kind), device=module.device)
         if trainer.world_size > 1:
-            stop = trainer.strategy.reduce(stop, reduce_op="max")
-        if stop.item() > 0 and step < (trainer.max_steps or 0):
+            kind = trainer.strategy.reduce(kind, reduce_op="max")
+        if kind.item() > 0 and step < (trainer.max_steps or 0):
+            self.kind = int(kind.item())
             trainer.save_checkpoint(self.last)
             # Stop after this batch rather than raise here: the step's metrics are logged
             # after the batch-end hooks, and the resumed run starts at the next step.
@@ -87,6 +162,10 @@ class SaveOnSignal(Callback):
             trainer.should_stop = True
 
     def raise_if_stopped(self) -> None:
-        """After ``fit`` returns: raise :class:`Preempted` if it stopped on the signal."""
-        if self.stopped_at is not None:
-            raise Preempted(self.stopped_at, self.last, self.signum)
+        """After ``fit`` returns: raise :class:`Preempted` or :class:`Interrupted` if it
+        stopped on a signal."""
+        if self.stopped_at is None:
+            return
+        if self.kind == self._STOP:
+            raise Interrupted(self.stopped_at, self.last, self._stop_signum)
+        raise Preempted(self.stopped_at, self.last, self.signum)

@@ -1,8 +1,13 @@
 """Execute one run config: track, train (resumable), evaluate, log. Idempotent.
 
 This is the function every launcher calls (in-process, as a local process, or as a Slurm
-array task). A run whose MLflow run is complete is skipped; an incomplete one continues
-in the same MLflow run from its last checkpoint.
+array task). The main rank first takes the run directory's lease
+(:mod:`benchmarks.lease`), so one run id is worked on by one job at a time; it then
+decides for every rank: a run whose MLflow run is complete is skipped; an incomplete one
+continues in the same MLflow run from its last checkpoint.
+
+A run stopped by Ctrl-C or SIGTERM is marked ``interrupted`` (MLflow status KILLED, never
+FINISHED), with its checkpoint saved if it was training; the next start resumes it.
 """
 
 from __future__ import annotations
@@ -10,18 +15,20 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .checkpoints import initialise_from, last_checkpoint, load_trained_model
 from .config import RunConfig
 from .core import ConfigError, EvalContext
-from .distributed import World, current_world
-from .ema import EMA
-from .experiments import load_experiment, parse_overrides, upstream_config
+from .distributed import World, current_world, share_from_main
+from .experiments import upstream_config
 from .hardware import Hardware, select_hardware
-from .preemption import Preempted
+from .lease import RunBusy, RunLease
+from .preemption import Interrupted, Preempted, Terminated, terminate_raises
 from .registry import MODELS, TASKS
 from .tracking import Tracker
 from .training import fit
@@ -48,45 +55,91 @@ def execute(
     config: RunConfig | dict[str, Any],
     tracking_uri: str | None = None,
     runs_dir: str | Path = "runs",
+    if_busy: str = "wait",
 ) -> RunResult:
     """Run ``config`` to completion and return its final metrics.
 
     Every rank of a data-parallel job calls this; the main rank alone writes to MLflow
     and evaluates. On the scheduler's warning signal the run saves a checkpoint, marks
-    its MLflow run requeued and raises :class:`benchmarks.preemption.Preempted`.
+    its MLflow run requeued and raises :class:`benchmarks.preemption.Preempted`; on
+    SIGINT / SIGTERM it saves, marks the run interrupted and raises
+    :class:`benchmarks.preemption.Interrupted`.
 
     Args:
         config: a :class:`RunConfig` or its ``to_dict()`` form (what launchers pickle).
         tracking_uri: MLflow store; see :func:`benchmarks.tracking.resolve_tracking_uri`.
         runs_dir: checkpoints and artifacts go to ``runs_dir/<run id>/``.
+        if_busy: if another process holds the run's lease, ``"wait"`` for it (and then
+            usually skip the finished run) or ``"exit"`` with :class:`RunBusy`.
     """
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
     _threads()
     world = current_world()
     tracker = Tracker(tracking_uri)
-    existing = tracker.find_run(config)
-    if existing is not None and tracker.is_complete(existing):
-        log.info("run %s (%s) is complete; skipping", config.run_id, config.variant)
-        return {
-            "run_id": config.run_id,
-            "mlflow_run_id": existing.info.run_id,
-            "skipped": True,
-            "metrics": dict(existing.data.metrics),
-        }
+    run_dir = Path(runs_dir).resolve() / config.run_id
+    with RunLease(run_dir, world.job_id) as lease, terminate_raises():
+        existing = _claim(lease, config, tracker, world, if_busy)
+        if existing is not None:
+            log.info("run %s (%s) is complete; skipping", config.run_id, config.variant)
+            return {
+                "run_id": config.run_id,
+                "mlflow_run_id": existing.info.run_id if world.is_main else None,
+                "skipped": True,
+                "metrics": dict(existing.data.metrics) if world.is_main else {},
+            }
+        return _run(config, tracker, world, run_dir)
+
+
+_SKIP, _TRAIN, _BUSY = "skip", "train", "busy:"
+_RANKS_WAIT = timedelta(days=30)  # the other ranks wait as long as the lease may take
+
+
+def _claim(
+    lease: RunLease, config: RunConfig, tracker: Tracker, world: World, if_busy: str
+) -> Any | None:
+    """Take the lease (main rank) and decide for every rank: the complete MLflow run to
+    skip to (on the main rank; a placeholder elsewhere), or None to run."""
+    decision, existing = None, None
+    if world.is_main:
+        try:
+            lease.acquire(if_busy)
+        except RunBusy as busy:
+            share_from_main(world, _BUSY + str(busy), _RANKS_WAIT)
+            raise
+        existing = tracker.find_run(config)
+        complete = existing is not None and tracker.is_complete(existing)
+        decision = _SKIP if complete else _TRAIN
+    decision = share_from_main(world, decision, _RANKS_WAIT)
+    if decision.startswith(_BUSY):
+        raise RunBusy(decision[len(_BUSY) :])
+    if decision == _SKIP:
+        return existing if world.is_main else object()
+    return None
+
+
+def _run(config: RunConfig, tracker: Tracker, world: World, run_dir: Path) -> RunResult:
     hardware = select_hardware(config.train)
     mlflow_run_id = None
     if world.is_main:
         mlflow_run_id = tracker.start(config)
         tags = {**hardware.tags(), **_layout_tags(config, world, hardware)}
         tracker.set_tags(mlflow_run_id, tags)
-    run_dir = Path(runs_dir).resolve() / config.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         metrics = _train_and_evaluate(config, tracker, mlflow_run_id, run_dir, world, hardware)
     except Preempted as stop:
         if mlflow_run_id is not None:
             tracker.requeued(mlflow_run_id, stop.step)
+        raise
+    except Interrupted as stop:
+        if mlflow_run_id is not None:
+            tracker.interrupted(mlflow_run_id, stop.step)
+        raise
+    except (KeyboardInterrupt, Terminated, SystemExit):
+        # Outside training (or a second Ctrl-C): whatever was checkpointed is resumed.
+        if mlflow_run_id is not None:
+            tracker.interrupted(mlflow_run_id, None)
         raise
     except BaseException:
         if mlflow_run_id is not None:
@@ -138,8 +191,8 @@ def _train_and_evaluate(
             "to evaluate a trained run"
         )
     if model is not None and task_cls.trainable and config.train.steps > 0:
-        if not (run_dir / "checkpoints" / "last.ckpt").exists():
-            _initialise(model, config, run_dir.parent, tracker, mlflow_run_id)
+        if not last_checkpoint(run_dir.parent, config.run_id).exists():
+            initialise_from(model, config, run_dir.parent, tracker, mlflow_run_id)
         hardware.maybe_compile(getattr(model, "network", model))
         logger = (tracker.uri, mlflow_run_id) if mlflow_run_id is not None else None
         module = fit(
@@ -175,64 +228,3 @@ def _train_and_evaluate(
     for subdir, path in output.artifacts:
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
     return {m.name: m.value for m in output.metrics if m.step is None}
-
-
-def _initialise(
-    model: torch.nn.Module,
-    config: RunConfig,
-    runs_dir: Path,
-    tracker: Tracker,
-    mlflow_run_id: str | None,
-) -> None:
-    """Fine-tuning: copy the network weights of ``train.init_from``'s trained run."""
-    source = config.train.init_source
-    if source is None:
-        return
-    experiment, variant = source
-    try:
-        (upstream,) = load_experiment(experiment).resolve(
-            config.scale, parse_overrides(list(config.train.init_overrides)), [variant]
-        )
-    except (ConfigError, FileNotFoundError) as err:
-        raise ConfigError(f"train.init_from: {config.train.init_from}: {err}") from None
-    trained, ema = load_trained_model(upstream, runs_dir, torch.device("cpu"))
-    try:
-        model.network.load_state_dict(trained.network.state_dict())
-    except (AttributeError, RuntimeError) as err:
-        raise ConfigError(
-            f"train.init_from: the network of {config.train.init_from} (run "
-            f"{upstream.run_id}) does not fit this model: {err}"
-        ) from None
-    log.info("initialised from %s (run %s, ema=%s)", config.train.init_from, upstream.run_id, ema)
-    if mlflow_run_id is not None:
-        tracker.set_tags(
-            mlflow_run_id, {"primebench.init_run": upstream.run_id, "primebench.init_ema": str(ema)}
-        )
-
-
-def load_trained_model(
-    config: RunConfig, runs_dir: str | Path, device: torch.device | None = None
-) -> tuple[torch.nn.Module, bool]:
-    """The model of ``config`` with the weights of its last checkpoint (EMA weights when
-    the run kept an EMA). Returns (model in eval mode, whether EMA weights were used)."""
-    if config.model is None:
-        raise ValueError(f"{config.experiment}/{config.variant} has no model")
-    path = Path(runs_dir) / config.run_id / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no checkpoint {path} for {config.experiment}/{config.variant} "
-            f"(run id {config.run_id}); train it first: primebench sweep "
-            f"{config.experiment} --variant {config.variant} --scale {config.scale}"
-        )
-    task = TASKS.get(config.task.name)(config.task.params, config)
-    model = MODELS.get(config.model.name).build(config.model.params, task.data_spec())
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(
-        {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-    )
-    ema_state = {k[len("ema.") :]: v for k, v in state.items() if k.startswith("ema.")}
-    if ema_state:
-        ema = EMA(model, config.train.ema or 0.5)
-        ema.load_state_dict(ema_state)
-        ema.copy_to(model)
-    return model.to(device or _device()).eval(), bool(ema_state)

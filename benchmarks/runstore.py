@@ -18,6 +18,7 @@ from .tracking import (
     STATE_TAG,
     STEP_TAG,
     check_tracking_reachable,
+    open_client,
     resolve_tracking_uri,
 )
 
@@ -27,7 +28,8 @@ _PAGE = 1000
 
 
 def run_state(run: Any) -> str:
-    """``running`` / ``requeued`` / ``done`` / ``failed`` from the run's tags."""
+    """``running`` / ``requeued`` / ``interrupted`` / ``done`` / ``failed`` from the run's
+    tags."""
     tags = run.data.tags
     if tags.get(COMPLETE_TAG) == "true":
         return "done"
@@ -53,11 +55,8 @@ class RunStore:
         if self.uri.startswith("sqlite:///"):
             if not Path(self.uri[len("sqlite:///") :]).is_file():
                 return  # no store yet: no runs, and nothing is created
-        else:
-            check_tracking_reachable(self.uri)
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri=self.uri)
+        check_tracking_reachable(self.uri, write=False)
+        self.client = open_client(self.uri, write=False)
 
     def runs(self, experiment: str) -> dict[str, Any]:
         """Run id -> newest MLflow run of ``experiment`` carrying that run id."""

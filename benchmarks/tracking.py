@@ -1,7 +1,6 @@
 """MLflow tracking: one MLflow run per run id, metrics with identity cards.
 
-* Store: ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``sqlite:///mlflow.db`` in the
-  working directory (made absolute, so jobs started elsewhere write to the same file).
+* Store: see :mod:`benchmarks.tracking_store` (checked before any work starts).
 * Each config's run id (a hash of the resolved config) is the tag ``primebench.run_id``;
   a re-submitted or requeued job finds its MLflow run by that tag and continues it.
 * Every metric is logged with an identity card (estimator, eps, steps, samples, EMA,
@@ -11,17 +10,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
 from .core import Metric
+from .tracking_store import (
+    TrackingError,
+    check_tracking_reachable,
+    open_client,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 
 __all__ = [
     "Metric",
@@ -36,53 +39,9 @@ __all__ = [
 EXPERIMENT_PREFIX = "primebench/"
 RUN_ID_TAG = "primebench.run_id"
 COMPLETE_TAG = "primebench.complete"
-STATE_TAG = "primebench.state"  # running / requeued / done / failed
+STATE_TAG = "primebench.state"  # running / requeued / interrupted / done / failed
 REQUEUES_TAG = "primebench.requeues"
 STEP_TAG = "primebench.step"  # the training step of the last saved checkpoint
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used."""
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The tracking URI to use, with a relative sqlite path made absolute."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
-
-
-def check_tracking_reachable(uri: str, timeout: float = 10.0) -> None:
-    """Raise :class:`TrackingError` unless the store at ``uri`` can be written."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise TrackingError(f"tracking server {uri} answered HTTP {resp.status}")
-        except (urllib.error.URLError, OSError) as err:
-            raise TrackingError(
-                f"tracking server {uri} is not reachable ({err}); start it, or drop "
-                "--tracking-uri / MLFLOW_TRACKING_URI to use the local sqlite store"
-            ) from None
-        return
-    path = _sqlite_path(uri)
-    if path is not None:
-        if not path.parent.is_dir():
-            raise TrackingError(f"tracking store {uri}: directory {path.parent} does not exist")
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise TrackingError(f"tracking store {uri}: {path} is not writable")
-        return
-    if uri.startswith("file:") or "://" not in uri:
-        raise TrackingError(
-            f"tracking URI {uri!r}: MLflow refuses the plain file store; use "
-            "sqlite:///path/to/mlflow.db or an http(s) server"
-        )
 
 
 def _git_commit() -> str:
@@ -121,11 +80,9 @@ class Tracker:
     """MLflow bookkeeping of one run config."""
 
     def __init__(self, uri: str | None = None):
-        from mlflow.tracking import MlflowClient
-
         self.uri = resolve_tracking_uri(uri)
         check_tracking_reachable(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = open_client(self.uri)
 
     def experiment_id(self, experiment: str) -> str:
         name = EXPERIMENT_PREFIX + experiment
@@ -133,7 +90,7 @@ class Tracker:
         if found is not None:
             return found.experiment_id
         location = None
-        path = _sqlite_path(self.uri)
+        path = sqlite_path(self.uri)
         if path is not None:
             location = (path.parent / "mlartifacts" / experiment).as_uri()
         try:
@@ -225,6 +182,15 @@ class Tracker:
         tags = self.client.get_run(run_id).data.tags
         count = int(tags.get(REQUEUES_TAG, "0")) + 1
         tags = {STATE_TAG: "requeued", REQUEUES_TAG: str(count), STEP_TAG: str(step)}
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, "KILLED")
+
+    def interrupted(self, run_id: str, step: int | None) -> None:
+        """Stopped by SIGINT / SIGTERM (at ``step``, with a checkpoint, if training); the
+        next start resumes it. KILLED, never FINISHED: its metrics are not complete."""
+        tags = {STATE_TAG: "interrupted"}
+        if step is not None:
+            tags[STEP_TAG] = str(step)
         self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, "KILLED")
 

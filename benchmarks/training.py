@@ -30,6 +30,7 @@ from torch import nn
 
 from prime import BatchShard
 
+from .checkpoints import RUN_ID_KEY, check_checkpoint, check_run_id
 from .config import RunConfig, TrainConfig
 from .data.loader import StepSampler, TrainRows, training_loader
 from .distributed import JobEnvironment, World
@@ -52,9 +53,11 @@ class DiffusionModule(L.LightningModule):
         train: TrainConfig,
         seed: int,
         sampler: StepSampler,
+        run_id: str,
     ):
         super().__init__()
         self.model = model
+        self.run_id = run_id
         self.train_cfg = train
         self.seed = seed
         self.sampler = sampler
@@ -102,8 +105,11 @@ class DiffusionModule(L.LightningModule):
         # Saved after an optimizer step: the next batch to train on is step global_step.
         self.sampler.start_step = self.trainer.global_step
         checkpoint["primebench_sampler"] = self.sampler.state_dict()
+        checkpoint[RUN_ID_KEY] = self.run_id
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called before any weight is restored from it.
+        check_run_id(checkpoint, self.trainer.ckpt_path, self.run_id)
         self.sampler.load_state_dict(checkpoint["primebench_sampler"])
 
     def configure_optimizers(self) -> Any:
@@ -183,7 +189,7 @@ def fit(
         lambda step: step_seed(config.seed, step, DATA_STREAM),
         rows.weights(),
     )
-    module = DiffusionModule(model, cfg, config.seed, sampler)
+    module = DiffusionModule(model, cfg, config.seed, sampler, config.run_id)
     on_signal = SaveOnSignal(last)
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -229,6 +235,8 @@ def fit(
         cfg.prefetch_factor,
         hardware.pin_memory,
     )
+    if last.exists():
+        check_checkpoint(last)  # its run id is checked as it is loaded
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
     on_signal.raise_if_stopped()
     trainer.save_checkpoint(last)

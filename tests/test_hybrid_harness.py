@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.checkpoints import initialise_from, load_trained_model
 from benchmarks.core import ConfigError
 from benchmarks.experiments import deep_merge, load_experiment
 from benchmarks.launch import launch
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports import render_report
-from benchmarks.runner import _initialise, execute, load_trained_model
+from benchmarks.runner import execute
 from benchmarks.submission import plan_experiments
 from benchmarks.tracking import Tracker
 from tests.helpers import as_overrides
@@ -72,13 +73,13 @@ def test_fine_tuning_starts_from_the_upstream_network(tmp_path):
     tuned = _config("bd3lm-l4", fine_tune)
     model = MODELS.get("bd3lm").build(tuned.model.params, _spec(tuned))
     tracker = Tracker(uri)
-    _initialise(model, tuned, runs, tracker, None)
+    initialise_from(model, tuned, runs, tracker, None)
     for name, value in upstream.network.state_dict().items():
         assert torch.equal(model.network.state_dict()[name], value), name
     wrong = _config("block-prime-l4-l2", fine_tune)
     other = MODELS.get("bd3lm").build(wrong.model.params, _spec(wrong))
     with pytest.raises(ConfigError, match="does not fit this model"):
-        _initialise(other, wrong, runs, tracker, None)
+        initialise_from(other, wrong, runs, tracker, None)
 
 
 def _spec(config):

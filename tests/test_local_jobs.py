@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from benchmarks.launch import TrainJob, job_threads, submit, wait
+from benchmarks.jobs import TrainJob, job_threads
+from benchmarks.launch import submit, wait
 from benchmarks.ledger import read_ledger
 from benchmarks.profiles import ClusterProfile
 from benchmarks.status import collect_status

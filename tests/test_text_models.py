@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.checkpoints import load_trained_model
 from benchmarks.core import DataSpec, EvalContext
 from benchmarks.experiments import load_experiment
 from benchmarks.registry import MODELS
-from benchmarks.runner import execute, load_trained_model
+from benchmarks.runner import execute
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.text import TextLM
 from prime.backbones import DIT_PRESETS, DiT, SubTokenEmbedding

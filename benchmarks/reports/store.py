@@ -6,7 +6,13 @@ from typing import Any
 
 import pandas as pd
 
-from ..tracking import COMPLETE_TAG, EXPERIMENT_PREFIX, resolve_tracking_uri
+from ..tracking import (
+    COMPLETE_TAG,
+    EXPERIMENT_PREFIX,
+    check_tracking_reachable,
+    open_client,
+    resolve_tracking_uri,
+)
 
 __all__ = ["load_runs"]
 
@@ -19,10 +25,10 @@ def load_runs(tracking_uri: str | None, scale: str) -> tuple[pd.DataFrame, Any]:
     stores are read directly, servers over HTTP.
     """
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
+    check_tracking_reachable(uri, write=False)
+    client = open_client(uri, write=False)
     experiments = [
         e.experiment_id for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)
     ]

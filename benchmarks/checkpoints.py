@@ -1,0 +1,151 @@
+"""A run's checkpoints: checked before use, loaded for evaluation and fine-tuning.
+
+A checkpoint lives at ``runs/<run id>/checkpoints/last.ckpt`` and carries the run id it
+was saved by (``primebench_run_id``). Before a run resumes from it, or another run
+loads its weights, :func:`check_checkpoint` refuses a file that is empty, truncated or
+not a torch checkpoint, and one saved by another config (copied into the wrong run
+directory), with an error naming the file. Nothing is deleted or overwritten: the
+message says how to move the file aside, after which the run starts from its last
+intact periodic checkpoint or from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+from .core import ConfigError
+from .ema import EMA
+from .experiments import load_experiment, parse_overrides
+from .registry import MODELS, TASKS
+from .tracking import Tracker
+
+__all__ = [
+    "CheckpointError",
+    "RUN_ID_KEY",
+    "last_checkpoint",
+    "check_checkpoint",
+    "check_run_id",
+    "load_trained_model",
+    "initialise_from",
+]
+
+log = logging.getLogger("primebench")
+
+RUN_ID_KEY = "primebench_run_id"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot or must not be used."""
+
+
+def last_checkpoint(runs_dir: str | Path, run_id: str) -> Path:
+    return Path(runs_dir) / run_id / "checkpoints" / "last.ckpt"
+
+
+def _aside(path: Path) -> str:
+    return f"move it aside (e.g. mv {path} {path}.bad) to start over from scratch"
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` is a whole torch checkpoint.
+
+    torch saves a zip archive whose directory is at its end, so an empty or truncated
+    file is found by reading the directory, without loading the tensors."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); {_aside(path)}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} ({size} bytes) is truncated or not a torch checkpoint "
+            f"({err}); {_aside(path)}"
+        ) from None
+    if not any(name.endswith("data.pkl") for name in names):
+        raise CheckpointError(
+            f"checkpoint {path} is a zip archive but not a torch checkpoint; {_aside(path)}"
+        )
+
+
+def check_run_id(checkpoint: dict[str, Any], path: Path, run_id: str) -> None:
+    """Raise :class:`CheckpointError` if the loaded ``checkpoint`` was saved by another run."""
+    saved = checkpoint.get(RUN_ID_KEY)
+    if saved is None:
+        log.warning("checkpoint %s carries no run id (saved by an older version)", path)
+    elif saved != run_id:
+        raise CheckpointError(
+            f"checkpoint {path} was saved by run {saved}, not by run {run_id} whose "
+            f"directory it is in: it belongs to another config; {_aside(path)}"
+        )
+
+
+def load_trained_model(
+    config: RunConfig, runs_dir: str | Path, device: torch.device | None = None
+) -> tuple[torch.nn.Module, bool]:
+    """The model of ``config`` with the weights of its last checkpoint (EMA weights when
+    the run kept an EMA). Returns (model in eval mode, whether EMA weights were used)."""
+    if config.model is None:
+        raise ValueError(f"{config.experiment}/{config.variant} has no model")
+    path = last_checkpoint(runs_dir, config.run_id)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint {path} for {config.experiment}/{config.variant} "
+            f"(run id {config.run_id}); train it first: primebench sweep "
+            f"{config.experiment} --variant {config.variant} --scale {config.scale}"
+        )
+    check_checkpoint(path)
+    task = TASKS.get(config.task.name)(config.task.params, config)
+    model = MODELS.get(config.model.name).build(config.model.params, task.data_spec())
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    check_run_id(checkpoint, path, config.run_id)
+    state = checkpoint["state_dict"]
+    model.load_state_dict(
+        {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+    )
+    ema_state = {k[len("ema.") :]: v for k, v in state.items() if k.startswith("ema.")}
+    if ema_state:
+        ema = EMA(model, config.train.ema or 0.5)
+        ema.load_state_dict(ema_state)
+        ema.copy_to(model)
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), bool(ema_state)
+
+
+def initialise_from(
+    model: torch.nn.Module,
+    config: RunConfig,
+    runs_dir: Path,
+    tracker: Tracker,
+    mlflow_run_id: str | None,
+) -> None:
+    """Fine-tuning: copy the network weights of ``train.init_from``'s trained run."""
+    source = config.train.init_source
+    if source is None:
+        return
+    experiment, variant = source
+    try:
+        (upstream,) = load_experiment(experiment).resolve(
+            config.scale, parse_overrides(list(config.train.init_overrides)), [variant]
+        )
+    except (ConfigError, FileNotFoundError) as err:
+        raise ConfigError(f"train.init_from: {config.train.init_from}: {err}") from None
+    trained, ema = load_trained_model(upstream, runs_dir, torch.device("cpu"))
+    try:
+        model.network.load_state_dict(trained.network.state_dict())
+    except (AttributeError, RuntimeError) as err:
+        raise ConfigError(
+            f"train.init_from: the network of {config.train.init_from} (run "
+            f"{upstream.run_id}) does not fit this model: {err}"
+        ) from None
+    log.info("initialised from %s (run %s, ema=%s)", config.train.init_from, upstream.run_id, ema)
+    if mlflow_run_id is not None:
+        tracker.set_tags(
+            mlflow_run_id, {"primebench.init_run": upstream.run_id, "primebench.init_ema": str(ema)}
+        )

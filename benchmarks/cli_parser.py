@@ -1,0 +1,117 @@
+"""The arguments of the ``primebench`` commands (the commands are in :mod:`benchmarks.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+
+from .config import SCALES
+from .launch import CLUSTERS
+from .lease import IF_BUSY
+
+__all__ = ["build_parser"]
+
+_OUT_HELP = "reports go to OUT/<scale>/ (default: results, under the working directory)"
+
+
+def build_parser(
+    commands: Mapping[str, Callable[[argparse.Namespace], int]],
+) -> argparse.ArgumentParser:
+    """The parser of every command; ``commands`` maps each name to its function."""
+    parser = argparse.ArgumentParser(
+        prog="primebench",
+        description="Reproducibility suite for MDM-Prime (masked diffusion with partial masking).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    )
+    common.add_argument("--scale", default="cpu", choices=SCALES, help="default: cpu")
+
+    running = argparse.ArgumentParser(add_help=False, parents=[common])
+    running.add_argument("--runs-dir", default="runs", help="checkpoints and job logs")
+    running.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. train.steps=100 (primebench explain EXPERIMENT "
+        "lists every setting with its meaning)",
+    )
+
+    p = sub.add_parser("list", help="experiments, models, tasks and cluster profiles")
+    p.set_defaults(func=commands["list"])
+
+    p = sub.add_parser("run", parents=[running], help="run an experiment in this process")
+    p.add_argument("experiment")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    _add_if_busy(p)
+    p.set_defaults(func=commands["run"])
+
+    p = sub.add_parser("sweep", parents=[running], help="submit an experiment as a job array")
+    p.add_argument("experiment")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.add_argument("--cluster", default="local", choices=CLUSTERS)
+    p.add_argument("--profile", help="cluster profile under slurm/ (required for slurm)")
+    p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
+    _add_dry_run(p)
+    _add_if_busy(p)
+    p.set_defaults(func=commands["sweep"])
+
+    p = sub.add_parser("report", parents=[common], help="render tables and figures")
+    p.add_argument("--out", default="results", help=_OUT_HELP)
+    p.set_defaults(func=commands["report"])
+
+    p = sub.add_parser(
+        "reproduce", parents=[running], help="run every experiment of a scale, then report"
+    )
+    p.add_argument("--out", default="results", help=_OUT_HELP)
+    p.add_argument("--cluster", default="local", choices=CLUSTERS)
+    p.add_argument("--profile", help="cluster profile under slurm/")
+    p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
+    p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then report")
+    _add_dry_run(p)
+    _add_if_busy(p)
+    p.set_defaults(func=commands["reproduce"])
+
+    p = sub.add_parser("status", parents=[running], help="state of every run of a sweep")
+    p.add_argument("experiment", nargs="?", help="default: every experiment of --scale")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.set_defaults(func=commands["status"])
+
+    p = sub.add_parser(
+        "explain",
+        parents=[running],
+        help="every setting of an experiment (or of task:NAME, model:NAME) with its meaning",
+        description="Print the resolved settings, each with its meaning, type, allowed "
+        "values and default; * marks values that differ from the default.",
+    )
+    p.add_argument("target", metavar="EXPERIMENT | task:NAME | model:NAME")
+    p.add_argument("--variant", action="append", help="only these variants (repeatable)")
+    p.set_defaults(func=commands["explain"])
+    return parser
+
+
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the jobs and their cost; submit nothing"
+    )
+    p.add_argument(
+        "--step-time",
+        type=float,
+        metavar="SECONDS",
+        help="dry run: seconds per step for runs without a measured one in the store",
+    )
+
+
+def _add_if_busy(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--if-busy",
+        default="wait",
+        choices=IF_BUSY,
+        help="a run that another process is running: wait for it (default), or stop "
+        "with a message naming that process",
+    )
