@@ -30,7 +30,7 @@ from .lease import RunBusy
 from .preemption import Interrupted
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
-from .reports import render_report
+from .reports import ReportError, render_report
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
 from .tracking import TrackingError
@@ -242,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
         RunBusy,
         CheckpointError,
+        ReportError,
     ) as err:
         print(f"primebench: error: {err}", file=sys.stderr)
         return 2

@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from benchmarks.experiments import load_experiment
+from benchmarks.launch import LaunchError, submit, wait
 from benchmarks.lease import RunBusy, RunLease
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
+from benchmarks.profiles import load_profile
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from tests.helpers import TINY_TOY, tiny_toy
@@ -210,3 +212,50 @@ def test_ctrl_c_of_primebench_run_leaves_a_resumable_run(tmp_path):
     step = int(run.data.tags["primebench.step"])
     last = tmp_path / "runs" / config.run_id / "checkpoints" / "last.ckpt"
     assert 0 < step < 400 and torch.load(last, weights_only=False)["global_step"] == step
+
+
+@pytest.mark.slow
+def test_two_data_parallel_jobs_of_one_run_id_train_it_once(tmp_path):
+    """Two 2-rank gloo jobs of one config submitted together: one trains, the other's
+    ranks follow its main rank, which waits for the lease and then skips."""
+    (config,) = tiny_toy(["prime-l2-joint"])
+    uri, runs = sqlite(tmp_path / "mlflow.db"), tmp_path / "runs"
+    profile = load_profile("cpu-ddp")
+    first = submit([config], "local", profile=profile, tracking_uri=uri, runs_dir=runs)
+    second = submit([config], "local", profile=profile, tracking_uri=uri, runs_dir=runs)
+    (a,), (b,) = wait(first), wait(second)
+    assert sorted([a["skipped"], b["skipped"]]) == [False, True]
+    (run,) = mlflow_runs(uri, config)
+    assert run.info.status == "FINISHED" and run.data.tags["runtime.world_size"] == "2"
+    history = Tracker(uri).client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(6))
+
+
+@pytest.mark.slow
+def test_a_data_parallel_job_told_to_exit_when_busy_fails_on_every_rank_naming_the_holder(
+    tmp_path,
+):
+    (config,) = tiny_toy(["prime-l2-joint"])
+    uri, runs = sqlite(tmp_path / "mlflow.db"), tmp_path / "runs"
+    holder = RunLease(runs / config.run_id, "job-9")
+    assert holder.try_acquire()
+    job = submit(
+        [config],
+        "local",
+        profile=load_profile("cpu-ddp"),
+        tracking_uri=uri,
+        runs_dir=runs,
+        if_busy="exit",
+    )
+    with pytest.raises(LaunchError, match=r"being run by .*\(job job-9\)"):
+        wait(job)
+    (only,) = job.jobs
+    for rank in range(2):  # the other rank stopped too, with the same message
+        assert (
+            "(job job-9)"
+            in only.paths.stderr.with_name(
+                only.paths.stderr.name.replace("_0_log", f"_{rank}_log")
+            ).read_text()
+        )
+    assert mlflow_runs(uri, config) == []
+    holder.release()

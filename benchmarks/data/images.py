@@ -96,13 +96,24 @@ def _load_hub_or_local(source: ImageSource) -> Any:
     if Path(source.path).exists():
         path = Path(source.path)
         files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
+        try:
+            ds = datasets.load_dataset("parquet", data_files=[str(p) for p in files], split="train")
+        except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as err:
+            raise ValueError(f"{path}: cannot be read as parquet ({err})") from None
     else:
         ds = datasets.load_dataset(source.path, split=source.split)
     if source.image_column not in ds.column_names:
         raise ValueError(
             f"{source.name}: image column {source.image_column!r} not found in {source.path}; "
             f"columns: {', '.join(ds.column_names)}"
+        )
+    feature = ds.features[source.image_column]
+    if not isinstance(feature, datasets.Image) and not (
+        isinstance(feature, dict) and {"bytes", "path"} <= set(feature)
+    ):
+        raise ValueError(
+            f"{source.name}: image column {source.image_column!r} of {source.path} holds "
+            f"{feature}, expected images ({{bytes, path}} structs of encoded files)"
         )
     return ds.cast_column(source.image_column, datasets.Image())
 

@@ -77,9 +77,11 @@ def load_documents(source: TextSource) -> Any:
                 f"{path}: expected files of one kind among {', '.join(_LOCAL_BUILDERS)}, "
                 f"got {sorted(p.suffix for p in files)}"
             )
-        ds = datasets.load_dataset(
-            builders.pop(), data_files=[str(p) for p in files], split="train"
-        )
+        builder = builders.pop()
+        try:
+            ds = datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train")
+        except (ValueError, TypeError, OSError, datasets.exceptions.DatasetGenerationError) as err:
+            raise ValueError(f"{path}: cannot be read as {builder} ({err})") from None
     else:
         ds = datasets.load_dataset(
             source.path, source.config, split=source.split, revision=source.revision
@@ -88,6 +90,12 @@ def load_documents(source: TextSource) -> Any:
         raise ValueError(
             f"{source.name}: column {source.column!r} not found in {source.path}; "
             f"columns: {', '.join(ds.column_names)}"
+        )
+    dtype = getattr(ds.features[source.column], "dtype", None)
+    if dtype not in ("string", "large_string"):
+        raise ValueError(
+            f"{source.name}: column {source.column!r} of {source.path} holds "
+            f"{ds.features[source.column]}, expected text (strings)"
         )
     if source.column != "text":
         ds = ds.rename_column(source.column, "text")

@@ -2,7 +2,7 @@
 beside the paper's numbers. One renderer per table or figure, reading each run's typed
 configuration back from the ``config.json`` stored with it."""
 
-from .render import RENDERERS, render_report, renderer
+from .render import RENDERERS, ReportError, render_report, renderer
 from .store import load_runs
 
-__all__ = ["RENDERERS", "load_runs", "render_report", "renderer"]
+__all__ = ["RENDERERS", "ReportError", "load_runs", "render_report", "renderer"]

@@ -2,20 +2,28 @@
 
 Renderers are keyed by task name; a third-party task adds its own with
 ``@renderer("my-task")`` in the module that registers the task.
+
+Everything is rendered into a staging directory inside the output directory first and
+moved into place file by file (``os.replace``) at the end: a report that fails half-way
+(a read-only directory, a bad run, Ctrl-C) leaves the previous files as they were.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..core import ConfigError
 from . import idle_steps, images, text, toy2d
 from .context import ReportContext, stored_config
 from .store import load_runs
 
-__all__ = ["RENDERERS", "renderer", "render_report"]
+__all__ = ["RENDERERS", "ReportError", "renderer", "render_report"]
 
 log = logging.getLogger("primebench")
 
@@ -29,6 +37,22 @@ RENDERERS: dict[str, list[Renderer]] = {
     "image-checkpoint": [images.table4],
     "toy2d": [toy2d.figure4_table, toy2d.figure4_samples],
 }
+
+
+class ReportError(RuntimeError):
+    """The report cannot be written where it was asked to go."""
+
+
+def _staging(out_dir: Path) -> Path:
+    """A new directory inside ``out_dir`` (made if need be), or :class:`ReportError`."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
+    except OSError as err:
+        raise ReportError(
+            f"results directory {out_dir}: cannot write there ({err.strerror}); choose "
+            "another with --out"
+        ) from None
 
 
 def renderer(task: str) -> Callable[[Renderer], Renderer]:
@@ -55,8 +79,19 @@ def render_report(
 
     matplotlib.use("Agg")
     out_dir = (Path.cwd() / "results" if results_dir is None else Path(results_dir)) / scale
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs, client = load_runs(tracking_uri, scale)
+    staging = _staging(out_dir)
+    try:
+        written = _render_all(runs, client, scale, staging)
+        for entry in sorted(staging.iterdir()):
+            os.replace(entry, out_dir / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [(title, out_dir / path.name) for title, path in written]
+
+
+def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple[str, Path]]:
+    """Every renderer's files and the index README.md, into ``out_dir``."""
     written: list[tuple[str, Path]] = []
     configs = {}
     for mlflow_run_id in runs.get("run_id", []):
