@@ -8,6 +8,7 @@ import itertools
 import torch
 
 from benchmarks.experiments import deep_merge, load_experiment
+from benchmarks.tracking import RUN_ID_TAG, Tracker
 from prime import SubTokenizer
 
 # A toy2d run of a few seconds: 6 steps of a tiny MLP, small evaluation.
@@ -42,6 +43,18 @@ def as_overrides(tree: dict, prefix: str = "") -> list[str]:
         else:
             out.append(f"{prefix}{key}={value}")
     return out
+
+
+def sqlite(path) -> str:
+    """The tracking URI of a sqlite store at ``path``."""
+    return f"sqlite:///{path}"
+
+
+def mlflow_runs(uri: str, config) -> list:
+    """Every MLflow run of ``config``'s run id in the store at ``uri``."""
+    tracker = Tracker(uri)
+    exp = tracker.experiment_id(config.experiment)
+    return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
 
 
 def tiny_toy(variants=None, overrides=None):

@@ -18,8 +18,8 @@ from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.reports import load_runs, render_report
 from benchmarks.runner import execute
-from benchmarks.tracking import RUN_ID_TAG, Tracker, TrackingError
-from tests.helpers import tiny_toy
+from benchmarks.tracking import Tracker, TrackingError
+from tests.helpers import mlflow_runs, sqlite, tiny_toy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,16 +28,6 @@ TINY_IDLE = {"task": {"seq_len": 1024, "steps": [256, 1024], "runs": 2}}
 
 def tiny_idle(variants=("mdm", "prime-l2")):
     return load_experiment("idle-steps").resolve("cpu", TINY_IDLE, list(variants))
-
-
-def sqlite(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-def mlflow_runs(uri: str, config) -> list:
-    tracker = Tracker(uri)
-    exp = tracker.experiment_id(config.experiment)
-    return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
 
 
 def test_warning_signal_saves_and_the_resumed_run_gives_the_same_metrics_in_one_mlflow_run(

@@ -21,20 +21,10 @@ from benchmarks.lease import RunBusy, RunLease
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.profiles import load_profile
 from benchmarks.runner import execute
-from benchmarks.tracking import RUN_ID_TAG, Tracker
-from tests.helpers import TINY_TOY, tiny_toy
+from benchmarks.tracking import Tracker
+from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def sqlite(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
-def mlflow_runs(uri: str, config) -> list:
-    tracker = Tracker(uri)
-    exp = tracker.experiment_id(config.experiment)
-    return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
 
 
 # ------------------------------------------------------------------ the lease
