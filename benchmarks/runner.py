@@ -79,14 +79,14 @@ def execute(
     tracker = Tracker(tracking_uri)
     run_dir = Path(runs_dir).resolve() / config.run_id
     with RunLease(run_dir, world.job_id) as lease, terminate_raises():
-        existing = _claim(lease, config, tracker, world, if_busy)
-        if existing is not None:
+        skip, existing = _claim(lease, config, tracker, world, if_busy)
+        if skip:
             log.info("run %s (%s) is complete; skipping", config.run_id, config.variant)
             return {
                 "run_id": config.run_id,
-                "mlflow_run_id": existing.info.run_id if world.is_main else None,
+                "mlflow_run_id": existing.info.run_id if existing else None,
                 "skipped": True,
-                "metrics": dict(existing.data.metrics) if world.is_main else {},
+                "metrics": dict(existing.data.metrics) if existing else {},
             }
         return _run(config, tracker, world, run_dir)
 
@@ -97,9 +97,9 @@ _RANKS_WAIT = timedelta(days=30)  # the other ranks wait as long as the lease ma
 
 def _claim(
     lease: RunLease, config: RunConfig, tracker: Tracker, world: World, if_busy: str
-) -> Any | None:
-    """Take the lease (main rank) and decide for every rank: the complete MLflow run to
-    skip to (on the main rank; a placeholder elsewhere), or None to run."""
+) -> tuple[bool, Any | None]:
+    """Take the lease (main rank) and decide for every rank whether to skip the run, and
+    (main rank) its existing MLflow run."""
     decision, existing = None, None
     if world.is_main:
         try:
@@ -113,9 +113,7 @@ def _claim(
     decision = share_from_main(world, decision, _RANKS_WAIT)
     if decision.startswith(_BUSY):
         raise RunBusy(decision[len(_BUSY) :])
-    if decision == _SKIP:
-        return existing if world.is_main else object()
-    return None
+    return decision == _SKIP, existing
 
 
 def _run(config: RunConfig, tracker: Tracker, world: World, run_dir: Path) -> RunResult:
