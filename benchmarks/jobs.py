@@ -52,7 +52,9 @@ class TrainJob(submitit.helpers.Checkpointable):
             if callable(handler):
                 # submitit: on the main rank, requeue the job and exit; it returns on the
                 # others, which wait here to be stopped with the job rather than report
-                # an outcome of their own.
+                # an outcome of their own. A second warning must not requeue it again
+                # (Slurm refuses, and the job would end in an error).
+                signal.signal(stop.signum, signal.SIG_IGN)
                 handler(stop.signum, None)
                 if os.environ.get("SLURM_JOB_ID"):
                     time.sleep(3600)

@@ -114,20 +114,27 @@ def check_sqlite_store(path: Path) -> None:
 
 
 def open_client(uri: str, write: bool = True) -> Any:
-    """An MlflowClient of ``uri`` whose store is ready. A sqlite store to write to gets
-    its tables under a lock beside it (``<db>.lock``): processes started together would
-    otherwise run MLflow's schema migrations at once, and all but one fail half-way.
-    Readers (``write=False``) of an existing store take no lock."""
+    """An MlflowClient of ``uri`` whose store is ready. A sqlite store is opened under a
+    lock beside it (``<db>.lock``): opening creates or upgrades MLflow's tables, and
+    processes that open a new store at once would otherwise all run the migrations, and
+    all but one fail half-way. A reader in a directory it cannot write takes no lock
+    (nothing can be created there)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
     path = sqlite_path(uri)
-    if path is None or not write:
-        return client
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    try:
+        lock = open(path.with_name(path.name + ".lock"), "a")
+    except OSError:
+        if write:
+            raise
+        return MlflowClient(tracking_uri=uri)
+    with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
-            client.search_experiments(max_results=1)  # creates or upgrades the tables
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     return client

@@ -142,6 +142,41 @@ def test_concurrent_starts_of_one_run_id_make_one_mlflow_run_and_log_each_point_
         assert value == points[-1].value
 
 
+_OPENER = """
+import sys, time
+from pathlib import Path
+from benchmarks.tracking import Tracker
+go = Path(sys.argv[2])
+Path(sys.argv[3]).touch()  # imported, ready
+while not go.exists():
+    time.sleep(0.01)
+Tracker(sys.argv[1]).experiment_id("toy2d")
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_open_one_new_store_at_once_all_succeed(tmp_path):
+    """Opening a new sqlite store runs MLflow's schema migrations; unguarded, all but one
+    of the processes that do it together fail ("duplicate column name")."""
+    uri, go = sqlite(tmp_path / "mlflow.db"), tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, uri, str(go), str(tmp_path / f"ready{i}")],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    while len(list(tmp_path.glob("ready*"))) < len(procs):
+        time.sleep(0.05)
+    go.touch()
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.strip().splitlines()[-1]
+    assert len(Tracker(uri).client.search_experiments()) == 2  # Default and toy2d
+
+
 # ------------------------------------------------------------------ Ctrl-C and SIGTERM
 
 

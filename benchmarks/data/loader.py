@@ -19,6 +19,7 @@ pickled whole) while the previous step trains.
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..preemption import WARNING_SIGNAL
 
 __all__ = [
     "TrainRows",
@@ -223,6 +226,17 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
+def _worker_signals(worker_id: int) -> None:
+    """A worker forked from the training process inherits its signal handlers: the
+    scheduler's (submitit would requeue the job from the worker and exit it) and the
+    training loop's. The warning signal and Ctrl-C reach the workers too (Slurm signals
+    every process of the step; a terminal, the whole process group): the main process
+    handles them and stops the workers, so they ignore them; SIGTERM ends a worker."""
+    signal.signal(WARNING_SIGNAL, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def training_loader(
     rows: TrainRows,
     sampler: StepSampler,
@@ -239,4 +253,5 @@ def training_loader(
         prefetch_factor=prefetch_factor if workers > 0 else None,
         persistent_workers=False,
         pin_memory=pin_memory,
+        worker_init_fn=_worker_signals if workers > 0 else None,
     )
