@@ -97,7 +97,18 @@ def _dry_run(args: argparse.Namespace, plan: list) -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
+def format_time_table(rows: list[tuple[str, int, int, float]], total: float) -> str:
+    """The wall time of each step of a reproduction: (name, runs, runs already complete,
+    seconds) rows, their share of ``total``, and the total."""
+    lines = [f"  {'experiment':<16}{'runs':>6}{'skipped':>9}{'wall (s)':>10}{'share':>8}"]
+    for name, runs, skipped, seconds in rows:
+        share = 100 * seconds / total if total > 0 else 0.0
+        lines.append(f"  {name:<16}{runs:>6}{skipped:>9}{seconds:>10.0f}{share:>7.0f}%")
+    lines.append(f"  {'total':<16}{'':>6}{'':>9}{total:>10.0f}")
+    return "\n".join(lines)
+
+
+def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
     profile = _profile(args)
     print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
     results = launch(
@@ -110,6 +121,7 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> None:
         if_busy=args.if_busy,
     )
     _print_results(results)
+    return results
 
 
 def _report(args: argparse.Namespace) -> list:
@@ -191,13 +203,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.cluster == "slurm":
         if not _submit_slurm(args, plan):
             return 0
-    else:
+    times = []
+    if args.cluster != "slurm":
         for item in plan:  # upstream experiments first
-            _launch(args, item.name, item.configs)
+            began = time.perf_counter()
+            results = _launch(args, item.name, item.configs)
+            skipped = sum(bool(r["skipped"]) for r in results)
+            times.append((item.name, len(results), skipped, time.perf_counter() - began))
     print("== report")
+    began = time.perf_counter()
     _report(args)
+    times.append(("report", 0, 0, time.perf_counter() - began))
     elapsed = time.perf_counter() - start
     print(f"== reproduced {', '.join(names)} at scale {args.scale} in {elapsed:.0f} s")
+    if args.cluster != "slurm":  # on Slurm the jobs' time is the scheduler's
+        print(format_time_table(times, elapsed))
     return 0
 
 

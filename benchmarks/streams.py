@@ -42,6 +42,8 @@ EVAL_STREAMS: dict[str, int] = {
     "zero_shot.likelihood": 70_000,
     "image.likelihood": 80_000,
     "image.samples": 90_000,
+    "toy.steps_sweep": 100_000,  # the toy's samples at each number of steps
+    "toy.steps_sweep_exact": 110_000,  # their exact-draw floor
 }
 
 

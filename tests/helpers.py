@@ -30,6 +30,9 @@ TINY_TOY = {
         "sample_steps": 4,
         "sample_batch": 100,
         "tv_bins": 16,
+        "sweep_steps": [1, 2],
+        "sweep_replicates": 2,
+        "sweep_samples": 50,
     },
 }
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from benchmarks.cli import format_time_table
 from benchmarks.core import ConfigError
 from benchmarks.experiments import expand_grid, load_experiment, upstream_config
 
@@ -95,3 +96,12 @@ def test_evaluation_tasks_refuse_an_upstream_they_cannot_read():
     task = TASKS.get("image-checkpoint")(replace(cell.task.params, dataset="imagenet32"), cell)
     with pytest.raises(ConfigError, match=r"task.dataset: 'imagenet32' differs"):
         task.check_upstream(upstream_config(cell))
+
+
+def test_the_reproduction_time_table_gives_each_step_its_share_of_the_total():
+    table = format_time_table([("toy2d", 3, 1, 300.0), ("report", 0, 0, 100.0)], 500.0)
+    lines = table.splitlines()
+    assert lines[0].split() == ["experiment", "runs", "skipped", "wall", "(s)", "share"]
+    assert lines[1].split() == ["toy2d", "3", "1", "300", "60%"]
+    assert lines[2].split() == ["report", "0", "0", "100", "20%"]
+    assert lines[3].split() == ["total", "500"]

@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -129,6 +131,23 @@ def test_report_renders_from_a_populated_store_without_network(tmp_path, monkeyp
     assert "\\begin{tabular}" in (out / "figure4_toy2d.tex").read_text()
     assert (out / "figure4_toy2d.png").stat().st_size > 10_000
     assert "figure4_toy2d.md" in (out / "README.md").read_text()
+    # The paired table against the per-sample values each run wrote.
+    configs = {c.variant: c for c in tiny_toy()}
+    stored = {
+        v: np.load(tmp_path / "runs" / c.run_id / "artifacts" / "per_block_nll.npz")
+        for v, c in configs.items()
+    }
+    assert np.array_equal(stored["mdm"]["index"], stored["prime-l2-joint"]["index"])
+    d = stored["prime-l2-joint"]["valid_bound"] - stored["mdm"]["valid_bound"]
+    paired = pd.read_csv(out / "figure4_toy2d_paired.csv").set_index("claim")
+    row = paired.loc["Prime l=2 joint below MDM"]
+    assert row["difference ± SE"] == f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f}"
+    assert row["seeds"] == 1 and row["blocks"] == len(d)
+    assert set(paired["verdict"]) <= {"confirmed", "refuted", "not resolved at this budget"}
+    steps = pd.read_csv(out / "figure4_toy2d_steps.csv").set_index("variant")
+    assert list(steps.columns) == ["T=1", "T=2"]
+    assert set(configs) | {"exact draws (floor)", "joint - independent (TV)"} == set(steps.index)
+    assert (out / "figure4_toy2d_steps.png").stat().st_size > 10_000
 
 
 def _free_port() -> int:

@@ -11,8 +11,11 @@ import pandas as pd
 from ..config import RunConfig
 from ..experiments import upstream_config
 from .context import ReportContext
+from .paired import Claim, comparison_table
 
-__all__ = ["table3", "sample_grid", "table4"]
+__all__ = ["table3", "table3_paired", "sample_grid", "table4", "IMAGE_CLAIMS"]
+
+IMAGE_CLAIMS = [Claim("Prime l=2 below MDM (held-out likelihood)", "prime-l2", "mdm")]
 
 
 def _ell(cfg: RunConfig) -> int:
@@ -61,6 +64,16 @@ def table3(ctx: ReportContext) -> None:
             "torch-fidelity's extractor is the primary FID; clean-fid's resize is a "
             "cross-check (different resize filter, so slightly different values).",
         ],
+    )
+
+
+def table3_paired(ctx: ReportContext) -> None:
+    comparison_table(
+        ctx,
+        IMAGE_CLAIMS,
+        "table3_images_paired",
+        "Images: paired comparison of the valid bound on held-out images",
+        "nats per dimension (divide by ln 2 for bits)",
     )
 
 

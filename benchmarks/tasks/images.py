@@ -41,7 +41,7 @@ from ..fid import (
 )
 from ..registry import TASKS
 from ..streams import eval_generator, eval_seed
-from .likelihood import block_nll, nll_metrics
+from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
 
 __all__ = ["ImageGeneration"]
 
@@ -187,7 +187,11 @@ class ImageGeneration(Task):
             "ema": ctx.ema,
             "passes": p.eval_passes,
         }
-        metrics = nll_metrics("test", per_image, {"published": dims, "valid_bound": dims}, card)
+        units = {"published": dims, "valid_bound": dims}
+        metrics = nll_metrics("test", per_image, units, card)
+        per_image_path = save_per_block(
+            ctx.artifact_dir, per_image, units, chosen, eval_seed("image.likelihood", ctx.seed)
+        )
         for name in ("published", "valid_bound"):
             nll = next(m for m in metrics if m.name == f"test_nll_{name}")
             metrics.append(Metric(f"test_bpd_{name}", nll.value / math.log(2), nll.card))
@@ -196,7 +200,8 @@ class ImageGeneration(Task):
         metrics += self._fid(samples, np.asarray(reference[: p.reference_count]), ctx)
         path = ctx.artifact_dir / "samples.npz"
         np.savez_compressed(path, images=samples[:64])
-        return EvalOutput(metrics, artifacts=[("samples", path)])
+        artifacts = [("samples", path), (PER_BLOCK_ARTIFACT[0], per_image_path)]
+        return EvalOutput(metrics, artifacts=artifacts)
 
     def sampler_config(self) -> SamplerConfig:
         """The task's sampler settings. The time warp always applies (its [1, 0, 0] is the

@@ -19,7 +19,10 @@ from prime import sample_times
 
 from ..core import Metric
 
-__all__ = ["block_nll", "nll_metrics", "ESTIMATORS"]
+__all__ = ["block_nll", "nll_metrics", "save_per_block", "ESTIMATORS", "PER_BLOCK_ARTIFACT"]
+
+# Where each run keeps its per-block values, for comparisons paired over the same blocks.
+PER_BLOCK_ARTIFACT = ("likelihood", "per_block_nll.npz")
 
 ESTIMATORS = {
     "exact": "exact next-token NLL (autoregressive)",
@@ -96,3 +99,21 @@ def nll_metrics(
             Metric(f"{prefix}_ppl_{estimator}", math.exp(nll), c),
         ]
     return out
+
+
+def save_per_block(
+    directory,
+    per_block: dict[str, torch.Tensor],
+    units_per_block: dict[str, int],
+    index: np.ndarray,
+    seed: int,
+):
+    """Write the per-block values of every estimator, divided by ``units_per_block``
+    (tokens, dimensions, or 1 for nats per sample), as ``per_block_nll.npz`` in
+    ``directory``; ``index`` identifies the evaluation blocks and ``seed`` the time
+    draws, so that a comparison of two runs can check that it is paired. Returns the path.
+    """
+    path = directory / PER_BLOCK_ARTIFACT[1]
+    values = {k: (v / units_per_block[k]).numpy() for k, v in per_block.items()}
+    np.savez_compressed(path, index=np.asarray(index, dtype=np.int64), seed=seed, **values)
+    return path

@@ -33,7 +33,7 @@ from ..data.text_sources import OPENWEBTEXT, TextSource
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
 from ..streams import eval_generator, eval_seed
-from .likelihood import block_nll, nll_metrics
+from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
 
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
 
@@ -197,8 +197,12 @@ class TextLM(Task):
             for key in ("training_window_beta", "training_window_omega")
             if key in card
         ]
+        per_block_path = save_per_block(
+            ctx.artifact_dir, per_block, tokens, chosen, eval_seed("text.likelihood", ctx.seed)
+        )
         sample_metrics, path = self._samples(model, ctx)
-        return EvalOutput(metrics + sample_metrics, artifacts=[("samples", path)])
+        artifacts = [("samples", path), (PER_BLOCK_ARTIFACT[0], per_block_path)]
+        return EvalOutput(metrics + sample_metrics, artifacts=artifacts)
 
     def _samples(self, model: torch.nn.Module, ctx: EvalContext):
         p = self.params

@@ -24,7 +24,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from prime import SamplerConfig
 
@@ -32,7 +31,8 @@ from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task,
 from ..data.loader import GridRows
 from ..registry import TASKS
 from ..streams import eval_generator, eval_seed
-from .likelihood import ESTIMATORS, block_nll
+from .likelihood import ESTIMATORS, PER_BLOCK_ARTIFACT, block_nll, save_per_block
+from .toy2d_sampling import sample_counts, steps_sweep, total_variation
 
 __all__ = ["Toy2D", "target_pmf", "TARGET_SOURCE"]
 
@@ -63,15 +63,6 @@ def target_pmf(image: str = "chelsea", resolution: int = 512, gamma: float = 1.0
 def entropy_nats(pmf: torch.Tensor) -> float:
     p = pmf[pmf > 0]
     return float(-(p * p.log()).sum())
-
-
-def total_variation(pmf: torch.Tensor, counts: torch.Tensor, bins: int) -> float:
-    """TV distance between ``pmf`` and normalised ``counts`` after pooling to bins x bins."""
-    r = pmf.shape[0]
-    k = r // bins
-    pool = lambda a: a[: bins * k, : bins * k].reshape(bins, k, bins, k).sum((1, 3))  # noqa: E731
-    q = counts.double()
-    return 0.5 * float((pool(pmf) / pool(pmf).sum() - pool(q) / q.sum()).abs().sum())
 
 
 def _se(values: torch.Tensor) -> float:
@@ -108,6 +99,14 @@ class Toy2DParams:
     tv_bins: int = 64
     """The TV distance pools the R x R histograms into tv_bins x tv_bins cells; must divide
     resolution."""
+    sweep_steps: tuple[int, ...] = ()
+    """Numbers of sampling steps T at which the TV distance and the invalid-sample rate are
+    measured again (few steps reveal several digits of a coordinate at once); empty: no
+    sweep."""
+    sweep_replicates: int = 4
+    """Independent sample sets per T of the sweep: the standard errors are between sets."""
+    sweep_samples: int = 10000
+    """Samples in each set of the sweep."""
 
     def __post_init__(self) -> None:
         require_at_least(
@@ -122,8 +121,14 @@ class Toy2DParams:
                 "sample_steps",
                 "sample_batch",
                 "tv_bins",
+                "sweep_replicates",
+                "sweep_samples",
             ),
         )
+        if any(not isinstance(t, int) or t < 1 for t in self.sweep_steps):
+            raise ConfigError(
+                f"task.sweep_steps: expected positive integers, got {list(self.sweep_steps)}"
+            )
         if self.resolution % self.tv_bins:
             raise ConfigError(
                 f"task.tv_bins: must divide task.resolution={self.resolution}, got {self.tv_bins}"
@@ -166,22 +171,24 @@ class Toy2D(Task):
                 },
             )
         ]
-        metrics += self._bounds(model, ctx)
+        bound_metrics, per_sample = self._bounds(model, ctx)
         sample_metrics, artifact = self._samples(model, ctx)
-        return EvalOutput(metrics=metrics + sample_metrics, artifacts=[("samples", artifact)])
+        artifacts = [("samples", artifact), (PER_BLOCK_ARTIFACT[0], per_sample)]
+        return EvalOutput(metrics=metrics + bound_metrics + sample_metrics, artifacts=artifacts)
 
-    def _bounds(self, model: torch.nn.Module, ctx: EvalContext) -> list[Metric]:
+    def _bounds(self, model: torch.nn.Module, ctx: EvalContext) -> tuple[list[Metric], object]:
         p = self.params
         data_gen = eval_generator("toy.eval_set", ctx.seed)  # fixed evaluation set
         x0 = self.draw(p.eval_samples, data_gen)
         exact_nll = -self.pmf[x0[:, 0], x0[:, 1]].log().to(ctx.device)
         # Stratified times over the whole evaluation set, one per sample and pass.
+        seed = eval_seed("toy.likelihood", ctx.seed)
         per_sample = block_nll(
             model,
             x0.numpy(),
             passes=p.eval_passes,
             batch=p.eval_batch,
-            seed=eval_seed("toy.likelihood", ctx.seed),
+            seed=seed,
             device=ctx.device,
             desc="likelihood",
         )
@@ -209,7 +216,11 @@ class Toy2D(Task):
                 Metric(f"{name}_gap", float(gap.mean()), {**c, "minus": "exact -log p(x0)"}),
                 Metric(f"{name}_gap_se", _se(gap), {**c, "minus": "exact -log p(x0)"}),
             ]
-        return out
+        flat = x0[:, 0] * p.resolution + x0[:, 1]  # which target points were evaluated
+        path = save_per_block(
+            ctx.artifact_dir, per_sample, dict.fromkeys(per_sample, 1), flat, seed
+        )
+        return out, path
 
     def _samples(self, model: torch.nn.Module, ctx: EvalContext) -> tuple[list[Metric], object]:
         p = self.params
@@ -217,26 +228,11 @@ class Toy2D(Task):
         gen = eval_generator("toy.samples", ctx.seed, ctx.device)
         dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
         sampler = SamplerConfig(steps=p.sample_steps, eps=p.sample_eps, sampling_dtype=dtype)
-        counts = torch.zeros(r * r, dtype=torch.long)
-        invalid_samples = invalid_tokens = 0
-        nfe = 0
-        remaining = p.sample_count
-        with tqdm(total=p.sample_count, desc="sampling", unit="sample") as bar:
-            while remaining > 0:
-                n = min(p.sample_batch, remaining)
-                result = model.sample(n, 2, sampler, generator=gen)
-                tokens = result.tokens.cpu()
-                ok = (tokens < r).all(-1)
-                invalid_samples += int((~ok).sum())
-                invalid_tokens += int((tokens >= r).sum())
-                good = tokens[ok]
-                counts += torch.bincount(good[:, 0] * r + good[:, 1], minlength=r * r)
-                nfe = result.nfe
-                remaining -= n
-                bar.update(n)
-        grid = counts.view(r, r)
+        got = sample_counts(model, p.sample_count, p.sample_batch, sampler, gen, r)
+        grid, nfe = got.grid, got.nfe
+        invalid_samples, invalid_tokens = got.invalid_samples, got.invalid_tokens
         reference_gen = eval_generator("toy.exact_draws", ctx.seed)
-        exact = self.draw(int(counts.sum()), reference_gen)
+        exact = self.draw(int(grid.sum()), reference_gen)
         exact_counts = torch.bincount(exact[:, 0] * r + exact[:, 1], minlength=r * r).view(r, r)
         card = {
             "samples": p.sample_count,
@@ -257,6 +253,21 @@ class Toy2D(Task):
             ),
             Metric("nfe", float(nfe), card),
         ]
+        if p.sweep_steps:
+            sweep_gen = eval_generator("toy.steps_sweep", ctx.seed, ctx.device)
+            exact_gen = eval_generator("toy.steps_sweep_exact", ctx.seed)
+            metrics += steps_sweep(
+                model,
+                self.pmf,
+                tuple(p.sweep_steps),
+                p.sweep_replicates,
+                p.sweep_samples,
+                p.sample_batch,
+                sampler,
+                sweep_gen,
+                lambda n: self.draw(n, exact_gen),
+                p.tv_bins,
+            )
         path = ctx.artifact_dir / "samples_histogram.npz"
         np.savez_compressed(path, counts=grid.numpy().astype(np.int32))
         return metrics, path

@@ -1,0 +1,145 @@
+"""Paired comparisons of two variants on the same evaluation blocks, with a verdict.
+
+Every run stores its per-block values (:data:`benchmarks.tasks.likelihood.PER_BLOCK_ARTIFACT`:
+nats per token, per dimension or per sample, one value per evaluation block). Two runs of
+one seed were evaluated on the same N blocks, and diffusion models with the same seeded
+time draws (common random numbers), so their difference is estimated block by block:
+
+    d_i = x_i(a) - x_i(b),   d = mean_i d_i,   SE(d) = sd_i(d_i) / sqrt(N),
+
+far tighter than the two runs' separate standard errors when the blocks' difficulty
+dominates both. With k >= 2 training seeds common to both variants, d is the mean of the
+k per-seed differences and SE(d) = sd over seeds / sqrt(k), which holds the spread
+between trainings as well as the evaluation's noise.
+
+A claim "a is below b" is *confirmed* when the 95% interval d +- 1.96 SE(d) lies below 0,
+*refuted* when it lies above, and *not resolved at this budget* otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..tasks.likelihood import PER_BLOCK_ARTIFACT
+from .context import ReportContext
+
+__all__ = ["Claim", "paired_difference", "verdict", "comparison_table", "Z95"]
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``lower`` (a variant) has a lower value than ``than`` (another variant).
+
+    ``estimator``: the per-block values compared (``valid_bound`` or ``published``); a run
+    that has the exact NLL (an AR model) is compared by it instead."""
+
+    text: str
+    lower: str
+    than: str
+    estimator: str = "valid_bound"
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(mean, standard error) of a - b over paired blocks: (N,) arrays each."""
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired values must be two (N,) arrays, N >= 2; got {a.shape}, {b.shape}")
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d))
+
+
+def verdict(mean: float, se: float, z: float = Z95) -> str:
+    """The claim "a is below b" from d = a - b and its standard error."""
+    if mean + z * se < 0:
+        return "confirmed"
+    if mean - z * se > 0:
+        return "refuted"
+    return "not resolved at this budget"
+
+
+def _combine(per_seed: list[tuple[float, float]]) -> tuple[float, float]:
+    """One seed: its paired estimate. Several: their mean, SE from the spread between seeds."""
+    if len(per_seed) == 1:
+        return per_seed[0]
+    means = np.array([m for m, _ in per_seed])
+    return float(means.mean()), float(means.std(ddof=1)) / math.sqrt(len(means))
+
+
+def _values(stored: dict[str, np.ndarray], estimator: str) -> np.ndarray:
+    return stored["exact"] if "exact" in stored else stored[estimator]
+
+
+def _row(ctx: ReportContext, claim: Claim, runs: dict, stored: dict) -> dict[str, str]:
+    seeds = sorted(set(runs[claim.lower]) & set(runs[claim.than]))
+    row = {"claim": claim.text, "seeds": str(len(seeds))}
+    per_seed = []
+    for seed in seeds:
+        a, b = stored[runs[claim.lower][seed]], stored[runs[claim.than][seed]]
+        if a is None or b is None:
+            return {**row, "verdict": "no per-block values stored (re-run to compare)"}
+        if not np.array_equal(a["index"], b["index"]):
+            return {**row, "verdict": "not paired: evaluated on different blocks"}
+        per_seed.append(paired_difference(_values(a, claim.estimator), _values(b, claim.estimator)))
+    if not per_seed:
+        return {**row, "verdict": "no common training seed"}
+    mean, se = _combine(per_seed)
+    n = len(stored[runs[claim.lower][seeds[0]]]["index"])
+    return {
+        **row,
+        "blocks": str(n),
+        "difference ± SE": f"{mean:+.4f} ± {se:.4f}",
+        "95% interval": f"[{mean - Z95 * se:+.4f}, {mean + Z95 * se:+.4f}]",
+        "verdict": verdict(mean, se),
+    }
+
+
+def _load(ctx: ReportContext, run_id: str) -> dict[str, np.ndarray] | None:
+    try:
+        path = ctx.download(run_id, "/".join(PER_BLOCK_ARTIFACT))
+    except Exception:  # runs evaluated before the values were stored
+        return None
+    with np.load(path) as stored:
+        return {k: stored[k] for k in stored.files}
+
+
+def comparison_table(
+    ctx: ReportContext,
+    claims: Iterable[Claim],
+    name: str,
+    title: str,
+    unit: str,
+    notes: Iterable[str] = (),
+) -> None:
+    """One row per claim whose two variants both have runs: the paired difference
+    (``unit``), its interval and the verdict. Writes nothing if no claim applies."""
+    runs: dict[str, dict[int, str]] = defaultdict(dict)  # variant -> seed -> MLflow run id
+    for run, cfg in ctx.rows():
+        runs[cfg.variant][cfg.seed] = run["run_id"]
+    claims = [c for c in claims if c.lower in runs and c.than in runs]
+    if not claims:
+        return
+    stored = {rid: _load(ctx, rid) for by_seed in runs.values() for rid in by_seed.values()}
+    rows = [_row(ctx, claim, runs, stored) for claim in claims]
+    ctx.write_table(
+        pd.DataFrame(rows).fillna("-"),
+        name,
+        title,
+        notes=[
+            f"Difference: (first - second) in {unit}, paired over the same evaluation blocks "
+            "(and, for diffusion models, the same seeded time draws); an AR model enters "
+            "with its exact NLL, a diffusion model with the estimator named.",
+            "Verdict at 95%: confirmed if the interval lies below 0, refuted if above, "
+            "otherwise not resolved at this budget.",
+            "With one training seed the interval holds the evaluation's noise only, not the "
+            "spread between trainings; with several, the SE is that between the seeds' "
+            "paired differences.",
+            *notes,
+        ],
+    )
