@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -13,7 +14,8 @@ __all__ = ["TrainConfig"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings: AdamW, a linear warm-up to a constant learning rate.
+    """Optimisation settings: AdamW, a linear warm-up, then a constant or cosine-decayed
+    learning rate (:meth:`lr_factor`).
 
     With W ranks, each rank takes ``global_batch_size / W`` rows per optimizer step, as
     ``accumulation`` micro-batches of ``micro_batch_size`` rows.
@@ -30,6 +32,9 @@ class TrainConfig:
         "compile",
         "tf32",
     )
+    # Added after run ids were in use: left out of the run id at their defaults, so that
+    # the runs started before keep their ids and resume.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("lr_decay", "min_lr", "weight_decay_on")
 
     steps: int = 0
     """Optimizer steps to train; 0: nothing to train (evaluation only)."""
@@ -42,9 +47,17 @@ class TrainConfig:
     """AdamW (beta_1, beta_2) (text: (0.9, 0.999), images: (0.9, 0.95))."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay (text: 0, images: 0.01)."""
+    weight_decay_on: Literal["all", "matrices"] = "all"
+    """Parameters the weight decay applies to: all, or the matrices and embedding tables
+    only (not biases and norm gains, as in GPT-2 and nanoGPT)."""
     warmup_steps: int = 0
     """Linear warm-up, lr_n = lr min(1, (n + 1) / warmup_steps) at step n; 0: the full lr
     from the first step (text: 2500)."""
+    lr_decay: Literal["constant", "cosine"] = "constant"
+    """After the warm-up: a constant lr (the paper), or a cosine from lr down to min_lr at
+    the last step (nanoGPT's small-GPT recipe)."""
+    min_lr: float = 0.0
+    """The cosine's last learning rate (nanoGPT: lr / 10)."""
     grad_clip: float | None = None
     """Largest gradient norm, larger ones are scaled down; null: no clipping (text: 1.0,
     images: null)."""
@@ -90,6 +103,10 @@ class TrainConfig:
         )
         if self.micro_batch_size is not None:
             positive("train", micro_batch_size=self.micro_batch_size)
+        if not 0.0 <= self.min_lr <= self.lr:
+            raise ConfigError(
+                f"train.min_lr: must be in [0, train.lr={self.lr}], got {self.min_lr}"
+            )
         if self.loader_workers is not None and self.loader_workers < 0:
             raise ConfigError(f"train.loader_workers: must be >= 0, got {self.loader_workers}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
@@ -127,9 +144,29 @@ class TrainConfig:
             )
         return micro, per_rank // micro
 
+    def lr_factor(self, step: int) -> float:
+        """lr_n / lr at optimizer step n (0-based) with W = max(1, warmup_steps):
+
+        (n + 1) / W while n + 1 < W; then 1 (constant), or (cosine, m = min_lr / lr)
+        m + (1 - m) (1 + cos(pi p)) / 2 with p = (n - W + 1) / (steps - W) in [0, 1],
+        so that the first step after the warm-up has lr and the last has min_lr.
+        """
+        warmup = max(1, self.warmup_steps)
+        if step + 1 < warmup:
+            return (step + 1) / warmup
+        if self.lr_decay == "constant":
+            return 1.0
+        progress = min(1.0, max(0.0, (step - warmup + 1) / max(1, self.steps - warmup)))
+        floor = self.min_lr / self.lr
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def math_dict(self) -> dict[str, Any]:
         """The settings that define the optimisation (the run id's part of this config)."""
         out = dataclasses.asdict(self)
         for name in self.EXECUTION_FIELDS:
             out.pop(name)
+        defaults = TrainConfig()
+        for name in self.LATER_FIELDS:
+            if out[name] == getattr(defaults, name):
+                out.pop(name)
         return out

@@ -114,13 +114,18 @@ class DiffusionModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.train_cfg
+        params = list(self.model.parameters())
+        if cfg.weight_decay_on == "matrices":
+            groups = [
+                {"params": [p for p in params if p.dim() >= 2]},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            ]
+        else:
+            groups = [{"params": params}]
         optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+            groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
-        warmup = max(1, cfg.warmup_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup)
-        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cfg.lr_factor(s))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 

@@ -54,9 +54,11 @@ def _paper_row(paper: pd.DataFrame, cfg: RunConfig, name: str, ell: int | None) 
 
 
 def _training(cfg: RunConfig) -> str:
-    if cfg.train.init_from is None:
-        return f"from scratch, {cfg.train.steps} steps"
-    return f"fine-tuned from {cfg.train.init_from}, {cfg.train.steps} steps"
+    t = cfg.train
+    start = "from scratch" if t.init_from is None else f"fine-tuned from {t.init_from}"
+    lr = f"lr {t.lr:g}" + (f" cosine to {t.min_lr:g}" if t.lr_decay == "cosine" else "")
+    wd = f", wd {t.weight_decay:g}" + (" (matrices)" if t.weight_decay_on == "matrices" else "")
+    return f"{start}, {t.steps} steps, {lr}{wd if t.weight_decay else ''}"
 
 
 def _window(run: pd.Series) -> str:
@@ -159,6 +161,11 @@ def table1(ctx: ReportContext) -> None:
             f"Scale {ctx.scale}: dataset {task.dataset}, tokenizer {task.tokenizer}, blocks "
             f"of {task.block_size}, {first.train.steps} training steps; at the cpu scale only "
             "relative comparisons are meaningful.",
+            "Every model sees the same tokens (steps x batch x block). The diffusion models "
+            "train with MDLM's recipe (warm-up, then a constant lr, no weight decay); the AR "
+            "baseline with a small-GPT recipe where its experiment file sets one (nanoGPT's: "
+            "cosine decay, beta_2 = 0.99, weight decay on the matrices). All networks start "
+            "from the DiT initialisation (zero-initialised adaLN gates and output head).",
         ],
     )
 

@@ -1,0 +1,76 @@
+"""The learning-rate schedule, weight-decay groups and run ids of TrainConfig."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from torch import nn
+
+from benchmarks.core import ConfigError
+from benchmarks.experiments import load_experiment
+from benchmarks.train_config import TrainConfig
+from benchmarks.training import DiffusionModule
+
+
+def test_constant_schedule_is_the_linear_warm_up_then_one():
+    cfg = TrainConfig(steps=10, warmup_steps=4)
+    assert [cfg.lr_factor(n) for n in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert TrainConfig(steps=3).lr_factor(0) == 1.0  # no warm-up
+
+
+def test_cosine_schedule_reaches_min_lr_at_the_last_step():
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr=1e-3, lr_decay="cosine", min_lr=1e-4)
+    assert cfg.lr_factor(4) == pytest.approx(0.5)  # still warming up
+    assert cfg.lr_factor(9) == pytest.approx(1.0)  # the first step at the full lr
+    assert cfg.lr_factor(54) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way: p = 45 / 90
+    assert cfg.lr_factor(99) == pytest.approx(0.1)  # the last step: min_lr
+    factors = [cfg.lr_factor(n) for n in range(9, 100)]
+    assert all(a >= b for a, b in zip(factors, factors[1:], strict=False))
+    with pytest.raises(ConfigError, match="train.min_lr"):
+        TrainConfig(lr=1e-3, min_lr=2e-3)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 3)
+        self.lin = nn.Linear(3, 3)
+        self.norm = nn.LayerNorm(3)
+
+
+def _optimizer(cfg: TrainConfig):
+    module = DiffusionModule(_Net(), cfg, 0, sampler=None, run_id="x")
+    return module.configure_optimizers()
+
+
+def test_matrices_only_weight_decay_leaves_biases_and_norm_gains_alone():
+    cfg = TrainConfig(steps=10, weight_decay=0.1, weight_decay_on="matrices")
+    out = _optimizer(cfg)
+    decayed, plain = out["optimizer"].param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert sorted(p.shape for p in decayed["params"]) == [(3, 3), (5, 3)]
+    assert len(plain["params"]) == 3  # the linear bias, the norm's weight and bias
+    (group,) = _optimizer(TrainConfig(steps=10, weight_decay=0.1))["optimizer"].param_groups
+    assert len(group["params"]) == 5 and group["weight_decay"] == 0.1
+
+
+def test_the_scheduler_follows_lr_factor():
+    cfg = TrainConfig(steps=20, warmup_steps=5, lr=1e-2, lr_decay="cosine", min_lr=1e-3)
+    out = _optimizer(cfg)
+    optimizer, schedule = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(20):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx([1e-2 * cfg.lr_factor(n) for n in range(20)])
+    assert seen[-1] == pytest.approx(1e-3) and not math.isnan(sum(seen))
+
+
+def test_settings_added_later_leave_the_run_ids_of_older_configs_alone():
+    (config,) = load_experiment("toy2d").resolve("cpu", None, ["mdm"])
+    assert not {"lr_decay", "min_lr", "weight_decay_on"} & set(config.train.math_dict())
+    assert config.run_id == "a14ec821576d"  # its id before those settings existed
+    cosine = load_experiment("toy2d").resolve("cpu", {"train": {"lr_decay": "cosine"}}, ["mdm"])
+    assert cosine[0].run_id != config.run_id
