@@ -200,11 +200,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     plan = plan_experiments(names, args.scale, parse_overrides(args.set))
     if args.dry_run:
         return _dry_run(args, plan)
+    times = []
     if args.cluster == "slurm":
         if not _submit_slurm(args, plan):
             return 0
-    times = []
-    if args.cluster != "slurm":
+    else:
         for item in plan:  # upstream experiments first
             began = time.perf_counter()
             results = _launch(args, item.name, item.configs)

@@ -76,7 +76,7 @@ def _values(stored: dict[str, np.ndarray], estimator: str) -> np.ndarray:
     return stored["exact"] if "exact" in stored else stored[estimator]
 
 
-def _row(ctx: ReportContext, claim: Claim, runs: dict, stored: dict) -> dict[str, str]:
+def _row(claim: Claim, runs: dict, stored: dict) -> dict[str, str]:
     seeds = sorted(set(runs[claim.lower]) & set(runs[claim.than]))
     row = {"claim": claim.text, "seeds": str(len(seeds))}
     per_seed = []
@@ -126,7 +126,7 @@ def comparison_table(
     if not claims:
         return
     stored = {rid: _load(ctx, rid) for by_seed in runs.values() for rid in by_seed.values()}
-    rows = [_row(ctx, claim, runs, stored) for claim in claims]
+    rows = [_row(claim, runs, stored) for claim in claims]
     ctx.write_table(
         pd.DataFrame(rows).fillna("-"),
         name,

@@ -161,11 +161,9 @@ def table1(ctx: ReportContext) -> None:
             f"Scale {ctx.scale}: dataset {task.dataset}, tokenizer {task.tokenizer}, blocks "
             f"of {task.block_size}, {first.train.steps} training steps; at the cpu scale only "
             "relative comparisons are meaningful.",
-            "Every model sees the same tokens (steps x batch x block). The diffusion models "
-            "train with MDLM's recipe (warm-up, then a constant lr, no weight decay); the AR "
-            "baseline with a small-GPT recipe where its experiment file sets one (nanoGPT's: "
-            "cosine decay, beta_2 = 0.99, weight decay on the matrices). All networks start "
-            "from the DiT initialisation (zero-initialised adaLN gates and output head).",
+            "Every model sees the same tokens (steps x batch x block); the training column "
+            "gives each row's optimiser recipe (lr schedule, weight decay). All networks "
+            "start from the DiT initialisation (zero-initialised adaLN gates and head).",
         ],
     )
 

@@ -10,6 +10,7 @@ float64, with a standard error over sequences.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -102,12 +103,12 @@ def nll_metrics(
 
 
 def save_per_block(
-    directory,
+    directory: Path,
     per_block: dict[str, torch.Tensor],
     units_per_block: dict[str, int],
-    index: np.ndarray,
+    index: np.ndarray | torch.Tensor,
     seed: int,
-):
+) -> Path:
     """Write the per-block values of every estimator, divided by ``units_per_block``
     (tokens, dimensions, or 1 for nats per sample), as ``per_block_nll.npz`` in
     ``directory``; ``index`` identifies the evaluation blocks and ``seed`` the time

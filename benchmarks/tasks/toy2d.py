@@ -32,7 +32,7 @@ from ..data.loader import GridRows
 from ..registry import TASKS
 from ..streams import eval_generator, eval_seed
 from .likelihood import ESTIMATORS, PER_BLOCK_ARTIFACT, block_nll, save_per_block
-from .toy2d_sampling import sample_counts, steps_sweep, total_variation
+from .toy2d_sampling import coordinate_histogram, sample_counts, steps_sweep, total_variation
 
 __all__ = ["Toy2D", "target_pmf", "TARGET_SOURCE"]
 
@@ -233,7 +233,7 @@ class Toy2D(Task):
         invalid_samples, invalid_tokens = got.invalid_samples, got.invalid_tokens
         reference_gen = eval_generator("toy.exact_draws", ctx.seed)
         exact = self.draw(int(grid.sum()), reference_gen)
-        exact_counts = torch.bincount(exact[:, 0] * r + exact[:, 1], minlength=r * r).view(r, r)
+        exact_counts = coordinate_histogram(exact, r)
         card = {
             "samples": p.sample_count,
             "steps": p.sample_steps,

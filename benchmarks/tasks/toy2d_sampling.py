@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm import tqdm
@@ -21,7 +21,19 @@ from prime import SamplerConfig
 
 from ..core import Metric
 
-__all__ = ["total_variation", "SampleCounts", "sample_counts", "steps_sweep"]
+__all__ = [
+    "total_variation",
+    "coordinate_histogram",
+    "SampleCounts",
+    "sample_counts",
+    "steps_sweep",
+]
+
+
+def coordinate_histogram(tokens: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(R, R) counts of (n, 2) valid coordinate pairs."""
+    r = resolution
+    return torch.bincount(tokens[:, 0] * r + tokens[:, 1], minlength=r * r).view(r, r)
 
 
 def total_variation(pmf: torch.Tensor, counts: torch.Tensor, bins: int) -> float:
@@ -54,7 +66,7 @@ def sample_counts(
     desc: str = "sampling",
 ) -> SampleCounts:
     r = resolution
-    counts = torch.zeros(r * r, dtype=torch.long)
+    counts = torch.zeros(r, r, dtype=torch.long)
     invalid_samples = invalid_tokens = nfe = 0
     remaining = count
     with tqdm(total=count, desc=desc, unit="sample", leave=False) as bar:
@@ -65,12 +77,11 @@ def sample_counts(
             ok = (tokens < r).all(-1)
             invalid_samples += int((~ok).sum())
             invalid_tokens += int((tokens >= r).sum())
-            good = tokens[ok]
-            counts += torch.bincount(good[:, 0] * r + good[:, 1], minlength=r * r)
+            counts += coordinate_histogram(tokens[ok], r)
             nfe = result.nfe
             remaining -= n
             bar.update(n)
-    return SampleCounts(counts.view(r, r), invalid_samples, invalid_tokens, nfe)
+    return SampleCounts(counts, invalid_samples, invalid_tokens, nfe)
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
@@ -103,7 +114,7 @@ def steps_sweep(
     card = {"replicates": replicates, "samples_per_replicate": per_replicate, "tv_bins": tv_bins}
     out = []
     for t in tqdm(steps, desc="steps sweep", unit="T"):
-        sampler = SamplerConfig(steps=t, eps=base.eps, sampling_dtype=base.sampling_dtype)
+        sampler = replace(base, steps=t)
         tvs, invalid = [], 0
         for _ in range(replicates):
             got = sample_counts(model, per_replicate, batch, sampler, generator, r, f"T={t}")
@@ -121,8 +132,7 @@ def steps_sweep(
         ]
     floors = []
     for _ in range(replicates):
-        x = exact_draw(per_replicate)
-        grid = torch.bincount(x[:, 0] * r + x[:, 1], minlength=r * r).view(r, r)
+        grid = coordinate_histogram(exact_draw(per_replicate), r)
         floors.append(total_variation(pmf, grid, tv_bins))
     floor, floor_se = _mean_se(floors)
     c = {**card, "estimator": "as many exact draws from the target"}
