@@ -77,10 +77,11 @@ class UNetParams:
 
     name: Literal["unet"] = "unet"
     """Selects this backbone."""
-    preset: Literal["paper", "cpu"] = "paper"
+    preset: Literal["paper", "cpu", "cpu-patch"] = "paper"
     """Sizes (model channels, channel multipliers, res-blocks per level, head width,
-    dropout): paper 96, (3, 4, 4), 5, 64, 0.4; cpu 32, (3, 3), 1, 32, 0.1. Both attend at
-    half resolution (16 x 16 for 32 x 32 images)."""
+    dropout): paper 96, (3, 4, 4), 5, 64, 0.4; cpu 32, (3, 3), 1, 32, 0.1, both attending
+    at half resolution (16 x 16 for 32 x 32 images); cpu-patch is cpu on 2 x 2 pixel
+    patches (a quarter of the positions, attention at a quarter resolution)."""
     dropout: float | None = None
     """Dropout probability; null: the preset's."""
 

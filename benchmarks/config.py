@@ -34,7 +34,15 @@ class ComponentConfig:
     params: Any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **dataclasses.asdict(self.params)}
+        """Name and settings; the settings an entry lists in its ``LATER_FIELDS`` (added
+        after run ids were in use) only when they differ from their defaults, so that
+        the runs started before keep their ids and resume."""
+        out = dataclasses.asdict(self.params)
+        defaults = {f.name: f.default for f in dataclasses.fields(self.params)}
+        for name in getattr(self.params, "LATER_FIELDS", ()):
+            if out[name] == defaults[name]:
+                out.pop(name)
+        return {"name": self.name, **out}
 
 
 @dataclass(frozen=True)

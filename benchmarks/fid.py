@@ -29,7 +29,6 @@ from .data.cache import staged_file
 __all__ = [
     "InceptionFeatures",
     "CleanFIDFeatures",
-    "kernel_inception_distance",
     "reference_features",
     "offline_weights_file",
     "convert",
@@ -197,13 +196,23 @@ class InceptionFeatures:
     """2048-d pool features from torch-fidelity's InceptionV3 extractor (TF1-compatible
     bilinear resize to 299, (x - 128) / 128) with the offline FID weights."""
 
-    name = "torch-fidelity-inception-v3-compat-2015-12-05"
-
-    def __init__(self, cache_dir: Path, device: torch.device | None = None, batch_size: int = 50):
+    def __init__(
+        self,
+        cache_dir: Path,
+        device: torch.device | None = None,
+        batch_size: int = 50,
+        precision: str = "float32",
+    ):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"FID precision: float32 or bfloat16, got {precision!r}")
         self.device = device or torch.device("cpu")
         self.batch_size = batch_size
+        # bfloat16 runs the network under autocast (the resize stays in float32); its
+        # features are cached apart from float32's.
+        self.bf16 = precision == "bfloat16"
+        self.name = "torch-fidelity-inception-v3-compat-2015-12-05" + ("-bf16" if self.bf16 else "")
         self.model = FeatureExtractorInceptionV3(
             "inception-v3-compat",
             ["2048"],
@@ -216,9 +225,11 @@ class InceptionFeatures:
 
         x = _as_rgb_tensor(images)
         out = []
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         for start in tqdm(range(0, x.shape[0], self.batch_size), desc=desc, unit="batch"):
             batch = x[start : start + self.batch_size].to(self.device)
-            out.append(self.model(batch)[0].double().cpu().numpy())
+            with autocast:
+                out.append(self.model(batch)[0].double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 2048))
 
 
@@ -255,27 +266,6 @@ class CleanFIDFeatures:
             batch = torch.from_numpy(resized).float()
             out.append(get_batch_features(batch, self._model, self.device).astype(np.float64))
         return np.concatenate(out) if out else np.zeros((0, 2048))
-
-
-def kernel_inception_distance(
-    features_1: np.ndarray, features_2: np.ndarray, subsets: int = 100, subset_size: int = 1000
-) -> tuple[float, float]:
-    """KID (unbiased MMD^2 with the kernel (x.y / d + 1)^3, over random subsets): (mean,
-    std), computed by torch-fidelity; the subset size is capped at the smaller set."""
-    from torch_fidelity.metric_kid import kid_features_to_metric
-
-    size = min(subset_size, len(features_1), len(features_2))
-    out = kid_features_to_metric(
-        torch.from_numpy(np.asarray(features_1)),
-        torch.from_numpy(np.asarray(features_2)),
-        kid_subsets=subsets,
-        kid_subset_size=size,
-        kid_degree=3,
-        kid_gamma=None,
-        kid_coef0=1,
-        verbose=False,
-    )
-    return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
 def reference_features(

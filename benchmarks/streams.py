@@ -44,6 +44,7 @@ EVAL_STREAMS: dict[str, int] = {
     "image.samples": 90_000,
     "toy.steps_sweep": 100_000,  # the toy's samples at each number of steps
     "toy.steps_sweep_exact": 110_000,  # their exact-draw floor
+    "image.fid_resampling": 120_000,  # the halves of the sample features for FID's SE
 }
 
 

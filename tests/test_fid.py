@@ -74,7 +74,7 @@ def test_conversion_maps_every_tensor():
 
 
 def _check_extractor(extractor, gray, other, dim):
-    from benchmarks.fid import kernel_inception_distance
+    from benchmarks.tasks.image_scores import kernel_inception_distance
 
     a, b = extractor(gray), extractor(other)
     assert a.shape == (len(gray), dim) and np.isfinite(a).all()
@@ -134,3 +134,43 @@ def test_fast_extractor_matches_torch_fidelitys_reference_layout(tmp_path):
     with torch.no_grad():
         (reference,) = plain(torch.from_numpy(images))
     assert np.allclose(fast, reference.double().numpy(), atol=1e-5)
+
+
+def test_fid_through_the_sample_gram_matrix_equals_the_d_by_d_form():
+    from benchmarks.fid import feature_statistics, frechet_distance
+    from benchmarks.tasks.image_scores import fid_to_reference
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(500, 64)) @ rng.normal(size=(64, 64)) / 8
+    mu_r, sigma_r = feature_statistics(ref)
+    for n in (20, 63, 64, 200):  # rank-deficient sample covariance, and the d x d fallback
+        x = rng.normal(0.3, 1.2, size=(n, 64))
+        expected = frechet_distance(*feature_statistics(x), mu_r, sigma_r)
+        assert np.isclose(fid_to_reference(x, mu_r, sigma_r), expected, rtol=1e-6), n
+
+
+def test_fid_half_sample_se_matches_the_spread_over_independent_sample_sets():
+    from benchmarks.fid import feature_statistics
+    from benchmarks.tasks.image_scores import fid_half_sample_se, fid_to_reference
+
+    rng = np.random.default_rng(1)
+    for d, n in [(64, 50), (16, 200)]:  # the Gram-matrix path (N/2 < d), and the d x d one
+        ref = rng.normal(size=(20_000, d))
+        mu_r, sigma_r = feature_statistics(ref)
+        model = lambda k: rng.normal(0.2, 1.3, size=(k, d))  # noqa: B023, E731
+        spread = np.std([fid_to_reference(model(n), mu_r, sigma_r) for _ in range(300)], ddof=1)
+        estimates = [fid_half_sample_se(model(n), ref, resamples=60, seed=s) for s in range(5)]
+        assert 0.8 < np.median(estimates) / spread < 1.35, (d, n)
+
+
+def test_fid_half_sample_se_is_the_sd_of_fid_over_the_same_halves():
+    from benchmarks.fid import feature_statistics
+    from benchmarks.tasks.image_scores import fid_half_sample_se, fid_to_reference
+
+    rng = np.random.default_rng(2)
+    x, ref = rng.normal(0.1, 1.1, size=(40, 64)), rng.normal(size=(300, 64))
+    mu_r, sigma_r = feature_statistics(ref)
+    draws = np.random.default_rng(7)
+    halves = [draws.choice(40, 20, replace=False) for _ in range(6)]
+    direct = [fid_to_reference(x[i], mu_r, sigma_r) for i in halves]
+    assert np.isclose(fid_half_sample_se(x, ref, 6, seed=7), np.std(direct, ddof=1), rtol=1e-6)

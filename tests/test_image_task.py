@@ -46,6 +46,10 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
         "task.sample_batch=6",
         "task.sample_steps=4",
         "task.reference_count=10",
+        "task.fid_steps=[2]",
+        "task.fid_real_floor=true",
+        "task.fid_resamples=3",
+        "task.clean_fid=true",
         "train.steps=2",
         "train.global_batch_size=4",
         "train.checkpoint_every=2",
@@ -58,10 +62,16 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
         assert np.isfinite(metrics[key]), key
     assert metrics["fid"] > 0 and metrics["sample_invalid_rate"] == 0.0
     assert metrics["inception_score_available"] == 0.0
+    for key in ("fid_steps2", "kid_steps2", "fid_se", "fid_se_steps2", "fid_real_floor"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["sample_nfe_steps2"] <= 3  # 2 steps: at most 3 network calls
     render_report(uri, "cpu", results_dir=tmp_path / "results")
     table = (tmp_path / "results" / "cpu" / "table3_images.md").read_text()
     assert "| prime-l2 | cifar10 | 2 |" in table and "| 3.26 |" in table  # paper's FID
     assert (tmp_path / "results" / "cpu" / "image_samples.png").is_file()
+    nfe_table = (tmp_path / "results" / "cpu" / "table3_images_nfe.md").read_text()
+    assert "| prime-l2 | 2 |" in nfe_table and "| prime-l2 | 4 |" in nfe_table
+    assert (tmp_path / "results" / "cpu" / "table3_images_nfe.png").is_file()
 
     # The ell x NFE table: the same checkpoint sampled at two step counts.
     from benchmarks.config import RunConfig
@@ -146,3 +156,20 @@ def _eval_context(tmp_path):
     from benchmarks.core import EvalContext
 
     return EvalContext(torch.device("cpu"), 0, tmp_path / "artifacts", ema=False)
+
+
+def test_the_real_data_floor_never_scores_reference_images():
+    from benchmarks.core import ConfigError
+
+    def task(**overrides):
+        settings = [f"task.{k}={v}" for k, v in overrides.items()]
+        (config,) = load_experiment("image-cpu").resolve("cpu", parse_overrides(settings), ["mdm"])
+        return images.ImageGeneration(config.task.params, config)
+
+    held_out = np.arange(10 * 4).reshape(10, 1, 2, 2).astype(np.uint8)  # Fashion-MNIST test
+    floor = task(sample_count=4, reference_count=6, fid_real_floor="true").floor_images(held_out, 6)
+    assert np.array_equal(floor, held_out[6:])  # past the reference's first 6
+    with pytest.raises(ConfigError, match="fewer than reference_count \\+ sample_count = 6 \\+ 5"):
+        task(sample_count=5, reference_count=6).floor_images(held_out, 6)
+    with pytest.raises(ConfigError, match="task.fid_steps"):
+        task(fid_steps="[4, 4]")

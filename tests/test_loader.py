@@ -36,4 +36,3 @@ def test_loader_workers_leave_the_warning_and_ctrl_c_to_the_training_process(sig
         signal.signal(signum, previous)
         del batches
     assert [b["step"] for b in [first, *later]] == list(range(7))
-

@@ -7,6 +7,7 @@ import math
 import pytest
 from torch import nn
 
+from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
 from benchmarks.experiments import load_experiment
 from benchmarks.train_config import TrainConfig
@@ -74,3 +75,17 @@ def test_settings_added_later_leave_the_run_ids_of_older_configs_alone():
     assert config.run_id == "a14ec821576d"  # its id before those settings existed
     cosine = load_experiment("toy2d").resolve("cpu", {"train": {"lr_decay": "cosine"}}, ["mdm"])
     assert cosine[0].run_id != config.run_id
+
+
+def test_task_settings_added_later_leave_the_paper_image_runs_ids_alone():
+    configs = {c.variant: c for c in load_experiment("table3").resolve("paper", None, None)}
+    config = configs["cifar10-prime-l2"]
+    later = set(type(config.task.params).LATER_FIELDS)
+    assert not later & set(config.to_dict()["task"])
+    assert config.run_id == "23a7ccd87867"  # its id before those settings existed
+    stored = RunConfig.from_dict(config.to_dict())  # a stored config reads back whole
+    assert stored.task.params == config.task.params and stored.run_id == config.run_id
+    floor = load_experiment("table3").resolve(
+        "paper", {"task": {"fid_real_floor": True}}, ["cifar10-prime-l2"]
+    )
+    assert floor[0].run_id != config.run_id and floor[0].to_dict()["task"]["fid_real_floor"]

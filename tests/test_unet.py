@@ -9,6 +9,15 @@ TINY = UNetConfig(
 )
 
 
+class _Constant(torch.nn.Module):
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = value
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return self.value
+
+
 def test_pixel_encoder_places_each_channels_digits_in_its_slot():
     codec = SubTokenizer(256, 2)  # b = 16, digits (hi, lo) of each 8-bit value
     net = PixelUNet(TINY, channels=3, size=4, base=16, ell=2, num_classes=256)
@@ -29,7 +38,7 @@ def test_pixel_encoder_places_each_channels_digits_in_its_slot():
 def test_shapes_errors_and_training_through_masked_diffusion():
     with pytest.raises(ValueError, match="ell=5 does not divide 8"):
         PixelUNet(TINY, channels=3, size=8, base=4, ell=5, num_classes=256)
-    with pytest.raises(ValueError, match="not divisible by 2"):
+    with pytest.raises(ValueError, match="not divisible by patch \\* 2"):
         PixelUNet(TINY, channels=1, size=7, base=16, ell=2, num_classes=256)
     torch.manual_seed(0)
     net = PixelUNet(TINY, channels=1, size=8, base=16, ell=2, num_classes=256)
@@ -77,3 +86,29 @@ def test_mdm_mixture_label_really_changes_the_network_input():
         2,
         64,
     )
+
+
+def test_patches_place_each_pixel_in_its_slot_and_its_logits_back_at_its_token():
+    codec = SubTokenizer(256, 2)
+    cfg = UNetConfig(8, (3, 3), 1, (2,), 8, 0.0, patch=2)
+    net = PixelUNet(cfg, channels=1, size=8, base=16, ell=2, num_classes=256)
+    token_dim, p = 8 * 3 // 4, 2
+    pixels = torch.randint(0, 256, (2, 1, 8, 8))
+    h = net.embed_pixels(codec.encode(pixels.flatten(1)))
+    assert h.shape == (2, 4 * token_dim, 4, 4)
+    table, half = net.embed.weight, token_dim // 2
+    for r, col in [(0, 0), (3, 6), (5, 1), (7, 7)]:
+        k = (r % p) * p + col % p
+        slot = h[1, k * token_dim : (k + 1) * token_dim, r // p, col // p]
+        hi, lo = codec.encode(pixels[1, 0, r, col])
+        assert torch.equal(slot[:half], table[hi]) and torch.equal(slot[half:], table[lo])
+    # The output layout is the inverse of the input's: with C = token width and an output
+    # layer that returns the embedded input, each token's logits are its own embedding.
+    cfg = UNetConfig(4, (4, 4), 1, (2,), 4, 0.0, patch=2)
+    net = PixelUNet(cfg, channels=1, size=8, base=4, ell=1, num_classes=4)
+    y = torch.randint(0, 4, (2, 64, 1))
+    embedded = net.embed_pixels(y)
+    net.out = _Constant(embedded)
+    assert torch.equal(net(y), net.embed.weight[y[..., 0]])
+    with pytest.raises(ValueError, match="not divisible by patch"):
+        PixelUNet(cfg, channels=1, size=6, base=4, ell=1, num_classes=4)

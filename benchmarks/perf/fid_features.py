@@ -1,5 +1,6 @@
 """FID feature extraction speed: torch-fidelity's extractor (batched tensor resize) against
-clean-fid's "clean" pipeline (per-image PIL resize), same images, same network weights.
+clean-fid's "clean" pipeline (per-image PIL resize), same images, same network weights,
+and the extractor under bf16 autocast.
 
     python -m benchmarks.perf.fid_features --images 64 --batch 32
 """
@@ -35,6 +36,8 @@ def main() -> None:
     images = rng.integers(0, 256, (args.images, 3, args.size, args.size), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as cache:
         ours = images_per_second(InceptionFeatures(Path(cache), batch_size=args.batch), images)
+        extractor = InceptionFeatures(Path(cache), batch_size=args.batch, precision="bfloat16")
+        bf16 = images_per_second(extractor, images)
     clean = images_per_second(CleanFIDFeatures(batch_size=args.batch), images)
     print(
         f"{args.images} images {args.size}x{args.size}, batch {args.batch}, "
@@ -42,6 +45,7 @@ def main() -> None:
     )
     print(f"torch-fidelity extractor: {ours:.2f} images/s")
     print(f"clean-fid pipeline:       {clean:.2f} images/s")
+    print(f"torch-fidelity in bf16:   {bf16:.2f} images/s ({bf16 / ours:.2f}x float32)")
     print(f"ratio ours / clean-fid:   {ours / clean:.2f} (target >= 1)")
 
 

@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    parser.add_argument("--preset", default="cpu", choices=["cpu", "cpu-patch", "paper"])
     args = parser.parse_args()
 
     data = DataSpec(num_classes=256, seq_len=784, image_shape=(1, 28, 28))

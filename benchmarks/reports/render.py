@@ -33,7 +33,7 @@ RENDERERS: dict[str, list[Renderer]] = {
     "idle-steps": [idle_steps.table1_isr, idle_steps.figure1_counts, idle_steps.figure1],
     "text-lm": [text.table1, text.table1_paired],
     "text-zero-shot": [text.table2],
-    "image": [images.table3, images.table3_paired, images.sample_grid],
+    "image": [images.table3, images.table3_paired, images.table3_nfe, images.sample_grid],
     "image-checkpoint": [images.table4],
     "toy2d": [
         toy2d.figure4_table,

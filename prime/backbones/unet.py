@@ -5,7 +5,9 @@ classes, split into ell sub-tokens; the sequence order is (channel, row, column)
 y_t is (B, channels*H*W, ell). Encoder: one shared table E in R^{(b+1) x (d/ell)}; a
 token's ell embeddings are concatenated to width d, and the ``channels`` tokens of a
 pixel to width channels * d = the U-Net's first width (model_channels * mult[0]; 96 * 3 =
-288 for RGB in the paper), so there is no input convolution.
+288 for RGB in the paper), so there is no input convolution. With ``patch`` = p > 1 one
+grid position holds a p x p patch: its channels * p^2 tokens are concatenated to the first
+width (H/p x W/p positions), and the output conv gives their channels * p^2 * C logits.
 
 U-Net (the paper's configuration, no time input): per level ``res_blocks`` residual
 blocks (GroupNorm, SiLU, 3x3 conv, dropout, zero-initialised 3x3 conv; 1x1 skip when
@@ -37,11 +39,16 @@ class UNetConfig:
     attention_at: tuple[int, ...] = (2,)  # downsampling factors with attention (2: 16x16)
     head_dim: int = 64
     dropout: float = 0.4
+    patch: int = 1  # pixels per side of one grid position (space-to-depth)
+    head_kernel: int = 3  # side of the output conv's kernel
 
 
 UNET_PRESETS = {
     "paper": UNetConfig(96, (3, 4, 4), 5, (2,), 64, 0.4),
     "cpu": UNetConfig(32, (3, 3), 1, (2,), 32, 0.1),
+    # 2 x 2 patches: a quarter of the positions, so about a quarter of the convolutions'
+    # work; attention on the 7 x 7 (Fashion-MNIST) or 8 x 8 (32 x 32) grid.
+    "cpu-patch": UNetConfig(32, (3, 3), 1, (2,), 32, 0.1, patch=2, head_kernel=1),
 }
 
 
@@ -131,18 +138,23 @@ class PixelUNet(nn.Module):
     ):
         super().__init__()
         width = config.model_channels * config.channel_mult[0]
-        if width % channels:
-            raise ValueError(f"U-Net first width {width} is not divisible by channels={channels}")
-        token_dim = width // channels
+        p = config.patch
+        per_position = channels * p * p
+        if width % per_position:
+            raise ValueError(
+                f"U-Net first width {width} is not divisible by channels * patch^2 = "
+                f"{channels} * {p}^2"
+            )
+        token_dim = width // per_position
         if token_dim % ell:
             raise ValueError(
                 f"the pixel sub-token encoder needs ell to divide the token width: "
                 f"ell={ell} does not divide {token_dim}"
             )
         levels = len(config.channel_mult)
-        if size % 2 ** (levels - 1):
-            raise ValueError(f"image size {size} is not divisible by 2**{levels - 1}")
-        self.channels, self.size, self.num_classes = channels, size, num_classes
+        if size % (p * 2 ** (levels - 1)):
+            raise ValueError(f"image size {size} is not divisible by patch * 2**{levels - 1}")
+        self.channels, self.size, self.num_classes, self.patch = channels, size, num_classes, p
         self.embed = SubTokenEmbedding(base, ell, token_dim)
         # Class / mixture-component conditioning: a learned vector added to every pixel's
         # input features (MDM-Mixture's auxiliary label).
@@ -174,18 +186,21 @@ class PixelUNet(nn.Module):
                 if level and i == config.res_blocks:
                     self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
         self.out = nn.Sequential(
-            _norm(ch), nn.SiLU(), _zero(nn.Conv2d(ch, channels * num_classes, 3, padding=1))
+            _norm(ch),
+            nn.SiLU(),
+            _zero(nn.Conv2d(ch, per_position * num_classes, config.head_kernel, padding="same")),
         )
 
     def embed_pixels(self, y: torch.Tensor) -> torch.Tensor:
-        """(B, channels*H*W, ell) sub-tokens -> (B, channels*token_dim, H, W) features:
-        channel c of pixel (r, col) fills feature slots [c*token_dim, (c+1)*token_dim)."""
+        """(B, channels*H*W, ell) sub-tokens -> (B, channels*p^2*token_dim, H/p, W/p)
+        features: channel c of pixel (r, col) fills the slots [k*token_dim, (k+1)*token_dim)
+        of position (r // p, col // p), k = (c*p + r % p)*p + col % p (k = c when p = 1)."""
         b, n, ell = y.shape
-        c, s = self.channels, self.size
+        c, s, p = self.channels, self.size, self.patch
         if n != c * s * s:
             raise ValueError(f"expected {c}*{s}*{s} = {c * s * s} tokens, got {n}")
-        h = self.embed(y.view(b, c, s, s, ell))  # (B, c, H, W, token_dim)
-        return h.permute(0, 1, 4, 2, 3).reshape(b, -1, s, s)
+        h = self.embed(y.view(b, c, s // p, p, s // p, p, ell))  # (B, c, H/p, p, W/p, p, d)
+        return h.permute(0, 1, 3, 5, 6, 2, 4).reshape(b, -1, s // p, s // p)
 
     def forward(
         self, y: torch.Tensor, t: torch.Tensor | None = None, label: torch.Tensor | None = None
@@ -203,6 +218,8 @@ class PixelUNet(nn.Module):
         h = self.middle(h)
         for layer in self.up:
             h = layer(torch.cat([h, hs.pop()], dim=1)) if isinstance(layer, _Level) else layer(h)
-        b, s = y.shape[0], self.size
-        logits = self.out(h).view(b, self.channels, self.num_classes, s, s)
-        return logits.permute(0, 1, 3, 4, 2).reshape(b, y.shape[1], self.num_classes)
+        b, s, p = y.shape[0], self.size, self.patch
+        # Output channel (k, class) with k as in embed_pixels: the inverse of its layout.
+        logits = self.out(h).view(b, self.channels, p, p, self.num_classes, s // p, s // p)
+        logits = logits.permute(0, 1, 5, 2, 6, 3, 4)  # (B, c, H/p, p, W/p, p, C)
+        return logits.reshape(b, y.shape[1], self.num_classes)

@@ -1,0 +1,128 @@
+"""Settings of the image task (PRIME_SPEC §7.3, §8.3): the dataset and its splits, the
+held-out likelihood, the sampler, and the FID protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from ..core import ConfigError, require_at_least
+
+__all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams"]
+
+SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet32": (3, 32, 32)}
+# Reference sets for FID (PRIME_SPEC §7.3): CIFAR-10 train, ImageNet-32 validation.
+REFERENCE_SPLIT = {"fashion-mnist": "test", "cifar10": "train", "imagenet32": "validation"}
+# Held-out images for bits per dimension: never the training split.
+HELD_OUT_SPLIT = {"fashion-mnist": "test", "cifar10": "test", "imagenet32": "validation"}
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    # Added after run ids were in use: left out of the run id at their defaults.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "fid_steps",
+        "fid_real_floor",
+        "fid_resamples",
+        "fid_precision",
+        "sample_precision",
+    )
+
+    dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
+    """The images: every 8-bit channel value is a token, C = 256 (PRIME_SPEC §7.3)."""
+    path: str | None = None
+    """Local parquet copy of the train split in the hub schema (CIFAR-10, ImageNet-32);
+    null: the Hugging Face hub."""
+    reference_path: str | None = None
+    """Local parquet copy of the FID reference split (CIFAR-10 train, ImageNet-32
+    validation); null: the hub."""
+    held_out_path: str | None = None
+    """Local parquet copy of the held-out split of the likelihood (CIFAR-10 test,
+    ImageNet-32 validation); null: the hub."""
+    hflip: bool = True
+    """Flip each training image horizontally with probability 1/2 (the paper's CIFAR-10)."""
+    eval_images: int = 1000
+    """Held-out images, evenly spaced over the split, whose NLL in bits per dimension is
+    estimated."""
+    eval_passes: int = 1
+    """Monte Carlo passes (stratified time draws) averaged per held-out image."""
+    eval_batch: int = 32
+    """Images per network call in the likelihood evaluation."""
+    sample_count: int = 50_000
+    """Generated images for FID, NFE and the idle-step ratio (the paper: 50,000)."""
+    sample_batch: int = 100
+    """Images generated per sampler call."""
+    sample_steps: int = 512
+    """N, steps of the sampler's time grid: the NFE of the paper's tables (CIFAR-10: 512,
+    ImageNet-32: 1024)."""
+    proposal: Literal["token", "subtoken"] = "subtoken"
+    """token draws x ~ p(x | y_t) per token and reveals digits of f(x); subtoken draws each
+    digit from its marginal sum_{x: f(x)_j = v} p(x | y_t) (PRIME_SPEC §6.2)."""
+    sampler_carry_over: bool = True
+    """Restrict the sampler's joint distribution to the tokens consistent with the revealed
+    digits (PRIME_SPEC §5.2), whatever the model's carry_over (the paper's image models
+    train without it)."""
+    temperature: tuple[float, float, float] = (0.0, 1.0, 1.0)
+    """[a, beta, c] of tau(s) = a s^beta + c, s = 1 - t, dividing the logits; [0, 1, 1]:
+    tau = 1 (the paper's CIFAR-10 best: [-0.2, 2, 1])."""
+    corrector: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    """[a, beta, c] of the remasking strength kappa(s) = a s^beta (1 - s)^beta after each
+    step, c ignored as in the released code; a = 0: off (the paper: [16, 2, 0.75])."""
+    time_warp: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    """[a, beta, c] of the grid warp s -> 1 - a (1 - s)^beta + c of s_k = k / N; [1, 0, 0]:
+    the uniform grid down to t = 0 (the paper: [1, 1.7, 0])."""
+    sample_precision: Literal["float32", "bfloat16"] = "float32"
+    """Precision of the network's calls while sampling: bfloat16 runs them under autocast
+    (1.6x faster for the cpu U-Net on a CPU with AMX); the probabilities and the noise
+    stay in sampling_dtype."""
+    sampling_dtype: Literal["float32", "float64"] = "float64"
+    """Dtype of the probabilities and the categorical noise; float32 noise truncates the
+    Gumbel tail and lowers the effective temperature."""
+    reference_count: int = 50_000
+    """Images of the reference split (its first ones) in the FID statistics (the paper:
+    50,000)."""
+    clean_fid: bool = True
+    """Also report FID through clean-fid's resize, a cross-check of the primary FID."""
+    fid_steps: tuple[int, ...] = ()
+    """Further step counts N of the sampler, beside sample_steps: at each, sample_count
+    fresh samples (from the same seeded stream) are scored with FID, KID, NFE and the
+    invalid-value rate, metrics suffixed _steps{N}, for comparisons at equal NFE across
+    several NFE. Empty: sample_steps only."""
+    fid_real_floor: bool = False
+    """Also score sample_count real held-out images (the held-out split's last ones, in
+    neither the reference statistics nor the training set) against the same reference:
+    the floor of FID at this N, metrics suffixed _real_floor."""
+    fid_precision: Literal["float32", "bfloat16"] = "float32"
+    """Precision of the primary FID's Inception network: bfloat16 runs it under autocast
+    (2-4x faster on CPUs with AMX; 400 Fashion-MNIST test against 400 train images:
+    FID 43.84 against float32's 43.91) and is cached and labelled apart; the paper's
+    numbers are float32."""
+    fid_resamples: int = 0
+    """R: random halves of the sample features whose spread of FID gives the standard
+    error of the primary FID at N (fid_se: the noise of the N samples, not of training);
+    0: none."""
+
+    def __post_init__(self) -> None:
+        require_at_least(
+            self,
+            "task",
+            (
+                "eval_images",
+                "eval_passes",
+                "eval_batch",
+                "sample_count",
+                "sample_batch",
+                "sample_steps",
+                "reference_count",
+            ),
+        )
+        require_at_least(self, "task", ("fid_resamples",), minimum=0)
+        if any(n < 1 for n in self.fid_steps) or len(set(self.fid_steps)) < len(self.fid_steps):
+            raise ConfigError(f"task.fid_steps: distinct step counts >= 1, got {self.fid_steps}")
+        if self.sample_steps in self.fid_steps:
+            raise ConfigError(
+                f"task.fid_steps: {self.sample_steps} is sample_steps, which is always scored"
+            )
+        a, b, c = self.temperature
+        if min(c, a + c) <= 0:
+            raise ConfigError(f"task.temperature: tau = a s^b + c must stay > 0, got {a, b, c}")
