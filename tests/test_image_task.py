@@ -171,5 +171,7 @@ def test_the_real_data_floor_never_scores_reference_images():
     assert np.array_equal(floor, held_out[6:])  # past the reference's first 6
     with pytest.raises(ConfigError, match="fewer than reference_count \\+ sample_count = 6 \\+ 5"):
         task(sample_count=5, reference_count=6).floor_images(held_out, 6)
+    with pytest.raises(ConfigError, match="has 10000 images, fewer than the 10500"):
+        task(sample_count=1000, reference_count=9500, fid_real_floor="true")  # before training
     with pytest.raises(ConfigError, match="task.fid_steps"):
         task(fid_steps="[4, 4]")

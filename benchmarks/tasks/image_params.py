@@ -15,6 +15,8 @@ SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet32": (3
 REFERENCE_SPLIT = {"fashion-mnist": "test", "cifar10": "train", "imagenet32": "validation"}
 # Held-out images for bits per dimension: never the training split.
 HELD_OUT_SPLIT = {"fashion-mnist": "test", "cifar10": "test", "imagenet32": "validation"}
+# Images of each held-out split, so that the real-data floor is checked before training.
+HELD_OUT_SIZE = {"fashion-mnist": 10_000, "cifar10": 10_000, "imagenet32": 50_000}
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,16 @@ class ImageParams:
             raise ConfigError(
                 f"task.fid_steps: {self.sample_steps} is sample_steps, which is always scored"
             )
+        if self.fid_real_floor:
+            # The floor's images lie past the reference's when the two share a split.
+            shared = REFERENCE_SPLIT[self.dataset] == HELD_OUT_SPLIT[self.dataset]
+            needed = self.sample_count + (self.reference_count if shared else 0)
+            if needed > HELD_OUT_SIZE[self.dataset]:
+                raise ConfigError(
+                    f"task.fid_real_floor: {self.dataset} {HELD_OUT_SPLIT[self.dataset]} has "
+                    f"{HELD_OUT_SIZE[self.dataset]} images, fewer than the {needed} the floor "
+                    f"needs (sample_count{' + reference_count' if shared else ''})"
+                )
         a, b, c = self.temperature
         if min(c, a + c) <= 0:
             raise ConfigError(f"task.temperature: tau = a s^b + c must stay > 0, got {a, b, c}")
