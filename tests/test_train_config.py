@@ -85,7 +85,7 @@ def test_task_settings_added_later_leave_the_paper_image_runs_ids_alone():
     assert config.run_id == "23a7ccd87867"  # its id before those settings existed
     stored = RunConfig.from_dict(config.to_dict())  # a stored config reads back whole
     assert stored.task.params == config.task.params and stored.run_id == config.run_id
-    floor = load_experiment("table3").resolve(
-        "paper", {"task": {"fid_real_floor": True}}, ["cifar10-prime-l2"]
+    more = load_experiment("table3").resolve(
+        "paper", {"task": {"fid_steps": [256]}}, ["cifar10-prime-l2"]
     )
-    assert floor[0].run_id != config.run_id and floor[0].to_dict()["task"]["fid_real_floor"]
+    assert more[0].run_id != config.run_id and more[0].to_dict()["task"]["fid_steps"] == (256,)
