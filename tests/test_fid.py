@@ -159,7 +159,9 @@ def test_fid_half_sample_se_matches_the_spread_over_independent_sample_sets():
         mu_r, sigma_r = feature_statistics(ref)
         model = lambda k: rng.normal(0.2, 1.3, size=(k, d))  # noqa: B023, E731
         spread = np.std([fid_to_reference(model(n), mu_r, sigma_r) for _ in range(300)], ddof=1)
-        estimates = [fid_half_sample_se(model(n), ref, resamples=60, seed=s) for s in range(5)]
+        estimates = [
+            fid_half_sample_se(model(n), mu_r, sigma_r, resamples=60, seed=s) for s in range(5)
+        ]
         assert 0.8 < np.median(estimates) / spread < 1.35, (d, n)
 
 
@@ -173,4 +175,6 @@ def test_fid_half_sample_se_is_the_sd_of_fid_over_the_same_halves():
     draws = np.random.default_rng(7)
     halves = [draws.choice(40, 20, replace=False) for _ in range(6)]
     direct = [fid_to_reference(x[i], mu_r, sigma_r) for i in halves]
-    assert np.isclose(fid_half_sample_se(x, ref, 6, seed=7), np.std(direct, ddof=1), rtol=1e-6)
+    assert np.isclose(
+        fid_half_sample_se(x, mu_r, sigma_r, 6, seed=7), np.std(direct, ddof=1), rtol=1e-6
+    )

@@ -112,7 +112,6 @@ def _nfe_rows(ctx: ReportContext) -> list[dict]:
             rows.append(
                 {
                     "variant": cfg.variant,
-                    "seed": cfg.seed,
                     "steps": steps,
                     "nfe": int(m[f"sample_nfe{suffix}"]),
                     "fid": m[f"fid{suffix}"],

@@ -68,6 +68,13 @@ def kernel_inception_distance(
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
+def _gram_fid(diff: np.ndarray, trace_g: float, trace_r: float, inner: np.ndarray) -> float:
+    """|mu_g - mu_r|^2 + tr(S_g) + tr(S_r) - 2 tr((S_g S_r)^(1/2)), the last term from the
+    eigenvalues of the (n, n) ``inner`` = X S_r X^T / (n - 1)."""
+    evals = np.linalg.eigvalsh((inner + inner.T) / 2)
+    return float(diff @ diff + trace_g + trace_r - 2.0 * np.sqrt(np.clip(evals, 0, None)).sum())
+
+
 def fid_to_reference(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray) -> float:
     """FID of (N, d) features against reference statistics, through the (N, N) form when
     N <= d (the same value as ``frechet_distance`` of their statistics)."""
@@ -77,18 +84,15 @@ def fid_to_reference(features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray
         return frechet_distance(*feature_statistics(x), mu_r, sigma_r)
     mu = x.mean(axis=0)
     xc = x - mu
-    inner = xc @ sigma_r @ xc.T / (n - 1)
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
-    diff = mu - mu_r
     trace_g = float((xc * xc).sum()) / (n - 1)
-    return float(diff @ diff + trace_g + np.trace(sigma_r) - 2.0 * trace_sqrt)
+    return _gram_fid(mu - mu_r, trace_g, np.trace(sigma_r), xc @ sigma_r @ xc.T / (n - 1))
 
 
 def fid_half_sample_se(
-    features: np.ndarray, reference: np.ndarray, resamples: int, seed: int
+    features: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, resamples: int, seed: int
 ) -> float:
     """SD of FID over ``resamples`` random halves (without replacement) of the (N, d)
-    sample features, against the fixed reference features.
+    sample features, against fixed reference statistics.
 
     For a smooth statistic T, Var(T of a random half | the N) ~ (2/N - 1/N) s^2 =
     Var(T_N): the spread over halves estimates the SE of FID at N (its bias at N/2 is
@@ -101,7 +105,6 @@ def fid_half_sample_se(
     the Gram matrix G = Y S_r Y^T, and its tr(S_g) is tr(H P K P^T H) / (m - 1) for
     K = Y Y^T: both are computed once, and each half costs one m x m eigenvalue
     problem."""
-    mu_r, sigma_r = feature_statistics(reference)
     x = np.asarray(features, dtype=np.float64)
     n, d = x.shape
     m = n // 2
@@ -119,11 +122,8 @@ def fid_half_sample_se(
         g = g - g.mean(axis=0) - g.mean(axis=1, keepdims=True) + g.mean()
         k = gram[np.ix_(idx, idx)]
         trace_g = (np.trace(k) - k.sum() / m) / (m - 1)
-        evals = np.linalg.eigvalsh((g + g.T) / (2 * (m - 1)))
         diff = mean + y[idx].mean(axis=0) - mu_r
-        values.append(
-            diff @ diff + trace_g + trace_r - 2.0 * np.sqrt(np.clip(evals, 0, None)).sum()
-        )
+        values.append(_gram_fid(diff, trace_g, trace_r, g / (m - 1)))
     return float(np.std(values, ddof=1))
 
 
@@ -150,7 +150,8 @@ def image_scores(
             feats = reference_features(images, extractor, cache_dir, label=f"{label}-floor")
         else:
             feats = extractor(images, desc=f"sample features{suffix}")
-        fid = frechet_distance(*feature_statistics(feats), *feature_statistics(ref))
+        mu_r, sigma_r = feature_statistics(ref)  # once for the FID and its SE
+        fid = fid_to_reference(feats, mu_r, sigma_r)
         c = {
             **card,
             "samples": len(images),
@@ -163,6 +164,6 @@ def image_scores(
             out += [Metric(f"kid{suffix}", kid, c), Metric(f"kid_std{suffix}", kid_std, c)]
             resamples, seed = resampling
             if resamples > 1:
-                se = fid_half_sample_se(feats, ref, resamples, seed)
+                se = fid_half_sample_se(feats, mu_r, sigma_r, resamples, seed)
                 out.append(Metric(f"fid_se{suffix}", se, {**c, "halves": resamples}))
     return out
