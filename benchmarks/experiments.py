@@ -39,6 +39,7 @@ import yaml
 from .config import SCALES, RunConfig
 from .core import ConfigError
 from .resources import experiments_dir
+from .yaml_io import load_yaml
 
 __all__ = [
     "Experiment",
@@ -84,7 +85,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -190,7 +191,7 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
         valid = ", ".join(list_experiments(directory))
         raise ConfigError(f"unknown experiment {str(name_or_path)!r}; valid: {valid}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -21,6 +21,7 @@ import yaml
 from .core import ConfigError, require_at_least
 from .resources import profiles_dir
 from .validation import build_dataclass
+from .yaml_io import load_yaml
 
 __all__ = [
     "ClusterProfile",
@@ -144,7 +145,7 @@ def load_profile(name_or_path: str) -> ClusterProfile:
             f"unknown cluster profile {name_or_path!r}; valid: {', '.join(list_profiles())}"
         )
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"profile {path.name}: not valid YAML: {err}") from None
     return build_dataclass(ClusterProfile, raw, f"profile {path.name}")

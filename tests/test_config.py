@@ -79,6 +79,17 @@ def test_overrides_are_parsed_as_yaml_values():
     }
 
 
+def test_numbers_without_a_dot_or_an_exponent_sign_are_numbers():
+    # YAML 1.1 (PyYAML's default) reads 1e-5 and 3E4 as strings; a learning rate set so
+    # must reach the config as the float it is, in overrides and in experiment files.
+    parsed = parse_overrides(["train.min_lr=1e-5", "a=3E4", "b=-2.5e+3", "c=.5", "d=100"])
+    assert parsed == {"train": {"min_lr": 1e-5}, "a": 3e4, "b": -2500.0, "c": 0.5, "d": 100}
+    assert isinstance(parsed["d"], int)
+    exp = load_experiment("toy2d")
+    (cfg,) = exp.resolve("cpu", variants=["mdm"], overrides={"train": parsed["train"]})
+    assert cfg.train.min_lr == 1e-5
+
+
 def test_run_id_changes_with_any_setting_and_round_trips():
     exp = load_experiment("toy2d")
     (base,) = exp.resolve("cpu", variants=["prime-l2-joint"])
