@@ -21,7 +21,7 @@ import torch
 from .config import RunConfig
 from .core import ConfigError
 from .ema import EMA
-from .experiments import load_experiment, parse_overrides
+from .experiments import parse_overrides, resolve_variant
 from .registry import MODELS, TASKS
 from .tracking import Tracker
 
@@ -131,8 +131,12 @@ def initialise_from(
         return
     experiment, variant = source
     try:
-        (upstream,) = load_experiment(experiment).resolve(
-            config.scale, parse_overrides(list(config.train.init_overrides)), [variant]
+        upstream = resolve_variant(
+            experiment,
+            config.scale,
+            parse_overrides(list(config.train.init_overrides)),
+            variant,
+            config.seed,
         )
     except (ConfigError, FileNotFoundError) as err:
         raise ConfigError(f"train.init_from: {config.train.init_from}: {err}") from None

@@ -6,7 +6,7 @@ An experiment file (YAML, under ``benchmarks/experiments/``) describes a sweep:
     reproduce: [cpu]            # scales at which `primebench reproduce` runs it
     plugins: [mypkg.variants]   # optional: modules that register third-party entries
     defaults:                   # shared by every variant
-      seed: 0
+      seed: 0                   # or seeds: [0, 1, 2]: one run per seed, same variant
       task: {name: toy2d, ...}  # name + the task's parameters
       model: {name: prime, ...} # name + the model's parameters (or null)
       train: {steps: 1500, ...}
@@ -45,6 +45,7 @@ __all__ = [
     "Experiment",
     "EXPERIMENTS_DIR",
     "deep_merge",
+    "resolve_variant",
     "expand_grid",
     "list_experiments",
     "load_experiment",
@@ -171,11 +172,32 @@ class Experiment:
             merged.update(experiment=self.name, variant=variant, scale=scale)
             if self.plugins:
                 merged["plugins"] = list(self.plugins)
-            try:
-                configs.append(RunConfig.from_dict(merged))
-            except ConfigError as err:
-                raise ConfigError(f"{self.path.name} [{variant}, {scale}]: {err}") from None
+            where = f"{self.path.name} [{variant}, {scale}]"
+            for seed in _training_seeds(merged, overrides or {}, where):
+                try:
+                    configs.append(RunConfig.from_dict({**merged, "seed": seed}))
+                except ConfigError as err:
+                    raise ConfigError(f"{where}: {err}") from None
         return configs
+
+
+def _training_seeds(merged: dict[str, Any], overrides: dict[str, Any], where: str) -> list[int]:
+    """The run seeds of one variant: ``seeds`` (a list: one run each, same variant name,
+    so that the paired report compares across them) unless ``--set seed=N`` picks one;
+    else ``seed``. ``seeds`` is removed from ``merged``."""
+    seeds = merged.pop("seeds", None)
+    if seeds is None or "seed" in overrides:
+        return [merged.get("seed", 0)]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(
+            f"{where}: seeds: expected a non-empty list of distinct integers, got {seeds!r}"
+        )
+    return seeds
 
 
 def list_experiments(directory: Path = EXPERIMENTS_DIR) -> list[str]:
@@ -225,6 +247,21 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
     )
 
 
+def resolve_variant(
+    experiment: str, scale: str, overrides: dict[str, Any], variant: str, seed: int
+) -> RunConfig:
+    """The one run of ``experiment``'s ``variant``: the run at ``seed`` when the variant
+    has several training seeds (a downstream run of seed s reads the upstream's seed s)."""
+    configs = load_experiment(experiment).resolve(scale, overrides, [variant])
+    if len(configs) == 1:
+        return configs[0]
+    matching = [c for c in configs if c.seed == seed]
+    if not matching:
+        seeds = ", ".join(str(c.seed) for c in configs)
+        raise ConfigError(f"{experiment}/{variant} has runs at seeds {seeds}, none at seed {seed}")
+    return matching[0]
+
+
 def upstream_config(config: RunConfig) -> RunConfig:
     """The resolved config of the trained run that ``config.upstream`` names."""
     up = config.upstream
@@ -232,8 +269,8 @@ def upstream_config(config: RunConfig) -> RunConfig:
         raise ValueError(f"{config.experiment}/{config.variant} has no upstream")
     variant = up.variant or config.variant
     try:
-        (trained,) = load_experiment(up.experiment).resolve(
-            config.scale, parse_overrides(list(up.overrides)), [variant]
+        trained = resolve_variant(
+            up.experiment, config.scale, parse_overrides(list(up.overrides)), variant, config.seed
         )
     except ConfigError as err:
         raise ConfigError(f"upstream ({up.experiment}/{variant}): {err}") from None

@@ -29,9 +29,7 @@ class _Loader(yaml.SafeLoader):
 
 # Integers are resolved first (PyYAML tries resolvers in the order they were added for a
 # leading character), so "100" stays an int and only what int does not match is a float.
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789.")
-)
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
 
 
 def load_yaml(text: str) -> Any:

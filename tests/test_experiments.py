@@ -9,7 +9,13 @@ import yaml
 
 from benchmarks.cli import format_time_table
 from benchmarks.core import ConfigError
-from benchmarks.experiments import expand_grid, load_experiment, upstream_config
+from benchmarks.experiments import (
+    expand_grid,
+    load_experiment,
+    resolve_variant,
+    upstream_config,
+)
+from benchmarks.reports.context import ReportContext
 
 TOY = yaml.safe_load(load_experiment("toy2d").path.read_text())
 
@@ -105,3 +111,38 @@ def test_the_reproduction_time_table_gives_each_step_its_share_of_the_total():
     assert lines[1].split() == ["toy2d", "3", "1", "300", "60%"]
     assert lines[2].split() == ["report", "0", "0", "100", "20%"]
     assert lines[3].split() == ["total", "500"]
+
+
+def test_seeds_give_one_run_per_training_seed_under_one_variant_name(tmp_path):
+    exp = _write(tmp_path, variants={"a": {"seeds": [3, 1, 2]}, "b": {}})
+    configs = exp.resolve("cpu")
+    assert [(c.variant, c.seed) for c in configs] == [("a", 3), ("a", 1), ("a", 2), ("b", 0)]
+    assert len({c.run_id for c in configs}) == 4
+    # --set seed=N picks one seed; --set seeds=[...] gives every variant those seeds.
+    assert [(c.variant, c.seed) for c in exp.resolve("cpu", {"seed": 5})] == [("a", 5), ("b", 5)]
+    many = exp.resolve("cpu", {"seeds": [7, 8]})
+    assert [(c.variant, c.seed) for c in many] == [("a", 7), ("a", 8), ("b", 7), ("b", 8)]
+    # The run at one seed is the run that seed alone gives.
+    (alone,) = exp.resolve("cpu", {"seed": 1}, ["a"])
+    assert configs[1].run_id == alone.run_id
+
+    assert resolve_variant(str(exp.path), "cpu", {}, "a", 2).run_id == configs[2].run_id
+    assert resolve_variant(str(exp.path), "cpu", {}, "b", 9).seed == 0  # one seed: that one
+    with pytest.raises(ConfigError, match="a has runs at seeds 3, 1, 2, none at seed 9"):
+        resolve_variant(str(exp.path), "cpu", {}, "a", 9)
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1], ["x"], 3, [True]])
+def test_bad_seeds_name_the_field(tmp_path, seeds):
+    exp = _write(tmp_path, variants={"a": {"seeds": seeds}})
+    with pytest.raises(ConfigError, match=r"grid.yaml \[a, cpu\]: seeds: expected a non-empty"):
+        exp.resolve("cpu")
+
+
+def test_report_rows_carry_the_seed_only_when_a_variant_has_several(tmp_path):
+    exp = _write(tmp_path, variants={"a": {"seeds": [0, 1]}, "b": {}})
+    configs = {f"r{i}": c for i, c in enumerate(exp.resolve("cpu"))}
+    ctx = ReportContext("cpu", tmp_path, runs=None, client=None, configs=configs)
+    names = [ctx.run_name(c) for c in configs.values()]
+    assert names == ["a (seed 0)", "a (seed 1)", "b"]
+    assert ctx.run_name(configs["r1"], "Model A") == "Model A (seed 1)"

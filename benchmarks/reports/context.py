@@ -50,6 +50,13 @@ class ReportContext:
         for _, run in self.runs.iterrows():
             yield run, self.configs[run["run_id"]]
 
+    def run_name(self, cfg: RunConfig, name: str | None = None) -> str:
+        """``name`` (default: the variant), with its seed when this variant has runs at
+        several seeds here: one row per training seed, so the spread between them shows."""
+        name = name or cfg.variant
+        seeds = {c.seed for c in self.configs.values() if c.variant == cfg.variant}
+        return f"{name} (seed {cfg.seed})" if len(seeds) > 1 else name
+
     def paper(self, name: str) -> pd.DataFrame:
         return paper_table(name)
 

@@ -65,7 +65,7 @@ def table3(ctx: ReportContext) -> None:
         match = paper[(paper["dataset"] == p.dataset) & (paper["model"] == _name(cfg))]
         rows.append(
             {
-                "variant": cfg.variant,
+                "variant": ctx.run_name(cfg),
                 "dataset": p.dataset,
                 "ell": _ell(cfg),
                 "NFE": int(m.get("sample_nfe", 0)),
@@ -111,7 +111,7 @@ def _nfe_rows(ctx: ReportContext) -> list[dict]:
                 continue
             rows.append(
                 {
-                    "variant": cfg.variant,
+                    "variant": ctx.run_name(cfg),
                     "steps": steps,
                     "nfe": int(m[f"sample_nfe{suffix}"]),
                     "fid": m[f"fid{suffix}"],
@@ -222,7 +222,7 @@ def sample_grid(ctx: ReportContext) -> None:
         for i, im in enumerate(images):
             r, q = divmod(i, side)
             canvas[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = im
-        panels.append((cfg.variant, canvas[0] if c == 1 else canvas.transpose(1, 2, 0)))
+        panels.append((ctx.run_name(cfg), canvas[0] if c == 1 else canvas.transpose(1, 2, 0)))
     if panels:
         ctx.save_panels(panels, "image_samples")
 

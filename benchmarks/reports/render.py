@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import RunConfig
 from ..core import ConfigError
 from . import idle_steps, images, text, toy2d
 from .context import ReportContext, stored_config
@@ -96,6 +97,10 @@ def render_report(
     return [(title, out_dir / path.name) for title, path in written]
 
 
+def _order(cfg: RunConfig) -> tuple[str, str, int]:
+    return cfg.task.name, cfg.variant, cfg.seed
+
+
 def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple[str, Path]]:
     """Every renderer's files and the index README.md, into ``out_dir``."""
     written: list[tuple[str, Path]] = []
@@ -106,7 +111,7 @@ def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple
         except ConfigError as err:
             log.warning("report: skipping a run: %s", err)
     # Grouped by the task and ordered by the variant of each run's stored config.
-    order = sorted(configs, key=lambda r: (configs[r].task.name, configs[r].variant))
+    order = sorted(configs, key=lambda r: _order(configs[r]))
     for task_name in sorted({c.task.name for c in configs.values()}):
         if task_name not in RENDERERS:
             continue

@@ -118,7 +118,7 @@ def table1(ctx: ReportContext) -> None:
         match = _paper_row(paper, cfg, name, ell)
         rows.append(
             {
-                "model": name,
+                "model": ctx.run_name(cfg, name),
                 "carry-over": carry,
                 "paper PPL (as published)": (
                     f"{match['ppl'].iloc[0]:.2f} ({match['status'].iloc[0]})" if len(match) else "-"
@@ -189,7 +189,7 @@ def table2(ctx: ReportContext) -> None:
             if estimator == "published" and cfg.variant in ("mdlm", "ar"):
                 continue  # identical to the valid bound for MDLM; undefined for AR
             label = estimator.replace("_", " ")
-            rows.append({"variant": cfg.variant, "estimator": label, **cells})
+            rows.append({"variant": ctx.run_name(cfg), "estimator": label, **cells})
     if rows:
         ctx.write_table(
             pd.DataFrame(rows),

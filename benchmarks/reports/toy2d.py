@@ -52,7 +52,7 @@ def figure4_table(ctx: ReportContext) -> None:
 
         rows.append(
             {
-                "variant": cfg.variant,
+                "variant": ctx.run_name(cfg),
                 **_model_columns(cfg),
                 "entropy": f"{m['entropy']:.4f}",
                 "published estimator": pm("nll_published"),
@@ -119,13 +119,15 @@ def figure4_samples(ctx: ReportContext) -> None:
         path = ctx.download(run["run_id"], "samples/samples_histogram.npz")
         counts = np.load(path)["counts"].astype(np.float64)
         invalid = 100 * _metrics(run)["invalid_sample_rate"]
-        panels.append((f"{cfg.variant}\n(invalid {invalid:.2f}%)", pooled(counts)))
+        panels.append((f"{ctx.run_name(cfg)}\n(invalid {invalid:.2f}%)", pooled(counts)))
     ctx.save_panels(panels, "figure4_toy2d")
 
 
 def _sweep(ctx: ReportContext) -> tuple[list[int], list[tuple[str, dict[str, float]]]]:
     """The sweep's step counts and each run's (variant, metrics); nothing if no run swept."""
-    runs = [(cfg.variant, _metrics(run)) for run, cfg in ctx.rows() if cfg.task.params.sweep_steps]
+    runs = [
+        (ctx.run_name(cfg), _metrics(run)) for run, cfg in ctx.rows() if cfg.task.params.sweep_steps
+    ]
     if not runs:
         return [], []
     _, first = next(iter(ctx.rows()))
