@@ -182,7 +182,10 @@ def explain_runs(configs: list[RunConfig]) -> str:
             {i.key: _yaml(i.value) for _, infos in _sections(c) for i in infos} for c in configs
         ]
         keys = sorted({k for f in flat for k in f if len({g.get(k) for g in flat}) > 1})
-        lines.append(f"{len(configs)} variants; the settings in which they differ:")
+        variants = len({c.variant for c in configs})
+        runs = f"{len(configs)} runs of " if len(configs) > variants else ""
+        plural = "variant" if variants == 1 else "variants"
+        lines.append(f"{runs}{variants} {plural}; the settings in which they differ:")
         for config, values in zip(configs, flat, strict=True):
             diff = ", ".join(f"{k}={values.get(k, '-')}" for k in keys)
             lines.append(f"  {config.variant}: {diff}")

@@ -79,6 +79,10 @@ def test_the_explain_command(capsys):
     assert main(["explain", "toy2d", "--variant", "mdm", "--set", "train.steps=7"]) == 0
     out = capsys.readouterr().out
     assert "* train.steps = 7" in out and "toy2d [mdm]" in out
+    assert main(["explain", "toy2d", "--variant", "mdm", "--set", "seeds=[4, 5]"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs of 1 variant; the settings in which they differ:" in out
+    assert "  mdm: seed=4\n  mdm: seed=5\n" in out
     assert main(["explain", "model:prime"]) == 0
     assert "model.ell = 2" in capsys.readouterr().out
     assert main(["explain", "model:nope"]) == 2
