@@ -9,7 +9,7 @@ from torch import nn
 
 from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
+from benchmarks.experiments import deep_merge, load_experiment
 from benchmarks.train_config import TrainConfig
 from benchmarks.training import DiffusionModule
 
@@ -69,11 +69,21 @@ def test_the_scheduler_follows_lr_factor():
     assert seen[-1] == pytest.approx(1e-3) and not math.isnan(sum(seen))
 
 
+# toy2d's cpu scale as it stood before train.lr_decay, min_lr and weight_decay_on existed.
+OLD_TOY_CPU = {
+    "model": {"backbone": {"dropout": 0.1}},
+    "train": {"steps": 1500, "checkpoint_every": 500, "lr_decay": "constant", "min_lr": 0.0},
+    "task": {"eval_samples": 4096, "eval_passes": 32},
+}
+
+
 def test_settings_added_later_leave_the_run_ids_of_older_configs_alone():
-    (config,) = load_experiment("toy2d").resolve("cpu", None, ["mdm"])
+    (config,) = load_experiment("toy2d").resolve("cpu", OLD_TOY_CPU, ["mdm"])
     assert not {"lr_decay", "min_lr", "weight_decay_on"} & set(config.train.math_dict())
     assert config.run_id == "a14ec821576d"  # its id before those settings existed
-    cosine = load_experiment("toy2d").resolve("cpu", {"train": {"lr_decay": "cosine"}}, ["mdm"])
+    cosine = load_experiment("toy2d").resolve(
+        "cpu", deep_merge(OLD_TOY_CPU, {"train": {"lr_decay": "cosine"}}), ["mdm"]
+    )
     assert cosine[0].run_id != config.run_id
 
 
