@@ -110,7 +110,7 @@ def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple
             configs[mlflow_run_id] = stored_config(client, mlflow_run_id)
         except ConfigError as err:
             log.warning("report: skipping a run: %s", err)
-    # Grouped by the task and ordered by the variant of each run's stored config.
+    # Grouped by the task and ordered by the variant, then the seed, of each stored config.
     order = sorted(configs, key=lambda r: _order(configs[r]))
     for task_name in sorted({c.task.name for c in configs.values()}):
         if task_name not in RENDERERS:
