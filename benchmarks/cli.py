@@ -31,6 +31,7 @@ from .preemption import Interrupted
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
 from .reports import ReportError, render_report
+from .reproduction import default_parallel, format_time_table, reproduce_locally
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
 from .tracking import TrackingError
@@ -97,17 +98,6 @@ def _dry_run(args: argparse.Namespace, plan: list) -> int:
     return 0
 
 
-def format_time_table(rows: list[tuple[str, int, int, float]], total: float) -> str:
-    """The wall time of each step of a reproduction: (name, runs, runs already complete,
-    seconds) rows, their share of ``total``, and the total."""
-    lines = [f"  {'experiment':<16}{'runs':>6}{'skipped':>9}{'wall (s)':>10}{'share':>8}"]
-    for name, runs, skipped, seconds in rows:
-        share = 100 * seconds / total if total > 0 else 0.0
-        lines.append(f"  {name:<16}{runs:>6}{skipped:>9}{seconds:>10.0f}{share:>7.0f}%")
-    lines.append(f"  {'total':<16}{'':>6}{'':>9}{total:>10.0f}")
-    return "\n".join(lines)
-
-
 def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
     profile = _profile(args)
     print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
@@ -117,7 +107,7 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
         profile=profile,
         tracking_uri=args.tracking_uri,
         runs_dir=args.runs_dir,
-        parallel=args.parallel,
+        parallel=1 if args.parallel is None else args.parallel,  # unset: reproduce's default
         if_busy=args.if_busy,
     )
     _print_results(results)
@@ -204,16 +194,28 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.cluster == "slurm":
         if not _submit_slurm(args, plan):
             return 0
-    else:
+    elif args.cluster == "local":
+        profile = _profile(args)
+        times = reproduce_locally(
+            plan,
+            profile=profile,
+            tracking_uri=args.tracking_uri,
+            runs_dir=args.runs_dir,
+            parallel=default_parallel(profile) if args.parallel is None else args.parallel,
+            if_busy=args.if_busy,
+        )
+    else:  # debug: in this process, one run after the other
         for item in plan:  # upstream experiments first
             began = time.perf_counter()
             results = _launch(args, item.name, item.configs)
             skipped = sum(bool(r["skipped"]) for r in results)
-            times.append((item.name, len(results), skipped, time.perf_counter() - began))
+            seconds = time.perf_counter() - began
+            times.append((item.name, len(results), skipped, seconds, seconds))
     print("== report")
     began = time.perf_counter()
     _report(args)
-    times.append(("report", 0, 0, time.perf_counter() - began))
+    seconds = time.perf_counter() - began
+    times.append(("report", 0, 0, seconds, seconds))
     elapsed = time.perf_counter() - start
     print(f"== reproduced {', '.join(names)} at scale {args.scale} in {elapsed:.0f} s")
     if args.cluster != "slurm":  # on Slurm the jobs' time is the scheduler's

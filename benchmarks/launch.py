@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from .core import ConfigError
 from .jobs import TrainJob, job_threads
 from .lease import IF_BUSY
 from .ledger import record
+from .pool import Outcome, run_pool
 from .preemption import Interrupted
 from .profiles import ClusterProfile, check_slurm_can_run
 from .tracking import Tracker, resolve_tracking_uri
@@ -40,6 +40,8 @@ __all__ = [
     "submit",
     "wait",
     "launch",
+    "launch_local",
+    "raise_failures",
     "LaunchError",
 ]
 
@@ -181,6 +183,16 @@ def _result(job: Any) -> Any:
     return job.results()[0]
 
 
+def _collect(job: Any) -> Any:
+    """A local job's result; its failure names the job's log."""
+    try:
+        return _result(job)
+    except (Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001 - re-raised with the log's path
+        raise LaunchError(f"{err} (log: {job.paths.stderr})") from err
+
+
 def wait(submission: Submission) -> list[dict[str, Any]]:
     """Wait for every job; raise :class:`LaunchError` naming the failed configs and logs."""
     results, failures = [], []
@@ -211,9 +223,9 @@ def launch(
 ) -> list[dict[str, Any]]:
     """Run ``configs`` on ``cluster`` and wait for them; returns each job's result.
 
-    ``parallel`` (local only) caps simultaneous jobs; the machine's cores are split
-    between their ranks. A Slurm sweep is one job array limited by
-    ``profile.array_parallelism``.
+    ``parallel`` (local only) caps simultaneous jobs (:func:`launch_local`); every
+    local config is attempted before the failures are raised together. A Slurm sweep
+    is one job array limited by ``profile.array_parallelism``.
     """
     if parallel < 1:
         raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
@@ -231,18 +243,60 @@ def launch(
                 f"logs under {submission.folder}"
             )
         return wait(submission)
+    outcomes = launch_local(configs, parallel=parallel, **kwargs)
+    raise_failures(outcomes)
+    return [o.result for o in outcomes]
+
+
+def raise_failures(outcomes: list[Outcome[RunConfig]]) -> None:
+    """:class:`LaunchError` naming every failed run of ``outcomes`` and its error, if any."""
+    failed = [f"{o.item.variant} [{o.item.run_id}]: {o.error}" for o in outcomes if o.error]
+    if failed:
+        raise LaunchError("failed runs:\n  " + "\n  ".join(failed))
+
+
+def launch_local(
+    configs: list[RunConfig],
+    *,
+    profile: ClusterProfile | None = None,
+    tracking_uri: str | None = None,
+    runs_dir: str | Path = "runs",
+    parallel: int = 1,
+    if_busy: str = "wait",
+) -> list[Outcome[RunConfig]]:
+    """Run ``configs`` as local processes, at most ``parallel`` at once (the next one
+    starts when one ends), each on the machine's cores over ``parallel`` x its ranks.
+
+    Every config is attempted even when one fails; returns each one's outcome (result or
+    error, and when it ran) in the configs' order. A Ctrl-C of the sweep propagates.
+    """
+    if parallel < 1:
+        raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
+    validate(configs, "local", profile)
     ranks = profile.tasks_per_node if profile else 1
     threads = max(1, (os.cpu_count() or 1) // (parallel * ranks))
-    results = []
-    for start in range(0, len(configs), parallel):
-        wave = configs[start : start + parallel]
-        submission = submit(wave, "local", threads=threads, **kwargs)
-        for offset, (config, job) in enumerate(zip(wave, submission.jobs, strict=True)):
-            _say(
-                f"[{start + offset + 1}/{len(configs)}] {config.variant} ({config.run_id}) "
-                f"running, log: {job.paths.stderr}"
-            )
-        began = time.perf_counter()
-        results += wait(submission)
-        _say(f"    finished in {time.perf_counter() - began:.0f} s")
-    return results
+    kwargs = {"profile": profile, "tracking_uri": tracking_uri, "runs_dir": runs_dir}
+    total = len(configs)
+
+    def start(config: RunConfig) -> Any:
+        return submit([config], "local", threads=threads, if_busy=if_busy, **kwargs).jobs[0]
+
+    def started(index: int, config: RunConfig, job: Any) -> None:
+        _say(
+            f"[{index + 1}/{total}] {config.variant} ({config.run_id}) running, "
+            f"log: {job.paths.stderr}"
+        )
+
+    def ended(outcome: Outcome[RunConfig]) -> None:
+        state = "failed" if outcome.error is not None else "finished"
+        _say(f"    {outcome.item.variant} {state} in {outcome.seconds:.0f} s")
+
+    return run_pool(
+        configs,
+        parallel,
+        start,
+        _collect,
+        fatal=(Interrupted, KeyboardInterrupt),
+        on_start=started,
+        on_end=ended,
+    )

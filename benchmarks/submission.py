@@ -25,7 +25,7 @@ from .experiments import list_experiments, load_experiment
 from .launch import Submission, submit, validate
 from .profiles import ClusterProfile
 
-__all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "submit_plan"]
+__all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "stages", "submit_plan"]
 
 UPSTREAM_FIELD = "upstream.experiment"
 
@@ -102,6 +102,20 @@ def plan_experiments(
         )
         for name in _order(list(names), needs)
     ]
+
+
+def stages(plan: Sequence[PlannedExperiment]) -> list[list[PlannedExperiment]]:
+    """``plan`` cut into stages that can run at the same time: an experiment's stage is one
+    after the latest stage of its upstream experiments in the plan (order kept within)."""
+    depth: dict[str, int] = {}
+    for item in plan:  # upstream first (plan_experiments)
+        depth[item.name] = 1 + max((depth[u] for u in item.upstream), default=-1)
+    grouped: list[list[PlannedExperiment]] = [
+        [] for _ in range(max(depth.values(), default=-1) + 1)
+    ]
+    for item in plan:
+        grouped[depth[item.name]].append(item)
+    return grouped
 
 
 def submit_plan(

@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from benchmarks.cli import format_time_table
 from benchmarks.core import ConfigError
 from benchmarks.experiments import (
     expand_grid,
@@ -16,6 +15,7 @@ from benchmarks.experiments import (
     upstream_config,
 )
 from benchmarks.reports.context import ReportContext
+from benchmarks.reproduction import format_time_table
 
 TOY = yaml.safe_load(load_experiment("toy2d").path.read_text())
 
@@ -105,11 +105,12 @@ def test_evaluation_tasks_refuse_an_upstream_they_cannot_read():
 
 
 def test_the_reproduction_time_table_gives_each_step_its_share_of_the_total():
-    table = format_time_table([("toy2d", 3, 1, 300.0), ("report", 0, 0, 100.0)], 500.0)
-    lines = table.splitlines()
-    assert lines[0].split() == ["experiment", "runs", "skipped", "wall", "(s)", "share"]
-    assert lines[1].split() == ["toy2d", "3", "1", "300", "60%"]
-    assert lines[2].split() == ["report", "0", "0", "100", "20%"]
+    rows = [("toy2d", 3, 1, 300.0, 540.0), ("report", 0, 0, 100.0, 100.0)]
+    lines = format_time_table(rows, 500.0).splitlines()
+    head = ["experiment", "runs", "skipped", "wall", "(s)", "share", "run", "(s)"]
+    assert lines[0].split() == head
+    assert lines[1].split() == ["toy2d", "3", "1", "300", "60%", "540"]
+    assert lines[2].split() == ["report", "0", "0", "100", "20%", "100"]
     assert lines[3].split() == ["total", "500"]
 
 

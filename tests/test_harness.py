@@ -19,7 +19,9 @@ from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.reports import load_runs, render_report
+from benchmarks.reproduction import reproduce_locally
 from benchmarks.runner import execute
+from benchmarks.submission import PlannedExperiment
 from benchmarks.tracking import Tracker, TrackingError
 from tests.helpers import mlflow_runs, sqlite, tiny_toy
 
@@ -88,6 +90,25 @@ def test_sweep_local_gives_one_mlflow_run_per_config(tmp_path):
     assert {r["run_id"] for r in results} == {c.run_id for c in configs}
     for config in configs:
         assert len(mlflow_runs(uri, config)) == 1
+
+
+@pytest.mark.slow
+def test_a_local_reproduction_pools_its_experiments_and_times_each(tmp_path, capsys):
+    uri, runs = sqlite(tmp_path / "mlflow.db"), tmp_path / "runs"
+    plan = [
+        PlannedExperiment("idle-steps", tiny_idle()),
+        PlannedExperiment("toy2d", tiny_toy(["mdm", "prime-l2-joint"])),
+    ]
+    rows = reproduce_locally(plan, tracking_uri=uri, runs_dir=runs, parallel=2)
+    assert [row[:3] for row in rows] == [("idle-steps", 2, 0), ("toy2d", 2, 0)]
+    for _, _, _, wall, run_seconds in rows:
+        assert 0 < wall <= run_seconds * 1.001 + 1  # two runs overlap or follow each other
+    for config in plan[0].configs + plan[1].configs:
+        assert len(mlflow_runs(uri, config)) == 1
+    out = capsys.readouterr().out
+    assert "idle-steps (2), toy2d (2): 4 run(s), 2 at a time" in out
+    again = reproduce_locally(plan, tracking_uri=uri, runs_dir=runs, parallel=2)
+    assert [row[:3] for row in again] == [("idle-steps", 2, 2), ("toy2d", 2, 2)]
 
 
 def test_unreachable_tracking_server_is_an_error_before_anything_runs(tmp_path):
