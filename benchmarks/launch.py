@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from .ledger import record
 from .pool import Outcome, run_pool
 from .preemption import Interrupted
 from .profiles import ClusterProfile, check_slurm_can_run
+from .submitted import LaunchError, Submission, collect, raise_failures, say, wait
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
@@ -49,32 +49,6 @@ log = logging.getLogger("primebench")
 
 CLUSTERS = ("debug", "local", "slurm")
 LOCAL_TIMEOUT_MIN = 24 * 60  # time limit of a local job without a profile
-
-
-class LaunchError(RuntimeError):
-    """One or more jobs of a sweep failed."""
-
-
-@dataclass
-class Submission:
-    """Jobs of one sweep, in the order of its configs."""
-
-    configs: list[RunConfig]
-    jobs: list[Any]
-    cluster: str
-    folder: Path
-
-    @property
-    def job_ids(self) -> list[str]:
-        return [str(j.job_id) for j in self.jobs]
-
-    @property
-    def array_id(self) -> str:
-        return self.job_ids[0].split("_")[0] if self.jobs else ""
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 def _check_layout(configs: list[RunConfig], profile: ClusterProfile | None) -> None:
@@ -178,39 +152,6 @@ def submit(
     return Submission(list(configs), jobs, cluster, folder)
 
 
-def _result(job: Any) -> Any:
-    """The main rank's result (submitit returns one per task of a multi-task job)."""
-    return job.results()[0]
-
-
-def _collect(job: Any) -> Any:
-    """A local job's result; its failure names the job's log."""
-    try:
-        return _result(job)
-    except (Interrupted, KeyboardInterrupt):
-        raise
-    except Exception as err:  # noqa: BLE001 - re-raised with the log's path
-        raise LaunchError(f"{err} (log: {job.paths.stderr})") from err
-
-
-def wait(submission: Submission) -> list[dict[str, Any]]:
-    """Wait for every job; raise :class:`LaunchError` naming the failed configs and logs."""
-    results, failures = [], []
-    for config, job in zip(submission.configs, submission.jobs, strict=True):
-        try:
-            results.append(_result(job))
-            if submission.cluster == "slurm":
-                _say(f"    {config.variant} ({config.run_id}) done")
-        except Interrupted:
-            raise  # Ctrl-C of an in-process sweep stops the sweep, not only this run
-        except Exception as err:  # noqa: BLE001 - collected and reported together
-            where = f" (log: {job.paths.stderr})" if submission.cluster != "debug" else ""
-            failures.append(f"{config.variant} [{config.run_id}]: {err}{where}")
-    if failures:
-        raise LaunchError("failed runs:\n  " + "\n  ".join(failures))
-    return results
-
-
 def launch(
     configs: list[RunConfig],
     cluster: str = "local",
@@ -238,7 +179,7 @@ def launch(
     if cluster != "local":
         submission = submit(configs, cluster, **kwargs)
         if cluster == "slurm":
-            _say(
+            say(
                 f"submitted job array {submission.array_id} ({len(configs)} tasks); "
                 f"logs under {submission.folder}"
             )
@@ -246,13 +187,6 @@ def launch(
     outcomes = launch_local(configs, parallel=parallel, **kwargs)
     raise_failures(outcomes)
     return [o.result for o in outcomes]
-
-
-def raise_failures(outcomes: list[Outcome[RunConfig]]) -> None:
-    """:class:`LaunchError` naming every failed run of ``outcomes`` and its error, if any."""
-    failed = [f"{o.item.variant} [{o.item.run_id}]: {o.error}" for o in outcomes if o.error]
-    if failed:
-        raise LaunchError("failed runs:\n  " + "\n  ".join(failed))
 
 
 def launch_local(
@@ -282,20 +216,20 @@ def launch_local(
         return submit([config], "local", threads=threads, if_busy=if_busy, **kwargs).jobs[0]
 
     def started(index: int, config: RunConfig, job: Any) -> None:
-        _say(
+        say(
             f"[{index + 1}/{total}] {config.variant} ({config.run_id}) running, "
             f"log: {job.paths.stderr}"
         )
 
     def ended(outcome: Outcome[RunConfig]) -> None:
         state = "failed" if outcome.error is not None else "finished"
-        _say(f"    {outcome.item.variant} {state} in {outcome.seconds:.0f} s")
+        say(f"    {outcome.item.variant} {state} in {outcome.seconds:.0f} s")
 
     return run_pool(
         configs,
         parallel,
         start,
-        _collect,
+        collect,
         fatal=(Interrupted, KeyboardInterrupt),
         on_start=started,
         on_end=ended,

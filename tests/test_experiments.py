@@ -15,7 +15,6 @@ from benchmarks.experiments import (
     upstream_config,
 )
 from benchmarks.reports.context import ReportContext
-from benchmarks.reproduction import format_time_table
 
 TOY = yaml.safe_load(load_experiment("toy2d").path.read_text())
 
@@ -102,16 +101,6 @@ def test_evaluation_tasks_refuse_an_upstream_they_cannot_read():
     task = TASKS.get("image-checkpoint")(replace(cell.task.params, dataset="imagenet32"), cell)
     with pytest.raises(ConfigError, match=r"task.dataset: 'imagenet32' differs"):
         task.check_upstream(upstream_config(cell))
-
-
-def test_the_reproduction_time_table_gives_each_step_its_share_of_the_total():
-    rows = [("toy2d", 3, 1, 300.0, 540.0), ("report", 0, 0, 100.0, 100.0)]
-    lines = format_time_table(rows, 500.0).splitlines()
-    head = ["experiment", "runs", "skipped", "wall", "(s)", "share", "run", "(s)"]
-    assert lines[0].split() == head
-    assert lines[1].split() == ["toy2d", "3", "1", "300", "60%", "540"]
-    assert lines[2].split() == ["report", "0", "0", "100", "20%", "100"]
-    assert lines[3].split() == ["total", "500"]
 
 
 def test_seeds_give_one_run_per_training_seed_under_one_variant_name(tmp_path):

@@ -12,8 +12,6 @@ from benchmarks.core import ConfigError
 from benchmarks.dryrun import UNKNOWN_STEP_TIME
 from benchmarks.launch import Submission, launch
 from benchmarks.ledger import latest_by_run_id, ledger_path, read_ledger, record
-from benchmarks.profiles import load_profile
-from benchmarks.reproduction import default_parallel
 from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_squeue
 from benchmarks.status import collect_status, format_status
 from benchmarks.submission import _order, plan_experiments, stages, submit_plan
@@ -63,21 +61,6 @@ def test_stages_put_each_experiment_one_after_its_latest_upstream():
     # The cpu scale has no upstream experiments: one stage, so one pool of runs.
     cpu = ["idle-steps", "image-cpu", "table1-cpu", "toy2d"]
     assert len(stages(plan_experiments(cpu, "cpu"))) == 1
-
-
-def test_a_local_reproduction_runs_two_at_once_when_there_are_two_cores_per_rank(monkeypatch):
-    for cores, profile, expected in [(2, None, 2), (1, None, 1), (64, None, 2)]:
-        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
-        assert default_parallel(profile) == expected
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert default_parallel(load_profile("cpu-ddp")) == 1  # its two ranks take both cores
-
-
-def test_a_reproduction_with_parallel_below_one_is_refused_before_anything_runs(tmp_path, capsys):
-    args = ["reproduce", "--parallel", "0", "--runs-dir", str(tmp_path / "runs")]
-    assert main([*args, "--tracking-uri", sqlite(tmp_path / "mlflow.db")]) == 2
-    assert "--parallel: must be >= 1, got 0" in capsys.readouterr().err
-    assert not (tmp_path / "runs").exists()
 
 
 def test_cycles_and_unknown_upstream_experiments_are_errors():
