@@ -34,6 +34,7 @@ from .reports import ReportError, render_report
 from .reproduction import default_parallel, format_time_table, reproduce_locally
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
+from .submitted import print_results
 from .tracking import TrackingError
 
 __all__ = ["main", "COMMANDS"]
@@ -42,12 +43,6 @@ __all__ = ["main", "COMMANDS"]
 def _configs(args: argparse.Namespace, experiment: str):
     exp = load_experiment(experiment)
     return exp.resolve(args.scale, parse_overrides(args.set), args.variant)
-
-
-def _print_results(results: list[dict]) -> None:
-    for r in results:
-        state = "already complete" if r["skipped"] else "done"
-        print(f"  {r['run_id']}  {state}  (MLflow run {r['mlflow_run_id']})")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -71,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         if_busy=args.if_busy,
     )
-    _print_results(results)
+    print_results(results)
     return 0
 
 
@@ -110,7 +105,7 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
         parallel=1 if args.parallel is None else args.parallel,  # unset: reproduce's default
         if_busy=args.if_busy,
     )
-    _print_results(results)
+    print_results(results)
     return results
 
 
@@ -171,7 +166,7 @@ def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
     if args.wait:
         for item in plan:
             print(f"== waiting for {item.name}", flush=True)
-            _print_results(wait(submissions[item.name]))
+            print_results(wait(submissions[item.name]))
         return True
     follow = f"primebench status --scale {args.scale}"
     follow += f" --runs-dir {args.runs_dir}" if args.runs_dir != "runs" else ""

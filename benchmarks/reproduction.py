@@ -11,6 +11,7 @@ from .launch import launch_local, raise_failures
 from .pool import span
 from .profiles import ClusterProfile
 from .submission import PlannedExperiment, stages
+from .submitted import print_results
 
 __all__ = ["default_parallel", "format_time_table", "reproduce_locally"]
 
@@ -72,9 +73,7 @@ def reproduce_locally(
             if_busy=if_busy,
         )
         raise_failures(outcomes)
-        for o in outcomes:
-            state = "already complete" if o.result["skipped"] else "done"
-            print(f"  {o.item.run_id}  {state}  (MLflow run {o.result['mlflow_run_id']})")
+        print_results([o.result for o in outcomes])
         for item in stage:
             mine = [o for o in outcomes if o.item.experiment == item.name]
             skipped = sum(bool(o.result["skipped"]) for o in mine)

@@ -10,7 +10,7 @@ from .config import RunConfig
 from .pool import Outcome
 from .preemption import Interrupted
 
-__all__ = ["LaunchError", "Submission", "wait", "collect", "raise_failures", "say"]
+__all__ = ["LaunchError", "Submission", "wait", "collect", "raise_failures", "say", "print_results"]
 
 
 class LaunchError(RuntimeError):
@@ -38,6 +38,13 @@ class Submission:
 def say(message: str) -> None:
     """A progress line, flushed at once (the sweep's log is often a file)."""
     print(message, flush=True)
+
+
+def print_results(results: list[dict[str, Any]]) -> None:
+    """A line per job result: its run id, whether it ran now, and its MLflow run."""
+    for r in results:
+        state = "already complete" if r["skipped"] else "done"
+        print(f"  {r['run_id']}  {state}  (MLflow run {r['mlflow_run_id']})")
 
 
 def _result(job: Any) -> Any:
