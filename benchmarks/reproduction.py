@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .core import ConfigError
 from .launch import launch_local, raise_failures
 from .pool import span
 from .profiles import ClusterProfile
@@ -57,8 +56,6 @@ def reproduce_locally(
     """Run the plan's stages one after the other, each as one pool of ``--parallel``
     local processes across its experiments; the time table's rows of each experiment.
     Every run of a stage is attempted before its failures are raised together."""
-    if parallel < 1:
-        raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
     rows: list[Row] = []
     for stage in stages(plan):
         configs = [c for item in stage for c in item.configs]
