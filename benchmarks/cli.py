@@ -23,7 +23,7 @@ from .checkpoints import CheckpointError
 from .cli_parser import build_parser
 from .core import ConfigError
 from .dryrun import dry_run
-from .experiments import list_experiments, load_experiment, parse_overrides
+from .experiments import Experiment, list_experiments, load_experiment, parse_overrides
 from .explain import explain_entry, explain_runs
 from .launch import LaunchError, launch, wait
 from .lease import RunBusy
@@ -45,11 +45,16 @@ def _configs(args: argparse.Namespace, experiment: str):
     return exp.resolve(args.scale, parse_overrides(args.set), args.variant)
 
 
+def _reproduced(exp: Experiment, scale: str) -> str:
+    chosen = exp.reproduced(scale)
+    return scale if chosen is None else f"{scale}: {len(chosen)} of {len(exp.variants)}"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     print("experiments:")
     for name in list_experiments():
         exp = load_experiment(name)
-        scales = ", ".join(exp.reproduce) or "-"
+        scales = ", ".join(_reproduced(exp, s) for s in exp.reproduce) or "-"
         print(f"  {name:<14} variants: {', '.join(exp.variants)}  (reproduce: {scales})")
     print("models:  " + ", ".join(MODELS.names()))
     print("tasks:   " + ", ".join(TASKS.names()))
@@ -182,7 +187,7 @@ def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     names = _scale_experiments(args.scale)
-    plan = plan_experiments(names, args.scale, parse_overrides(args.set))
+    plan = plan_experiments(names, args.scale, parse_overrides(args.set), reproduction=True)
     if args.dry_run:
         return _dry_run(args, plan)
     times = []

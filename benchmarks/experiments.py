@@ -3,7 +3,9 @@
 An experiment file (YAML, under ``benchmarks/experiments/``) describes a sweep:
 
     description: ...
-    reproduce: [cpu]            # scales at which `primebench reproduce` runs it
+    reproduce: [cpu]            # scales at which `primebench reproduce` runs it, or
+                                # {cpu: [mdm, prime], paper: null}: the variants it runs
+                                # at each scale (null: all); the rest run on request
     plugins: [mypkg.variants]   # optional: modules that register third-party entries
     defaults:                   # shared by every variant
       seed: 0                   # or seeds: [0, 1, 2]: one run per seed, same variant
@@ -28,8 +30,6 @@ when the file has no variants). ``Experiment.resolve`` merges defaults <- scales
 
 from __future__ import annotations
 
-import copy
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ import yaml
 
 from .config import SCALES, RunConfig
 from .core import ConfigError
+from .overrides import deep_merge, expand_grid, parse_overrides
 from .resources import experiments_dir
 from .yaml_io import load_yaml
 
@@ -57,84 +58,6 @@ EXPERIMENTS_DIR = experiments_dir()
 FILE_KEYS = ("description", "reproduce", "plugins", "defaults", "scales", "variants", "grid")
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
-    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, rest replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _nested(dotted: str, value: Any, where: str) -> dict[str, Any]:
-    """``"a.b", 1`` -> ``{"a": {"b": 1}}``."""
-    parts = dotted.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"{where}: {dotted!r} is not a dotted key such as train.steps")
-    out: dict[str, Any] = {parts[-1]: value}
-    for part in reversed(parts[:-1]):
-        out = {part: out}
-    return out
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["a.b=1", "c=[1, 2]"]`` -> nested mapping; values are parsed as YAML scalars."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
-        value = load_yaml(raw) if raw.strip() else ""
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is set twice")
-        node[parts[-1]] = value
-    return out
-
-
-def _point_name(point: dict[str, Any]) -> str:
-    parts = []
-    for key, value in point.items():
-        leaf = key.rsplit(".", 1)[-1]
-        if isinstance(value, bool):
-            parts.append(leaf if value else f"no_{leaf}")
-        else:
-            parts.append(f"{leaf}{value}")
-    return "-".join(parts)
-
-
-def expand_grid(
-    variants: dict[str, dict[str, Any]], grid: dict[str, Any], where: str, named: bool
-) -> dict[str, dict[str, Any]]:
-    """Each variant times each combination of the grid's axes (dotted key -> values).
-
-    ``named``: the variants were written in the file (their names prefix the points')."""
-    if not grid:
-        return variants
-    if not isinstance(grid, dict):
-        raise ConfigError(f"{where}: grid must map dotted keys to lists of values")
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: grid.{key}: expected a non-empty list, got {values!r}")
-    out: dict[str, dict[str, Any]] = {}
-    for variant, overrides in variants.items():
-        for combination in itertools.product(*grid.values()):
-            point = dict(zip(grid, combination, strict=True))
-            merged = copy.deepcopy(overrides)
-            for key, value in point.items():
-                merged = deep_merge(merged, _nested(key, value, f"{where}: grid"))
-            name = f"{variant}-{_point_name(point)}" if named else _point_name(point)
-            if name in out:
-                raise ConfigError(f"{where}: grid point {name!r} occurs twice")
-            out[name] = merged
-    return out
-
-
 @dataclass
 class Experiment:
     """A parsed experiment file (with its grid expanded into ``variants``)."""
@@ -142,11 +65,16 @@ class Experiment:
     name: str
     path: Path
     description: str
-    reproduce: tuple[str, ...]
+    reproduce: dict[str, tuple[str, ...] | None]  # scale -> the variants it runs (None: all)
     defaults: dict[str, Any]
     scales: dict[str, dict[str, Any]]
     variants: dict[str, dict[str, Any]]
     plugins: tuple[str, ...] = ()
+
+    def reproduced(self, scale: str) -> list[str] | None:
+        """The variants ``primebench reproduce`` runs at ``scale`` (None: every one)."""
+        chosen = self.reproduce.get(scale)
+        return list(chosen) if chosen is not None else None
 
     def resolve(
         self,
@@ -234,17 +162,51 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
     plugins = raw.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
         raise ConfigError(f"{path}: plugins must be a list of module names, got {plugins!r}")
-    variants = {k: (v or {}) for k, v in variants.items()}
+    variants = expand_grid(
+        {k: (v or {}) for k, v in variants.items()}, raw.get("grid"), str(path), bool(written)
+    )
     return Experiment(
         name=path.stem,
         path=path,
         description=str(raw.get("description", "")).strip(),
-        reproduce=tuple(raw.get("reproduce") or ()),
+        reproduce=_reproduce(raw.get("reproduce"), variants, path),
         defaults=raw.get("defaults") or {},
         scales=scales,
-        variants=expand_grid(variants, raw.get("grid"), str(path), named=bool(written)),
+        variants=variants,
         plugins=tuple(plugins),
     )
+
+
+def _reproduce(
+    value: Any, variants: dict[str, Any], path: Path
+) -> dict[str, tuple[str, ...] | None]:
+    """The ``reproduce`` field: a list of scales (every variant) or scale -> variants."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        value = dict.fromkeys(value)
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            f"{path}: reproduce: expected a list of scales or a mapping of scale -> "
+            f"variants, got {value!r}"
+        )
+    out: dict[str, tuple[str, ...] | None] = {}
+    for scale, chosen in value.items():
+        if scale not in SCALES:
+            raise ConfigError(
+                f"{path}: reproduce: unknown scale {scale!r}; valid: {', '.join(SCALES)}"
+            )
+        if chosen is None:
+            out[scale] = None
+            continue
+        unknown = [v for v in chosen if v not in variants] if isinstance(chosen, list) else 0
+        if not isinstance(chosen, list) or not chosen or unknown:
+            raise ConfigError(
+                f"{path}: reproduce.{scale}: expected a non-empty list of this file's "
+                f"variants ({', '.join(variants)}), got {chosen!r}"
+            )
+        out[scale] = tuple(chosen)
+    return out
 
 
 def resolve_variant(

@@ -78,13 +78,20 @@ def plan_experiments(
     scale: str,
     overrides: dict[str, Any] | None = None,
     variants: list[str] | None = None,
+    *,
+    reproduction: bool = False,
 ) -> list[PlannedExperiment]:
     """Resolve ``names`` at ``scale`` and order them upstream first (ConfigError on an
-    unknown upstream experiment or a cycle). ``variants`` applies to a single name only."""
+    unknown upstream experiment or a cycle). ``variants`` applies to a single name only;
+    a ``reproduction`` takes each experiment's variants of its ``reproduce`` field."""
     if variants and len(names) != 1:
         raise ConfigError("--variant: selects variants of one experiment only")
     known = set(list_experiments())
-    resolved = {n: load_experiment(n).resolve(scale, overrides, variants) for n in names}
+    resolved = {}
+    for name in names:
+        exp = load_experiment(name)
+        chosen = exp.reproduced(scale) if reproduction else variants
+        resolved[name] = exp.resolve(scale, overrides, chosen)
     needs = {n: upstream_of(configs) for n, configs in resolved.items()}
     for name, upstream in needs.items():
         unknown = [u for u in upstream if u not in known]

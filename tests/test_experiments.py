@@ -15,6 +15,7 @@ from benchmarks.experiments import (
     upstream_config,
 )
 from benchmarks.reports.context import ReportContext
+from benchmarks.submission import plan_experiments
 
 TOY = yaml.safe_load(load_experiment("toy2d").path.read_text())
 
@@ -136,3 +137,32 @@ def test_report_rows_carry_the_seed_only_when_a_variant_has_several(tmp_path):
     names = [ctx.run_name(c) for c in configs.values()]
     assert names == ["a (seed 0)", "a (seed 1)", "b"]
     assert ctx.run_name(configs["r1"], "Model A") == "Model A (seed 1)"
+
+
+def test_reproduce_names_the_variants_a_reproduction_runs_at_each_scale(tmp_path):
+    variants = {"a": {}, "b": {}, "c": {}}
+    every = _write(tmp_path, reproduce=["cpu"], variants=variants)
+    assert "cpu" in every.reproduce and every.reproduced("cpu") is None
+    some = _write(tmp_path, reproduce={"cpu": ["c", "a"], "paper": None}, variants=variants)
+    assert some.reproduced("cpu") == ["c", "a"] and some.reproduced("paper") is None
+    assert [c.variant for c in some.resolve("cpu", None, some.reproduced("cpu"))] == ["c", "a"]
+    # The paper's claims at the cpu scale; the other variants stay runnable on request.
+    (table1,) = plan_experiments(["table1-cpu"], "cpu", reproduction=True)
+    assert [c.variant for c in table1.configs] == ["ar", "mdlm", "prime-l2", "bd3lm-l4"]
+    (every_variant,) = plan_experiments(["table1-cpu"], "cpu")
+    assert len(every_variant.configs) == len(load_experiment("table1-cpu").variants) == 6
+
+
+@pytest.mark.parametrize(
+    "reproduce, expected",
+    [
+        ({"gpu": None}, "reproduce: unknown scale 'gpu'"),
+        ({"cpu": ["a", "z"]}, "reproduce.cpu: expected a non-empty list of this file's variants"),
+        ({"cpu": []}, "reproduce.cpu: expected a non-empty list"),
+        ({"cpu": "a"}, "reproduce.cpu: expected a non-empty list"),
+        ("cpu", "reproduce: expected a list of scales or a mapping"),
+    ],
+)
+def test_bad_reproduce_fields_name_the_file_and_the_field(tmp_path, reproduce, expected):
+    with pytest.raises(ConfigError, match="grid.yaml: " + expected.replace(".", r"\.")):
+        _write(tmp_path, reproduce=reproduce, variants={"a": {}, "b": {}})

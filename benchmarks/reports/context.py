@@ -20,10 +20,10 @@ __all__ = ["ReportContext", "stored_config"]
 
 def stored_config(client: Any, mlflow_run_id: str) -> RunConfig:
     """The typed config a run was started with (its ``config.json`` artifact)."""
-    target = Path(tempfile.mkdtemp(prefix="primebench-config-"))
     try:
-        path = Path(client.download_artifacts(mlflow_run_id, "config.json", str(target)))
-        raw = json.loads(path.read_text())
+        with tempfile.TemporaryDirectory(prefix="primebench-config-") as target:
+            path = Path(client.download_artifacts(mlflow_run_id, "config.json", target))
+            raw = json.loads(path.read_text())
     except Exception as err:  # a missing or unreadable artifact: name the run
         raise ConfigError(f"MLflow run {mlflow_run_id}: no readable config.json ({err})") from None
     try:
@@ -36,7 +36,9 @@ def stored_config(client: Any, mlflow_run_id: str) -> RunConfig:
 class ReportContext:
     """The complete runs of one task at one scale (``runs``, one row per run id, sorted
     by variant), their configs (``configs``: MLflow run id -> RunConfig), the store, and
-    the output directory. Renderers append what they write to ``written``."""
+    the output directory. Renderers append what they write to ``written``; artifacts they
+    read are downloaded under ``scratch`` (the caller removes it; default: the system's
+    temporary directory)."""
 
     scale: str
     out_dir: Path
@@ -44,6 +46,7 @@ class ReportContext:
     client: Any
     configs: dict[str, RunConfig] = field(default_factory=dict)
     written: list[tuple[str, Path]] = field(default_factory=list)
+    scratch: Path | None = None
 
     def rows(self) -> Iterable[tuple[pd.Series, RunConfig]]:
         """(row, config) of every run, in variant order."""
@@ -65,7 +68,7 @@ class ReportContext:
         return {m.step: m.value for m in self.client.get_metric_history(run_id, key)}
 
     def download(self, run_id: str, artifact_path: str) -> Path:
-        target = Path(tempfile.mkdtemp(prefix="primebench-artifact-"))
+        target = Path(tempfile.mkdtemp(prefix="primebench-artifact-", dir=self.scratch))
         return Path(self.client.download_artifacts(run_id, artifact_path, str(target)))
 
     def write_table(

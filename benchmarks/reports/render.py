@@ -112,15 +112,17 @@ def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple
             log.warning("report: skipping a run: %s", err)
     # Grouped by the task and ordered by the variant, then the seed, of each stored config.
     order = sorted(configs, key=lambda r: _order(configs[r]))
-    for task_name in sorted({c.task.name for c in configs.values()}):
-        if task_name not in RENDERERS:
-            continue
-        ids = [r for r in order if configs[r].task.name == task_name]
-        group = runs.set_index("run_id").loc[ids].reset_index()
-        ctx = ReportContext(scale, out_dir, group, client, {r: configs[r] for r in ids})
-        for render in RENDERERS[task_name]:
-            render(ctx)
-        written += ctx.written
+    with tempfile.TemporaryDirectory(prefix="primebench-report-") as scratch:
+        for task_name in sorted({c.task.name for c in configs.values()}):
+            if task_name not in RENDERERS:
+                continue
+            ids = [r for r in order if configs[r].task.name == task_name]
+            group = runs.set_index("run_id").loc[ids].reset_index()
+            chosen = {r: configs[r] for r in ids}
+            ctx = ReportContext(scale, out_dir, group, client, chosen, scratch=Path(scratch))
+            for render in RENDERERS[task_name]:
+                render(ctx)
+            written += ctx.written
     index = [f"# primebench results, scale `{scale}`", ""]
     if not written:
         index.append("No complete runs of this scale in the tracking store yet.")
