@@ -199,8 +199,7 @@ def _reproduce(
         if chosen is None:
             out[scale] = None
             continue
-        unknown = [v for v in chosen if v not in variants] if isinstance(chosen, list) else 0
-        if not isinstance(chosen, list) or not chosen or unknown:
+        if not isinstance(chosen, list) or not chosen or any(v not in variants for v in chosen):
             raise ConfigError(
                 f"{path}: reproduce.{scale}: expected a non-empty list of this file's "
                 f"variants ({', '.join(variants)}), got {chosen!r}"
