@@ -22,12 +22,14 @@ def build_mdm(
     *,
     time_eps: float = 1e-3,
     objective: str = "valid",
+    masking: str = "independent",
 ) -> MaskedDiffusion:
     """MDLM / MDM: a masked diffusion model over C classes with the SUBS decoder.
 
     ``network`` maps (x_t as (B, L, 1) token ids with mask id C, t (B,)) to (B, L, C).
     ``objective``: "valid" (the NELBO, = the published loss for ell = 1) or
-    "cross_entropy" (the image models' unweighted loss).
+    "cross_entropy" (the image models' unweighted loss). ``masking``: how training draws
+    x_t (:class:`prime.MaskedDiffusion`).
     """
     return MaskedDiffusion(
         network,
@@ -37,4 +39,5 @@ def build_mdm(
         carry_over=True,
         objective=objective,
         time_eps=time_eps,
+        masking=masking,
     )

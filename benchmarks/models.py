@@ -10,7 +10,7 @@ class Entry(ModelEntry):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from baselines import AutoregressiveLM, BlockDiffusion, LabelMixture, build_mdm
 from prime import MaskedDiffusion, SubTokenizer
@@ -30,10 +30,14 @@ __all__ = [
 ]
 
 ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
+MaskingName = Literal["independent", "at_least_one"]
 
 
 @dataclass(frozen=True)
 class PrimeParams:
+    # Added after run ids were in use: left out of the run id at its default.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking",)
+
     ell: int = 2
     """Sub-tokens per token: ell base-b digits, b the smallest integer with b^ell >= C
     (PRIME_SPEC §2); 1: MDM / MDLM, the whole token is one sub-token."""
@@ -56,12 +60,25 @@ class PrimeParams:
     keeps the loss weight w(t) (1/t for linear and loglinear) finite. MDLM: 1e-3."""
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
     """The denoiser network: ``name`` picks toy-mlp (2-D toy), dit (text) or unet (images)."""
+    masking: MaskingName = "independent"
+    """Training's y_t at time t: independent masks each sub-token with probability
+    1 - alpha_t (MDLM, the paper); at_least_one masks one sub-token of each sequence for
+    sure and reweights by the likelihood ratio (prime.mask_at_least_one): the same
+    objective, less variance on short sequences. Not with a loss that charges a clean
+    sequence (cross_entropy, published without carry-over)."""
 
     def __post_init__(self) -> None:
         if self.ell < 1:
             raise ConfigError(f"model.ell: must be >= 1, got {self.ell}")
         if not 0.0 <= self.time_eps < 1.0:
             raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
+        # The proposal's weight needs a loss that is 0 on a clean sequence.
+        charges_clean = {"cross_entropy": True, "published": not self.carry_over}
+        if self.masking == "at_least_one" and charges_clean.get(self.objective, False):
+            raise ConfigError(
+                "model.masking: at_least_one needs objective valid, or published with "
+                f"carry_over; got {self.objective!r}, carry_over {self.carry_over}"
+            )
 
 
 @MODELS.register("prime")
@@ -83,11 +100,14 @@ class Prime(ModelEntry):
             carry_over=params.carry_over,
             objective=params.objective,
             time_eps=params.time_eps,
+            masking=params.masking,
         )
 
 
 @dataclass(frozen=True)
 class MDMParams:
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking",)  # out of run ids at its default
+
     schedule: ScheduleName = "loglinear"
     """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1):
     loglinear 1 - (1 - 1e-3) t for MDLM (text), polynomial (1 - t)^3 for the image MDM."""
@@ -99,6 +119,15 @@ class MDMParams:
     estimator is the same); cross_entropy is unweighted -log p at every token (images)."""
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
     """The denoiser network: ``name`` picks toy-mlp (2-D toy), dit (text) or unet (images)."""
+    masking: MaskingName = "independent"
+    """Training's x_t: independent (MDLM) or at_least_one (one token of each sequence
+    masked for sure, reweighted: the same NELBO, less variance; valid objective only)."""
+
+    def __post_init__(self) -> None:
+        if self.masking == "at_least_one" and self.objective != "valid":
+            raise ConfigError(
+                f"model.masking: at_least_one needs objective valid, got {self.objective!r}"
+            )
 
 
 @MODELS.register("mdm")
@@ -116,6 +145,7 @@ class MDM(ModelEntry):
             params.schedule,
             time_eps=params.time_eps,
             objective=params.objective,
+            masking=params.masking,
         )
 
 

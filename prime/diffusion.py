@@ -29,17 +29,18 @@ from .codec import SubTokenizer
 from .grid_softmax import grid_softmax
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
-from .noising import BatchShard, mask_subtokens, sample_times
+from .noising import BatchShard, mask_at_least_one, mask_subtokens, sample_times
 from .parameterization import independent_log_probs
 from .sampler import Sampler
 from .sampler_config import SamplerConfig
 from .sampler_state import SampleResult
 from .schedules import Schedule, get_schedule
 
-__all__ = ["MaskedDiffusion", "Decoder", "Objective"]
+__all__ = ["MaskedDiffusion", "Decoder", "Objective", "Masking"]
 
 Decoder = Literal["joint", "independent"]
 Objective = Literal["published", "valid", "cross_entropy"]
+Masking = Literal["independent", "at_least_one"]
 
 
 class MaskedDiffusion(nn.Module):
@@ -56,6 +57,12 @@ class MaskedDiffusion(nn.Module):
         objective: loss minimised in training: "published", "valid", or "cross_entropy"
             (unweighted, every token; the image experiments).
         time_eps: smallest training time (the weight 1/t stays finite).
+        masking: how training draws y_t given t: "independent" masks every sub-token
+            with probability 1 - alpha_t (MDLM); "at_least_one" masks one uniformly chosen
+            sub-token of each sequence for sure and weights the loss by q / r
+            (:func:`prime.mask_at_least_one`): the same objective, lower variance on short
+            sequences. Needs a loss that is 0 on a clean sequence (the valid bound, or
+            carry-over).
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class MaskedDiffusion(nn.Module):
         carry_over: bool = True,
         objective: Objective = "published",
         time_eps: float = 1e-3,
+        masking: Masking = "independent",
     ):
         super().__init__()
         if decoder not in ("joint", "independent"):
@@ -76,6 +84,16 @@ class MaskedDiffusion(nn.Module):
             raise ValueError(
                 f"objective must be 'published', 'valid' or 'cross_entropy', got {objective!r}"
             )
+        if masking not in ("independent", "at_least_one"):
+            raise ValueError(f"masking must be 'independent' or 'at_least_one', got {masking!r}")
+        if masking == "at_least_one" and (
+            objective == "cross_entropy" or (objective == "published" and not carry_over)
+        ):
+            raise ValueError(
+                "masking 'at_least_one' needs a loss that is 0 on a clean sequence: the valid "
+                f"objective, or published with carry-over; got objective {objective!r}, "
+                f"carry_over {carry_over}"
+            )
         self.network = network
         self.codec = codec
         self.schedule = get_schedule(schedule)
@@ -83,6 +101,7 @@ class MaskedDiffusion(nn.Module):
         self.carry_over = carry_over
         self.objective: Objective = objective
         self.time_eps = time_eps
+        self.masking: Masking = masking
 
     @property
     def ell(self) -> int:
@@ -230,12 +249,27 @@ class MaskedDiffusion(nn.Module):
         For ell = 1 the published estimator and the valid bound coincide, and the cheaper
         published form is used. ``shard``: x0 is part of a larger global batch.
         """
-        t, y_t = self.corrupt(x0, generator, shard=shard)
+        weight = None
+        if self.masking == "at_least_one":
+            t = sample_times(
+                x0.shape[0], eps=self.time_eps, generator=generator, device=x0.device, shard=shard
+            )
+            y_t, weight = mask_at_least_one(
+                self.codec.encode(x0),
+                self.schedule.alpha(t.double()),
+                self.codec.mask_id,
+                generator=generator,
+                shard=shard,
+            )
+        else:
+            t, y_t = self.corrupt(x0, generator, shard=shard)
         if self.objective == "cross_entropy":
             per_token = self.cross_entropy(x0, t, y_t)
             return per_token.mean(), {"cross_entropy": per_token}
         name = self.objective_loss
         per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name)
+        if weight is not None:  # q / r of each sequence's mask
+            per_token = per_token * weight.to(per_token.dtype).unsqueeze(-1)
         return per_token.mean(), {self.objective: per_token}
 
     @torch.no_grad()

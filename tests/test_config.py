@@ -101,10 +101,12 @@ def test_run_id_changes_with_any_setting_and_round_trips():
         "model.backbone.hidden=7",
         "task.sample_steps=7",
         "seed=7",
-        "model.carry_over=false",
+        "model.carry_over=false,model.masking=independent",
+        "model.masking=independent",
         "train.lr=0.002",
     ):
-        (changed,) = exp.resolve("cpu", parse_overrides([override]), ["prime-l2-joint"])
+        sets = parse_overrides(override.split(","))
+        (changed,) = exp.resolve("cpu", sets, ["prime-l2-joint"])
         assert changed.run_id not in seen, override
         seen.add(changed.run_id)
     (paper,) = exp.resolve("paper", variants=["prime-l2-joint"])

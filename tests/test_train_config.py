@@ -69,10 +69,17 @@ def test_the_scheduler_follows_lr_factor():
     assert seen[-1] == pytest.approx(1e-3) and not math.isnan(sum(seen))
 
 
-# toy2d's cpu scale as it stood before train.lr_decay, min_lr and weight_decay_on existed.
+# toy2d's cpu scale as it stood before train.lr_decay, min_lr, weight_decay_on and
+# model.masking existed.
 OLD_TOY_CPU = {
-    "model": {"backbone": {"dropout": 0.1}},
-    "train": {"steps": 1500, "checkpoint_every": 500, "lr_decay": "constant", "min_lr": 0.0},
+    "model": {"backbone": {"dropout": 0.1}, "masking": "independent"},
+    "train": {
+        "steps": 1500,
+        "checkpoint_every": 500,
+        "lr": 0.001,
+        "lr_decay": "constant",
+        "min_lr": 0.0,
+    },
     "task": {"eval_samples": 4096, "eval_passes": 32},
 }
 
@@ -80,6 +87,7 @@ OLD_TOY_CPU = {
 def test_settings_added_later_leave_the_run_ids_of_older_configs_alone():
     (config,) = load_experiment("toy2d").resolve("cpu", OLD_TOY_CPU, ["mdm"])
     assert not {"lr_decay", "min_lr", "weight_decay_on"} & set(config.train.math_dict())
+    assert "masking" not in config.to_dict()["model"]
     assert config.run_id == "a14ec821576d"  # its id before those settings existed
     cosine = load_experiment("toy2d").resolve(
         "cpu", deep_merge(OLD_TOY_CPU, {"train": {"lr_decay": "cosine"}}), ["mdm"]
