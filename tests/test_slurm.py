@@ -46,10 +46,14 @@ def long_toy(steps: int) -> dict:
             "log_every": 25,
             "loader_workers": 1,
             # The recipe this test was sized with, whatever toy2d's cpu scale trains with.
+            "lr": 0.001,
             "lr_decay": "constant",
             "min_lr": 0.0,
         },
-        "model": {"backbone": {"emb_dim": 32, "hidden": 256, "depth": 2, "dropout": 0.1}},
+        "model": {
+            "masking": "independent",
+            "backbone": {"emb_dim": 32, "hidden": 256, "depth": 2, "dropout": 0.1},
+        },
         "task": {**TINY_TOY["task"], "eval_samples": 256, "eval_batch": 256},
     }
 
