@@ -2,9 +2,10 @@
 
 ``MaskedDiffusion`` ties the pieces of this package into one trainable model:
 
-* training: t from ``sample_times``, y_t from ``mask_subtokens``, logits from the network,
-  then the per-token losses of ``losses.py``; ``objective`` picks which one is minimised
-  ("published": the paper's joint estimator; "valid": the marginal bound);
+* training: t from ``sample_times``, y_t from ``mask_subtokens`` (or, reweighted, from
+  ``mask_at_least_one``), logits from the network, then the per-token losses of
+  ``losses.py``; ``objective`` picks which one is minimised ("published": the paper's
+  joint estimator; "valid": the marginal bound);
 * evaluation: both per-token losses for given (x0, t, y_t);
 * sampling: :class:`prime.Sampler` with the model's decoder and carry-over setting,
   caching only when the network ignores t.
