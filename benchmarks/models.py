@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from baselines import AutoregressiveLM, BlockDiffusion, LabelMixture, build_mdm
-from prime import MaskedDiffusion, SubTokenizer
+from prime import MaskedDiffusion, SubTokenizer, masking_problem
 
 from .backbones import BackboneParams, DiTParams, ToyMLPParams, UNetParams, build_backbone
 from .core import ConfigError, DataSpec, ModelEntry, Task, require_at_least
@@ -72,13 +72,9 @@ class PrimeParams:
             raise ConfigError(f"model.ell: must be >= 1, got {self.ell}")
         if not 0.0 <= self.time_eps < 1.0:
             raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
-        # The proposal's weight needs a loss that is 0 on a clean sequence.
-        charges_clean = {"cross_entropy": True, "published": not self.carry_over}
-        if self.masking == "at_least_one" and charges_clean.get(self.objective, False):
-            raise ConfigError(
-                "model.masking: at_least_one needs objective valid, or published with "
-                f"carry_over; got {self.objective!r}, carry_over {self.carry_over}"
-            )
+        problem = masking_problem(self.masking, self.objective, self.carry_over)
+        if problem:
+            raise ConfigError(f"model.masking: {problem}")
 
 
 @MODELS.register("prime")
@@ -124,10 +120,9 @@ class MDMParams:
     masked for sure, reweighted: the same NELBO, less variance; valid objective only)."""
 
     def __post_init__(self) -> None:
-        if self.masking == "at_least_one" and self.objective != "valid":
-            raise ConfigError(
-                f"model.masking: at_least_one needs objective valid, got {self.objective!r}"
-            )
+        problem = masking_problem(self.masking, self.objective, carry_over=True)
+        if problem:
+            raise ConfigError(f"model.masking: {problem}")
 
 
 @MODELS.register("mdm")

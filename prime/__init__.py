@@ -20,7 +20,7 @@ from .idle import (
     idle_step_probabilities,
 )
 from .losses import PrimeLosses, joint_decoder_losses, published_joint_loss, valid_marginal_bound
-from .noising import BatchShard, mask_at_least_one, mask_subtokens, sample_times
+from .noising import BatchShard, mask_at_least_one, mask_subtokens, masking_problem, sample_times
 from .parameterization import (
     independent_log_probs,
     joint_log_probs,
@@ -55,6 +55,7 @@ __all__ = [
     "sample_times",
     "mask_subtokens",
     "mask_at_least_one",
+    "masking_problem",
     "joint_log_probs",
     "grid_softmax",
     "GridSoftmax",

@@ -30,7 +30,13 @@ from .codec import SubTokenizer
 from .grid_softmax import grid_softmax
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
-from .noising import BatchShard, mask_at_least_one, mask_subtokens, sample_times
+from .noising import (
+    BatchShard,
+    mask_at_least_one,
+    mask_subtokens,
+    masking_problem,
+    sample_times,
+)
 from .parameterization import independent_log_probs
 from .sampler import Sampler
 from .sampler_config import SamplerConfig
@@ -85,16 +91,9 @@ class MaskedDiffusion(nn.Module):
             raise ValueError(
                 f"objective must be 'published', 'valid' or 'cross_entropy', got {objective!r}"
             )
-        if masking not in ("independent", "at_least_one"):
-            raise ValueError(f"masking must be 'independent' or 'at_least_one', got {masking!r}")
-        if masking == "at_least_one" and (
-            objective == "cross_entropy" or (objective == "published" and not carry_over)
-        ):
-            raise ValueError(
-                "masking 'at_least_one' needs a loss that is 0 on a clean sequence: the valid "
-                f"objective, or published with carry-over; got objective {objective!r}, "
-                f"carry_over {carry_over}"
-            )
+        problem = masking_problem(masking, objective, carry_over)
+        if problem:
+            raise ValueError(f"masking: {problem}")
         self.network = network
         self.codec = codec
         self.schedule = get_schedule(schedule)

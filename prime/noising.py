@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["BatchShard", "sample_times", "mask_subtokens", "mask_at_least_one"]
+__all__ = ["BatchShard", "sample_times", "mask_subtokens", "mask_at_least_one", "masking_problem"]
 
 
 @dataclass(frozen=True)
@@ -169,3 +169,19 @@ def mask_at_least_one(
     weight = n * (1.0 - alpha_t) / masked.double()
     y_t = torch.where(keep.view_as(y0), y0, torch.full_like(y0, mask_id))
     return y_t, weight
+
+
+def masking_problem(masking: str, objective: str, carry_over: bool) -> str | None:
+    """Why ``masking`` cannot train ``objective``, or None. The at-least-one proposal's
+    weight needs a loss that is 0 on a clean sequence: without carry-over the published
+    loss charges revealed tokens, and the unweighted cross-entropy is no expectation."""
+    if masking not in ("independent", "at_least_one"):
+        return f"expected 'independent' or 'at_least_one', got {masking!r}"
+    if masking == "at_least_one" and (
+        objective == "cross_entropy" or (objective == "published" and not carry_over)
+    ):
+        return (
+            "at_least_one needs a loss that is 0 on a clean sequence: the valid objective, "
+            f"or published with carry-over; got objective {objective!r}, carry_over {carry_over}"
+        )
+    return None

@@ -65,22 +65,22 @@ def gradient(model: torch.nn.Module, x0: torch.Tensor, seed: int) -> tuple[float
     return float(loss.detach()), flat
 
 
-def measure(params: dict, data: DataSpec, draw, args: argparse.Namespace) -> list[str]:
+def measure(params: dict, data: DataSpec, draw, batch: int, draws: int, warmup: int) -> list[str]:
     warm = build(params, data, "independent")
     opt = torch.optim.Adam(warm.parameters(), lr=1e-3)
-    for step in range(args.warmup):
+    for step in range(warmup):
         opt.zero_grad(set_to_none=True)
-        loss, _ = warm.training_loss(draw(args.batch, step), torch.Generator().manual_seed(step))
+        loss, _ = warm.training_loss(draw(batch, step), torch.Generator().manual_seed(step))
         loss.backward()
         opt.step()
-    x0 = draw(args.batch, 10**6)
+    x0 = draw(batch, 10**6)
     cells = []
     for masking in ("independent", "at_least_one"):
         model = build(params, data, masking)
         model.load_state_dict(warm.state_dict())
-        draws = [gradient(model, x0, 10**6 + r) for r in range(args.draws)]
-        losses = torch.tensor([loss for loss, _ in draws])
-        grads = torch.stack([g for _, g in draws])
+        drawn = [gradient(model, x0, 10**6 + r) for r in range(draws)]
+        losses = torch.tensor([loss for loss, _ in drawn])
+        grads = torch.stack([g for _, g in drawn])
         mean = grads.mean(0)
         noise = float((grads - mean).pow(2).sum(-1).mean() / mean.pow(2).sum())
         se = float(losses.std()) / math.sqrt(len(losses))
@@ -117,7 +117,7 @@ def main() -> None:
     print(f"{'model':36s} {'independent: loss ± SE, noise':>36s} {'at-least-one':>36s}")
     for name, params, data, draw in rows:
         batch = args.batch if data.seq_len == 2 else max(args.batch // 32, 8)
-        cells = measure(params, data, draw, argparse.Namespace(**{**vars(args), "batch": batch}))
+        cells = measure(params, data, draw, batch, args.draws, args.warmup)
         print(f"{name:36s} {cells[0]:>36s} {cells[1]:>36s}")
 
 
