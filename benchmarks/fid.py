@@ -29,7 +29,6 @@ from .data.cache import staged_file
 __all__ = [
     "InceptionFeatures",
     "CleanFIDFeatures",
-    "reference_features",
     "offline_weights_file",
     "convert",
     "converted_weights_path",
@@ -266,23 +265,3 @@ class CleanFIDFeatures:
             batch = torch.from_numpy(resized).float()
             out.append(get_batch_features(batch, self._model, self.device).astype(np.float64))
         return np.concatenate(out) if out else np.zeros((0, 2048))
-
-
-def reference_features(
-    images: np.ndarray,
-    extractor: InceptionFeatures | CleanFIDFeatures,
-    cache_dir: Path,
-    label: str = "reference",
-) -> np.ndarray:
-    """Features of a reference set, computed once per (image content, extractor) and cached
-    as ``<cache_dir>/fid-reference/<label>-<extractor>-<sha256 of the pixels>.npy``."""
-    pixels = np.ascontiguousarray(np.asarray(images))
-    digest = hashlib.sha256(pixels.tobytes()).hexdigest()[:16]
-    digest = hashlib.sha256(f"{digest}-{pixels.shape}".encode()).hexdigest()[:16]
-    target = Path(cache_dir) / "fid-reference" / f"{label}-{extractor.name}-{digest}.npy"
-    if target.is_file():
-        return np.load(target)
-    features = extractor(pixels, desc=f"{label} features")
-    with staged_file(target) as tmp:
-        np.save(tmp, features)
-    return features

@@ -92,7 +92,7 @@ def _toy_images():
 
 
 def test_kid_and_the_reference_cache_on_a_stand_in_extractor(tmp_path):
-    from benchmarks.fid import reference_features
+    from benchmarks.fid_reference import reference_features
 
     gray, other = _toy_images()
     extractor = StandInFeatures()
@@ -178,3 +178,21 @@ def test_fid_half_sample_se_is_the_sd_of_fid_over_the_same_halves():
     assert np.isclose(
         fid_half_sample_se(x, mu_r, sigma_r, 6, seed=7), np.std(direct, ddof=1), rtol=1e-6
     )
+
+
+def test_kid_of_whole_sets_is_the_unbiased_mmd_and_computed_once():
+    from benchmarks.tasks.image_scores import kernel_inception_distance
+
+    a, b = _features(40, 8, 0.0, 0), _features(40, 8, 0.5, 1)
+
+    def kernel(x, y):
+        return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+    m = len(a)
+    k_aa, k_bb, k_ab = kernel(a, a), kernel(b, b), kernel(a, b)
+    off = ~np.eye(m, dtype=bool)
+    mmd2 = k_aa[off].mean() + k_bb[off].mean() - 2 * k_ab.mean()
+    kid, std = kernel_inception_distance(a, b, subsets=50)
+    assert abs(kid - mmd2) <= 1e-9 * abs(mmd2) and std == 0.0
+    smaller, spread = kernel_inception_distance(a, b, subsets=50, subset_size=20)
+    assert spread > 0 and abs(smaller - mmd2) < 5 * spread  # random subsets: same target

@@ -32,8 +32,8 @@ from ..fid import (
     InceptionFeatures,
     feature_statistics,
     frechet_distance,
-    reference_features,
 )
+from ..fid_reference import reference_features
 
 __all__ = [
     "Extractors",
@@ -51,10 +51,14 @@ def kernel_inception_distance(
     features_1: np.ndarray, features_2: np.ndarray, subsets: int = 100, subset_size: int = 1000
 ) -> tuple[float, float]:
     """KID (unbiased MMD^2 with the kernel (x.y / d + 1)^3, over random subsets): (mean,
-    std), computed by torch-fidelity; the subset size is capped at the smaller set."""
+    std), computed by torch-fidelity; the subset size is capped at the smaller set. When
+    the subset is the whole of both sets, every subset draws the same pairs (std 0), so
+    one is computed rather than ``subsets`` identical ones."""
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     size = min(subset_size, len(features_1), len(features_2))
+    if size == len(features_1) == len(features_2):
+        subsets = 1
     out = kid_features_to_metric(
         torch.from_numpy(np.asarray(features_1)),
         torch.from_numpy(np.asarray(features_2)),

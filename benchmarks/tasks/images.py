@@ -33,6 +33,7 @@ from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task
 from ..data.cache import default_cache_dir
 from ..data.images import CIFAR10, IMAGENET32, ImageRows, fashion_mnist, image_tokens
 from ..fid import CleanFIDFeatures, InceptionFeatures
+from ..fid_reference import share_references
 from ..registry import TASKS
 from ..streams import eval_generator, eval_seed
 from .image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, SHAPES, ImageParams
@@ -118,6 +119,13 @@ class ImageGeneration(Task):
         extractors: Extractors = [("", primary)]
         if p.clean_fid:
             extractors.append(("_cleanfid", CleanFIDFeatures(ctx.device)))
+        # Runs that reach this point together split the real images' features between
+        # them rather than each computing all of them.
+        real = [(reference, self._reference_label())]
+        if floor is not None:
+            real.append((floor, f"{self._reference_label()}-floor"))
+        for _, extractor in extractors:
+            share_references(real, extractor, default_cache_dir())
         samples, sample_metrics = self._samples(model, ctx, p.sample_steps)
         metrics += sample_metrics + self._scores(samples, reference, extractors, ctx)
         for steps in p.fid_steps:
@@ -213,6 +221,9 @@ class ImageGeneration(Task):
         ]
         return torch.cat(images).numpy(), metrics
 
+    def _reference_label(self) -> str:
+        return f"{self.params.dataset}-{REFERENCE_SPLIT[self.params.dataset]}"
+
     def _scores(
         self,
         images: np.ndarray,
@@ -222,7 +233,7 @@ class ImageGeneration(Task):
         suffix: str = "",
     ) -> list[Metric]:
         p = self.params
-        label = f"{p.dataset}-{REFERENCE_SPLIT[p.dataset]}"
+        label = self._reference_label()
         card = {"weights": "2015-12-05 FID Inception (offline copy)", "ema": ctx.ema}
         resampling = (p.fid_resamples, eval_seed("image.fid_resampling", ctx.seed))
         if suffix == "_real_floor":
