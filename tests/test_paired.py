@@ -122,3 +122,24 @@ def test_claims_of_variants_without_runs_are_left_out(tmp_path):
     ctx = _Store(tmp_path, {("a", 0): {"index": np.arange(5), "valid_bound": np.zeros(5)}})
     comparison_table(ctx, [Claim("a below b", "a", "b")], "t", "T", "nats")
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_the_toy_sweep_claim_pairs_runs_by_seed_and_takes_the_spread_between_seeds():
+    from benchmarks.reports.toy2d import _sweep_claim
+
+    def run(variant, seed, tv, se=0.004):
+        cfg = SimpleNamespace(variant=variant, seed=seed)
+        return cfg, {"tv_steps2": tv, "tv_steps2_se": se}
+
+    one = [run("prime-l2-joint", 0, 0.130), run("prime-l2-independent", 0, 0.136)]
+    cells, seeds = _sweep_claim(one, [2])
+    assert seeds == 1  # unpaired replicates: SE = hypot(0.004, 0.004) = 0.0057
+    assert cells["T=2"] == "-0.006 ± 0.006: not resolved at this budget"
+    several = [run("mdm", 1, 0.2)]
+    for seed, (joint, independent) in enumerate([(0.130, 0.136), (0.124, 0.132), (0.128, 0.135)]):
+        several.append(run("prime-l2-joint", seed, joint))
+        several.append(run("prime-l2-independent", seed, independent))
+    several.append(run("prime-l2-joint", 7, 0.5))  # a seed the other variant lacks: left out
+    cells, seeds = _sweep_claim(several, [2])
+    # per-seed differences -0.006, -0.008, -0.007: mean -0.007, SE 0.001 / sqrt(3)
+    assert seeds == 3 and cells["T=2"] == "-0.007 ± 0.001: confirmed"

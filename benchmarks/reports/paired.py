@@ -64,7 +64,7 @@ def verdict(mean: float, se: float, z: float = Z95) -> str:
     return "not resolved at this budget"
 
 
-def _combine(per_seed: list[tuple[float, float]]) -> tuple[float, float]:
+def combine_seeds(per_seed: list[tuple[float, float]]) -> tuple[float, float]:
     """One seed: its paired estimate. Several: their mean, SE from the spread between seeds."""
     if len(per_seed) == 1:
         return per_seed[0]
@@ -89,7 +89,7 @@ def _row(claim: Claim, runs: dict, stored: dict) -> dict[str, str]:
         per_seed.append(paired_difference(_values(a, claim.estimator), _values(b, claim.estimator)))
     if not per_seed:
         return {**row, "verdict": "no common training seed"}
-    mean, se = _combine(per_seed)
+    mean, se = combine_seeds(per_seed)
     n = len(stored[runs[claim.lower][seeds[0]]]["index"])
     return {
         **row,

@@ -10,7 +10,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..tasks.toy2d import TARGET_SOURCE, target_pmf
 from .context import ReportContext
-from .paired import Claim, comparison_table, verdict
+from .paired import Claim, combine_seeds, comparison_table, verdict
 
 __all__ = [
     "figure4_table",
@@ -134,15 +134,12 @@ def figure4_samples(ctx: ReportContext) -> None:
     ctx.save_panels(panels, "figure4_toy2d")
 
 
-def _sweep(ctx: ReportContext) -> tuple[list[int], list[tuple[str, dict[str, float]]]]:
-    """The sweep's step counts and each run's (variant, metrics); nothing if no run swept."""
-    runs = [
-        (ctx.run_name(cfg), _metrics(run)) for run, cfg in ctx.rows() if cfg.task.params.sweep_steps
-    ]
+def _sweep(ctx: ReportContext) -> tuple[list[int], list[tuple[RunConfig, dict[str, float]]]]:
+    """The sweep's step counts and each run's (config, metrics); nothing if no run swept."""
+    runs = [(cfg, _metrics(run)) for run, cfg in ctx.rows() if cfg.task.params.sweep_steps]
     if not runs:
         return [], []
-    _, first = next(iter(ctx.rows()))
-    return sorted(first.task.params.sweep_steps), runs
+    return sorted(runs[0][0].task.params.sweep_steps), runs
 
 
 # Where the decoders must differ: the joint decoder draws the digits of a coordinate
@@ -150,19 +147,44 @@ def _sweep(ctx: ReportContext) -> tuple[list[int], list[tuple[str, dict[str, flo
 SWEEP_CLAIM = ("prime-l2-joint", "prime-l2-independent")
 
 
+def _sweep_claim(
+    runs: list[tuple[RunConfig, dict[str, float]]], steps: list[int]
+) -> tuple[dict[str, str], int]:
+    """Joint minus independent TV at each T, with its verdict, and the number of training
+    seeds both have. One seed: the two rows' replicates (unpaired). Several: the mean of
+    the per-seed differences, SE from their spread."""
+    joint, independent = SWEEP_CLAIM
+    by_seed: dict[str, dict[int, dict[str, float]]] = {joint: {}, independent: {}}
+    for cfg, m in runs:
+        if cfg.variant in by_seed:
+            by_seed[cfg.variant][cfg.seed] = m
+    seeds = sorted(set(by_seed[joint]) & set(by_seed[independent]))
+    cells = {}
+    for t in steps:
+        per_seed = []
+        for seed in seeds:
+            a, b = by_seed[joint][seed], by_seed[independent][seed]
+            se = math.hypot(a[f"tv_steps{t}_se"], b[f"tv_steps{t}_se"])
+            per_seed.append((a[f"tv_steps{t}"] - b[f"tv_steps{t}"], se))
+        if per_seed:
+            d, se = combine_seeds(per_seed)
+            cells[f"T={t}"] = f"{d:+.3f} ± {se:.3f}: {verdict(d, se)}"
+    return cells, len(seeds)
+
+
 def figure4_steps_table(ctx: ReportContext) -> None:
     steps, runs = _sweep(ctx)
     if not runs:
         return
     rows = []
-    for variant, m in runs:
+    for cfg, m in runs:
+        variant = ctx.run_name(cfg)
         cells = {
             f"T={t}": f"{m[f'tv_steps{t}']:.3f} ± {m[f'tv_steps{t}_se']:.3f} "
             f"({100 * m[f'invalid_steps{t}']:.2f}%)"
             for t in steps
         }
         rows.append({"variant": variant, **cells})
-    by_variant = dict(runs)
     floor = runs[0][1]
     rows.append(
         {
@@ -172,18 +194,16 @@ def figure4_steps_table(ctx: ReportContext) -> None:
             ),
         }
     )
-    joint, independent = SWEEP_CLAIM
-    claim = joint in by_variant and independent in by_variant
-    if claim:
-        a, b = by_variant[joint], by_variant[independent]
-        cells = {}
-        for t in steps:
-            d = a[f"tv_steps{t}"] - b[f"tv_steps{t}"]
-            se = math.hypot(a[f"tv_steps{t}_se"], b[f"tv_steps{t}_se"])
-            cells[f"T={t}"] = f"{d:+.3f} ± {se:.3f}: {verdict(d, se)}"
+    cells, seeds = _sweep_claim(runs, steps)
+    if cells:
         rows.append({"variant": "joint - independent (TV)", **cells})
-    _, first = next(iter(ctx.rows()))
-    t = first.task.params
+    t = runs[0][0].task.params
+    how = (
+        "from the two rows' independent replicates (unpaired)"
+        if seeds == 1
+        else f"the mean over {seeds} training seeds of the per-seed differences, its SE from "
+        "their spread"
+    )
     ctx.write_table(
         pd.DataFrame(rows),
         "figure4_toy2d_steps",
@@ -196,9 +216,9 @@ def figure4_steps_table(ctx: ReportContext) -> None:
             *(
                 [
                     "Last row: the claim 'the joint decoder's TV is below the independent one's' "
-                    "at each T, from the two rows' independent replicates (unpaired), at 95%."
+                    f"at each T, {how}, at 95%."
                 ]
-                if claim
+                if cells
                 else []
             ),
         ],
@@ -212,13 +232,20 @@ def figure4_steps(ctx: ReportContext) -> None:
     if not runs:
         return
     fig, (tv_ax, bad_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for variant, m in runs:
+    # One colour per variant: its training seeds are lines of the same colour.
+    colours: dict[str, str] = {}
+    for cfg, m in runs:
+        first = cfg.variant not in colours
+        colour = colours.setdefault(cfg.variant, f"C{len(colours)}")
+        style = dict(marker="o", ms=4, capsize=2, color=colour, alpha=0.9)
+        several = ctx.run_name(cfg) != cfg.variant
+        label = (f"{cfg.variant} (a line per seed)" if several else cfg.variant) if first else None
         tv = [m[f"tv_steps{t}"] for t in steps]
         tv_se = [2 * m[f"tv_steps{t}_se"] for t in steps]
         bad = [100 * m[f"invalid_steps{t}"] for t in steps]
         bad_se = [200 * m[f"invalid_steps{t}_se"] for t in steps]
-        tv_ax.errorbar(steps, tv, yerr=tv_se, marker="o", ms=4, capsize=2, label=variant)
-        bad_ax.errorbar(steps, bad, yerr=bad_se, marker="o", ms=4, capsize=2, label=variant)
+        tv_ax.errorbar(steps, tv, yerr=tv_se, label=label, **style)
+        bad_ax.errorbar(steps, bad, yerr=bad_se, label=label, **style)
     floor = runs[0][1]["tv_floor"]
     tv_ax.axhline(floor, color="grey", ls="--", label="exact draws (floor)")
     for ax, label in ((tv_ax, "TV to the target"), (bad_ax, "invalid samples (%)")):
