@@ -7,8 +7,10 @@ separable coefficient grid of :mod:`prime.digit_grid` is multiplied in, one (N, 
 write. The shift s is the row's maximum; rows whose Z underflows (V(y) ~87 nats below
 it in float32) are redone with the maximum over V(y).
 
-At ell = 1 the consistent set is every id or one id, and autograd's own log-softmax
-does the same job in fewer passes (about 3x faster, forward and backward, on a CPU).
+At ell = 1 the consistent set is every id or one id. On a CPU, where time rather than
+memory is the limit, autograd's own log-softmax does that job in fewer passes (about 3x
+faster, forward and backward); on accelerators the grid keeps its lean memory (no
+float32 (N, C) copy of half-precision logits is kept for the backward pass).
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ def _consistent(y: torch.Tensor, digits: torch.Tensor, codec: SubTokenizer) -> t
 
 
 def _backward(logits, y, targets, digits, shift, z, s, d, g_z, g_t, g_s, g_d, codec, chunk_rows):
-    """dL/dE (N, C) from the upstream gradients (see the module docstring), for ell >= 2;
-    the target digits' terms g_d / S_j(d_j) join h_j at v = d_j."""
+    """dL/dE (N, C) from the upstream gradients (see the module docstring); the target
+    digits' terms g_d / S_j(d_j) join h_j at v = d_j."""
     grid = Grid(codec)
     n, c = logits.shape
     dtype = compute_dtype(logits.dtype)
@@ -126,15 +128,18 @@ def _backward(logits, y, targets, digits, shift, z, s, d, g_z, g_t, g_s, g_d, co
         keep = keep_indicators(y[index], codec, dtype)
         k_1 = keep[:, 0, : grid.first]
         h_1 = coef0[index, None] if h is None else h[index, 0, : grid.first] + coef0[index, None]
-        h_c = h[index] if h is not None else keep.new_zeros(r, grid.ell, grid.base)
-        # W = K_{>j} * sum_{k>j} h_k and K = K_{>j}, from the last axis to axis 2.
-        w, k = keep.new_zeros(r, 1), keep.new_ones(r, 1)
-        for j in range(grid.ell - 1, 0, -1):
-            k_j, h_j = keep[:, j, :, None], h_c[:, j, :, None]
-            w = (k_j * (w[:, None, :] + h_j * k[:, None, :])).reshape(r, -1)
-            k = (k_j * k[:, None, :]).reshape(r, -1)
-        left = torch.stack([k_1, k_1 * h_1], dim=-1)  # (r, n_1, 2)
-        coef = torch.bmm(left, torch.stack([w, k], dim=1)).view(r, grid.width)
+        if grid.ell == 1:  # the grid is one axis: coef = keep_1 (h_1 + c_0)
+            coef = torch.mul(k_1, h_1, out=k_1)
+        else:
+            h_c = h[index] if h is not None else keep.new_zeros(r, grid.ell, grid.base)
+            # W = K_{>j} * sum_{k>j} h_k and K = K_{>j}, from the last axis to axis 2.
+            w, k = keep.new_zeros(r, 1), keep.new_ones(r, 1)
+            for j in range(grid.ell - 1, 0, -1):
+                k_j, h_j = keep[:, j, :, None], h_c[:, j, :, None]
+                w = (k_j * (w[:, None, :] + h_j * k[:, None, :])).reshape(r, -1)
+                k = (k_j * k[:, None, :]).reshape(r, -1)
+            left = torch.stack([k_1, k_1 * h_1], dim=-1)  # (r, n_1, 2)
+            coef = torch.bmm(left, torch.stack([w, k], dim=1)).view(r, grid.width)
         if grad.dtype == dtype:
             torch.mul(coef[:, :c], p[:, :c], out=grad[index])
         else:
@@ -173,6 +178,10 @@ class _GridSoftmaxFunction(torch.autograd.Function):
         logits, y, targets, digits, shift, z, s, d = ctx.saved_tensors
         if g_z is None:
             g_z = torch.zeros_like(z)
+        if ctx.codec.ell == 1 and g_d is not None:
+            # One digit: its marginal is the token's probability; no (N, C) h is needed.
+            g_t = g_d[:, 0] if g_t is None else g_t + g_d[:, 0]
+            g_d = None
         grad = _backward(
             logits,
             y,
@@ -235,7 +244,8 @@ def grid_softmax(
         marginals: also return log p(y_0^j = v | y_t) for every v, (..., ell, b); -inf
             for digit values no consistent token has. Costs a second pass over each row.
         carry_over: restrict to V(y_t); without it, a plain softmax over the C ids.
-        chunk_rows: rows per chunk (default: a few MiB of grid on the CPU).
+        chunk_rows: rows per chunk (default: a few MiB of grid on the CPU). At ell = 1 on
+            a CPU the default takes autograd's log-softmax instead of the grid.
 
     Equals ``log_softmax`` of the logits with -inf outside V(y_t), and its per-digit
     logsumexp, at about the cost of one ``log_softmax``.
@@ -243,7 +253,7 @@ def grid_softmax(
     lead = logits.shape[:-1]
     flat, flat_y = flat_inputs(logits, y_t, codec, carry_over)
     flat_targets = targets.reshape(-1) if targets is not None else None
-    if codec.ell == 1:
+    if codec.ell == 1 and flat.device.type == "cpu" and chunk_rows is None:
         log_z, token, log_s, log_d = _one_digit(flat, flat_y[:, 0], flat_targets, codec, marginals)
     else:
         digits = codec.encode(flat_targets) if flat_targets is not None else None

@@ -47,15 +47,16 @@ def noised(codec, n, generator, reveal=0.5):
     return x0, y
 
 
+@pytest.mark.parametrize("chunk_rows", [5, None])  # at ell = 1 on a CPU None is a log-softmax
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("num_classes,ell", CASES)
-def test_values_and_gradients_equal_the_masked_log_softmax(num_classes, ell, dtype):
+def test_values_and_gradients_equal_the_masked_log_softmax(num_classes, ell, dtype, chunk_rows):
     g = torch.Generator().manual_seed(num_classes * 10 + ell)
     codec = SubTokenizer(num_classes, ell)
     n = 17
     x0, y = noised(codec, n, g)
     logits = (3 * torch.randn(n, num_classes, generator=g, dtype=dtype)).requires_grad_()
-    out = grid_softmax(logits, y, codec, targets=x0, marginals=True, chunk_rows=5)
+    out = grid_softmax(logits, y, codec, targets=x0, marginals=True, chunk_rows=chunk_rows)
     ref = reference(logits, y, codec, x0)
     tol = dict(atol=1e-11, rtol=0) if dtype == torch.float64 else dict(atol=2e-5, rtol=0)
     finite = torch.isfinite(ref[2])
@@ -178,3 +179,21 @@ def test_long_rows_are_drawn_by_block_and_entry_exactly():
     exact = torch.softmax(logits[0].double(), -1)
     freq = torch.bincount(draws, minlength=5000).double() / n
     assert draws.max() < 5000 and (freq - exact).abs().sum() / 2 < 0.02
+
+
+@pytest.mark.parametrize("chunk_rows", [7, None])
+def test_one_digit_half_precision_sums_in_float32_both_ways(chunk_rows):
+    g = torch.Generator().manual_seed(5)
+    codec = SubTokenizer(40, 1)
+    x0, y = noised(codec, 24, g)
+    logits = torch.randn(24, 40, generator=g)
+    half = logits.bfloat16().requires_grad_()
+    out = grid_softmax(half, y, codec, targets=x0, marginals=True, chunk_rows=chunk_rows)
+    assert out.token_log_prob.dtype == out.log_marginals.dtype == torch.bfloat16
+    out.token_log_prob[3:].sum().backward()
+    full = half.detach().float().requires_grad_()
+    ref = reference(full, y, codec, x0)
+    torch.testing.assert_close(out.log_normalizer.float(), ref[0], atol=0.1, rtol=0)
+    ref[1][3:].sum().backward()
+    assert half.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(half.grad.float(), full.grad, atol=1e-2, rtol=0)
