@@ -121,9 +121,8 @@ class ImageGeneration(Task):
             extractors.append(("_cleanfid", CleanFIDFeatures(ctx.device)))
         # Runs that reach this point together split the real images' features between
         # them rather than each computing all of them.
-        real = [(reference, self._reference_label())]
-        if floor is not None:
-            real.append((floor, f"{self._reference_label()}-floor"))
+        label = self._reference_label()
+        real = [(reference, label)] + ([(floor, f"{label}-floor")] if floor is not None else [])
         for _, extractor in extractors:
             share_references(real, extractor, default_cache_dir())
         samples, sample_metrics = self._samples(model, ctx, p.sample_steps)
