@@ -49,15 +49,23 @@ def _run(cache, log, out, index) -> None:
 def test_concurrent_runs_compute_every_set_once_and_agree(tmp_path):
     log, out = tmp_path / "calls.log", tmp_path / "out"
     out.mkdir()
-    context = multiprocessing.get_context("fork")
+    # Spawned, not forked: a child forked from a process whose BLAS/OpenMP threads have
+    # run (as pytest's have, after earlier tests) can deadlock in its first matmul.
+    context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_run, args=(tmp_path / "cache", log, out, i)) for i in range(4)
+        context.Process(target=_run, args=(tmp_path / "cache", log, out, i), daemon=True)
+        for i in range(4)
     ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-        assert worker.exitcode == 0
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(180)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:  # a hung child must not hold up pytest's exit
+            if worker.is_alive():
+                worker.kill()
     assert sorted(log.read_text().splitlines()) == ["ref features", "ref-floor features"]
     results = [np.load(out / f"{i}.npz") for i in range(4)]
     assert sum(int(r["computed"]) for r in results) == 2
