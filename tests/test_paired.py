@@ -143,3 +143,24 @@ def test_the_toy_sweep_claim_pairs_runs_by_seed_and_takes_the_spread_between_see
     cells, seeds = _sweep_claim(several, [2])
     # per-seed differences -0.006, -0.008, -0.007: mean -0.007, SE 0.001 / sqrt(3)
     assert seeds == 3 and cells["T=2"] == "-0.007 ± 0.001: confirmed"
+
+
+def test_the_image_fid_claim_pairs_runs_by_seed_and_takes_the_spread_between_seeds():
+    from benchmarks.reports.images import _fid_claim
+
+    def row(model, seed, fid, steps=8, se=0.8):
+        return {"model": model, "seed": seed, "steps": steps, "fid": fid, "se": se, "nfe": 9}
+
+    one = [row("prime-l2", 0, 152.0), row("mdm", 0, 141.0), row("mdm", 0, 120.0, steps=32)]
+    claim = _fid_claim(one, 8)
+    # one seed: +11 with the half-sample SEs combined, hypot(0.8, 0.8) = 1.13
+    assert claim["seeds"] == "1" and claim["difference ± SE"] == "+11.00 ± 1.13"
+    assert claim["verdict"] == "refuted" and claim["NFE (Prime / MDM)"] == "9 / 9"
+    assert _fid_claim(one, 32) is None  # no Prime run at 32 steps: no claim
+    several = [row("prime-l2", 9, 100.0)]  # a seed MDM lacks: left out
+    for seed, (prime, mdm) in enumerate([(150.0, 141.0), (139.0, 141.0), (146.0, 141.0)]):
+        several += [row("prime-l2", seed, prime), row("mdm", seed, mdm)]
+    claim = _fid_claim(several, 8)
+    # per-seed differences +9, -2, +5: mean +4, SE = sd 5.57 / sqrt(3) = 3.21
+    assert claim["seeds"] == "3" and claim["difference ± SE"] == "+4.00 ± 3.21"
+    assert claim["verdict"] == "not resolved at this budget"

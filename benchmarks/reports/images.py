@@ -11,7 +11,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..experiments import upstream_config
 from .context import ReportContext
-from .paired import Z95, Claim, comparison_table, verdict
+from .paired import Z95, Claim, combine_seeds, comparison_table, verdict
 
 __all__ = ["table3", "table3_paired", "table3_nfe", "sample_grid", "table4", "IMAGE_CLAIMS"]
 
@@ -112,6 +112,8 @@ def _nfe_rows(ctx: ReportContext) -> list[dict]:
             rows.append(
                 {
                     "variant": ctx.run_name(cfg),
+                    "model": cfg.variant,
+                    "seed": cfg.seed,
                     "steps": steps,
                     "nfe": int(m[f"sample_nfe{suffix}"]),
                     "fid": m[f"fid{suffix}"],
@@ -142,29 +144,17 @@ def table3_nfe(ctx: ReportContext) -> None:
         }
         for r in sorted(rows, key=lambda r: (r["steps"], r["variant"]))
     )
-    by = {(r["variant"], r["steps"]): r for r in rows}
-    claims = []
-    for steps in sorted({r["steps"] for r in rows}):
-        a, b = by.get(("prime-l2", steps)), by.get(("mdm", steps))
-        if a is None or b is None:
-            continue
-        diff, se = a["fid"] - b["fid"], math.hypot(a["se"], b["se"])
-        claims.append(
-            {
-                "claim": f"Prime l=2 FID below MDM at {steps} steps",
-                "NFE (Prime / MDM)": f"{a['nfe']} / {b['nfe']}",
-                "difference ± SE": f"{diff:+.2f} ± {se:.2f}",
-                "95% interval": f"[{diff - Z95 * se:+.2f}, {diff + Z95 * se:+.2f}]",
-                "verdict": verdict(diff, se) if se == se else "no SE (task.fid_resamples = 0)",
-            }
-        )
+    claims = [
+        claim for steps in sorted({r["steps"] for r in rows}) if (claim := _fid_claim(rows, steps))
+    ]
     notes = [
         "Every step count draws fresh samples from the same seeded stream, so two models "
         "at equal steps share their sampling noise. NFE counts network calls (an idle "
         "step reuses the last prediction, so NFE <= steps + 1).",
-        "The SE of a difference combines the two FIDs' half-sample SEs as if independent "
-        "(shared noise makes the true SE smaller, so the verdict errs toward 'not "
-        "resolved'); one training seed: it holds no spread between trainings.",
+        "One training seed: the SE of a difference combines the two FIDs' half-sample SEs "
+        "as if independent (shared noise makes the true SE smaller, so the verdict errs "
+        "toward 'not resolved'), and it holds no spread between trainings. Several seeds: "
+        "the mean of the per-seed differences, its SE from their spread, which holds both.",
     ]
     ctx.write_table(table, "table3_images_nfe", "Images: FID against sampler steps", notes)
     if claims:
@@ -177,16 +167,45 @@ def table3_nfe(ctx: ReportContext) -> None:
     _nfe_figure(ctx, rows)
 
 
+def _fid_claim(rows: list[dict], steps: int) -> dict[str, str] | None:
+    """Prime l=2 minus MDM in FID at ``steps``, paired by training seed: one seed, the
+    difference with the half-sample SEs combined; several, the mean of the per-seed
+    differences with the SE of their spread (``combine_seeds``). None without a pair."""
+    by_seed: dict[str, dict[int, dict]] = {"prime-l2": {}, "mdm": {}}
+    for r in rows:
+        if r["steps"] == steps and r["model"] in by_seed:
+            by_seed[r["model"]][r["seed"]] = r
+    seeds = sorted(set(by_seed["prime-l2"]) & set(by_seed["mdm"]))
+    if not seeds:
+        return None
+    pairs = [(by_seed["prime-l2"][k], by_seed["mdm"][k]) for k in seeds]
+    diff, se = combine_seeds(
+        [(a["fid"] - b["fid"], math.hypot(a["se"], b["se"])) for a, b in pairs]
+    )
+    nfe = {name: sorted({r["nfe"] for r in by_seed[name].values()}) for name in by_seed}
+    return {
+        "claim": f"Prime l=2 FID below MDM at {steps} steps",
+        "seeds": str(len(seeds)),
+        "NFE (Prime / MDM)": f"{'/'.join(map(str, nfe['prime-l2']))} / "
+        f"{'/'.join(map(str, nfe['mdm']))}",
+        "difference ± SE": f"{diff:+.2f} ± {se:.2f}",
+        "95% interval": f"[{diff - Z95 * se:+.2f}, {diff + Z95 * se:+.2f}]",
+        "verdict": verdict(diff, se) if se == se else "no SE (task.fid_resamples = 0)",
+    }
+
+
 def _nfe_figure(ctx: ReportContext, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["model"] for r in rows))}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["nfe"])
         ax.errorbar(
             [r["nfe"] for r in mine],
             [r["fid"] for r in mine],
             yerr=[Z95 * r["se"] if r["se"] == r["se"] else 0 for r in mine],
+            color=colours[mine[0]["model"]],  # a model's seeds alike
             marker="o",
             capsize=3,
             label=variant,
