@@ -90,7 +90,16 @@ def test_with_several_seeds_the_interval_is_the_spread_between_seeds(tmp_path):
     row = _row(ctx)
     se = np.std([-0.1, -0.3, -0.2], ddof=1) / math.sqrt(3)
     assert row["seeds"] == 3 and row["difference ± SE"] == f"{-0.2:+.4f} ± {se:.4f}"
-    assert row["verdict"] == "confirmed"
+    # Student's t with 2 degrees of freedom has the closed form (2p - 1) / sqrt(2p(1 - p)):
+    # 4.3027 at p = 0.975. The interval -0.2 +- 4.30 x 0.0577 reaches past 0, where the
+    # normal 1.96 would have called the claim confirmed from three trainings.
+    q = 0.95 / math.sqrt(2 * 0.975 * 0.025)
+    assert row["95% interval"] == f"[{-0.2 - q * se:+.4f}, {-0.2 + q * se:+.4f}]"
+    assert row["verdict"] == "not resolved at this budget" and -0.2 + 1.96 * se < 0
+    for seed, shift in {0: -0.18, 1: -0.22, 2: -0.2}.items():  # seeds that agree
+        values["a", seed] = {"index": index, "valid_bound": base + shift}
+    comparison_table(_Store(tmp_path, values), [Claim("a below b", "a", "b")], "t", "T", "nats")
+    assert _row(ctx)["verdict"] == "confirmed"
 
 
 def test_an_ar_run_enters_with_its_exact_nll(tmp_path):

@@ -154,7 +154,8 @@ def table3_nfe(ctx: ReportContext) -> None:
         "One training seed: the SE of a difference combines the two FIDs' half-sample SEs "
         "as if independent (shared noise makes the true SE smaller, so the verdict errs "
         "toward 'not resolved'), and it holds no spread between trainings. Several seeds: "
-        "the mean of the per-seed differences, its SE from their spread, which holds both.",
+        "the mean of the per-seed differences, its SE from their spread, which holds both, "
+        "and the interval +- Student's t quantile with (seeds - 1) degrees of freedom.",
     ]
     ctx.write_table(table, "table3_images_nfe", "Images: FID against sampler steps", notes)
     if claims:
@@ -179,7 +180,7 @@ def _fid_claim(rows: list[dict], steps: int) -> dict[str, str] | None:
     if not seeds:
         return None
     pairs = [(by_seed["prime-l2"][k], by_seed["mdm"][k]) for k in seeds]
-    diff, se = combine_seeds(
+    diff, se, q = combine_seeds(
         [(a["fid"] - b["fid"], math.hypot(a["se"], b["se"])) for a, b in pairs]
     )
     nfe = {name: sorted({r["nfe"] for r in by_seed[name].values()}) for name in by_seed}
@@ -189,8 +190,8 @@ def _fid_claim(rows: list[dict], steps: int) -> dict[str, str] | None:
         "NFE (Prime / MDM)": f"{'/'.join(map(str, nfe['prime-l2']))} / "
         f"{'/'.join(map(str, nfe['mdm']))}",
         "difference ± SE": f"{diff:+.2f} ± {se:.2f}",
-        "95% interval": f"[{diff - Z95 * se:+.2f}, {diff + Z95 * se:+.2f}]",
-        "verdict": verdict(diff, se) if se == se else "no SE (task.fid_resamples = 0)",
+        "95% interval": f"[{diff - q * se:+.2f}, {diff + q * se:+.2f}]",
+        "verdict": verdict(diff, se, q) if se == se else "no SE (task.fid_resamples = 0)",
     }
 
 

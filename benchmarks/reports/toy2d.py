@@ -167,8 +167,8 @@ def _sweep_claim(
             se = math.hypot(a[f"tv_steps{t}_se"], b[f"tv_steps{t}_se"])
             per_seed.append((a[f"tv_steps{t}"] - b[f"tv_steps{t}"], se))
         if per_seed:
-            d, se = combine_seeds(per_seed)
-            cells[f"T={t}"] = f"{d:+.3f} ± {se:.3f}: {verdict(d, se)}"
+            d, se, q = combine_seeds(per_seed)
+            cells[f"T={t}"] = f"{d:+.3f} ± {se:.3f}: {verdict(d, se, q)}"
     return cells, len(seeds)
 
 
@@ -202,7 +202,7 @@ def figure4_steps_table(ctx: ReportContext) -> None:
         "from the two rows' independent replicates (unpaired)"
         if seeds == 1
         else f"the mean over {seeds} training seeds of the per-seed differences, its SE from "
-        "their spread"
+        f"their spread, the interval +- Student's t quantile ({seeds - 1} degrees of freedom)"
     )
     ctx.write_table(
         pd.DataFrame(rows),
