@@ -11,7 +11,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..experiments import upstream_config
 from .context import ReportContext
-from .paired import Z95, Claim, combine_seeds, comparison_table, verdict
+from .paired import Z95, Claim, combine_seeds, comparison_table, seed_pairs, verdict
 
 __all__ = ["table3", "table3_paired", "table3_nfe", "sample_grid", "table4", "IMAGE_CLAIMS"]
 
@@ -172,23 +172,19 @@ def _fid_claim(rows: list[dict], steps: int) -> dict[str, str] | None:
     """Prime l=2 minus MDM in FID at ``steps``, paired by training seed: one seed, the
     difference with the half-sample SEs combined; several, the mean of the per-seed
     differences with the SE of their spread (``combine_seeds``). None without a pair."""
-    by_seed: dict[str, dict[int, dict]] = {"prime-l2": {}, "mdm": {}}
-    for r in rows:
-        if r["steps"] == steps and r["model"] in by_seed:
-            by_seed[r["model"]][r["seed"]] = r
-    seeds = sorted(set(by_seed["prime-l2"]) & set(by_seed["mdm"]))
-    if not seeds:
+    pairs = seed_pairs(
+        ((r["model"], r["seed"], r) for r in rows if r["steps"] == steps), "prime-l2", "mdm"
+    )
+    if not pairs:
         return None
-    pairs = [(by_seed["prime-l2"][k], by_seed["mdm"][k]) for k in seeds]
     diff, se, q = combine_seeds(
         [(a["fid"] - b["fid"], math.hypot(a["se"], b["se"])) for a, b in pairs]
     )
-    nfe = {name: sorted({r["nfe"] for r in by_seed[name].values()}) for name in by_seed}
+    nfe = ["/".join(map(str, sorted({pair[i]["nfe"] for pair in pairs}))) for i in (0, 1)]
     return {
         "claim": f"Prime l=2 FID below MDM at {steps} steps",
-        "seeds": str(len(seeds)),
-        "NFE (Prime / MDM)": f"{'/'.join(map(str, nfe['prime-l2']))} / "
-        f"{'/'.join(map(str, nfe['mdm']))}",
+        "seeds": str(len(pairs)),
+        "NFE (Prime / MDM)": f"{nfe[0]} / {nfe[1]}",
         "difference ± SE": f"{diff:+.2f} ± {se:.2f}",
         "95% interval": f"[{diff - q * se:+.2f}, {diff + q * se:+.2f}]",
         "verdict": verdict(diff, se, q) if se == se else "no SE (task.fid_resamples = 0)",

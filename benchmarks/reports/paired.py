@@ -25,6 +25,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,19 @@ from scipy import stats
 from ..tasks.likelihood import PER_BLOCK_ARTIFACT
 from .context import ReportContext
 
-__all__ = ["Claim", "paired_difference", "verdict", "combine_seeds", "comparison_table", "Z95"]
+__all__ = [
+    "Claim",
+    "paired_difference",
+    "verdict",
+    "combine_seeds",
+    "seed_pairs",
+    "comparison_table",
+    "Z95",
+]
 
 Z95 = 1.959964
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,17 @@ def combine_seeds(per_seed: list[tuple[float, float]]) -> tuple[float, float, fl
     means = np.array([m for m, _ in per_seed])
     q = float(stats.t.ppf(0.975, len(means) - 1))
     return float(means.mean()), float(means.std(ddof=1)) / math.sqrt(len(means)), q
+
+
+def seed_pairs(items: Iterable[tuple[str, int, T]], lower: str, than: str) -> list[tuple[T, T]]:
+    """(lower's item, than's item) for each training seed both variants have, in seed order,
+    from (variant, seed, item) triples: the pairs a claim "lower below than" compares."""
+    by_seed: dict[str, dict[int, T]] = {lower: {}, than: {}}
+    for variant, seed, item in items:
+        if variant in by_seed:
+            by_seed[variant][seed] = item
+    common = sorted(set(by_seed[lower]) & set(by_seed[than]))
+    return [(by_seed[lower][seed], by_seed[than][seed]) for seed in common]
 
 
 def _values(stored: dict[str, np.ndarray], estimator: str) -> np.ndarray:

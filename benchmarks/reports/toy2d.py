@@ -10,7 +10,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..tasks.toy2d import TARGET_SOURCE, target_pmf
 from .context import ReportContext
-from .paired import Claim, combine_seeds, comparison_table, verdict
+from .paired import Claim, combine_seeds, comparison_table, seed_pairs, verdict
 
 __all__ = [
     "figure4_table",
@@ -153,23 +153,20 @@ def _sweep_claim(
     """Joint minus independent TV at each T, with its verdict, and the number of training
     seeds both have. One seed: the two rows' replicates (unpaired). Several: the mean of
     the per-seed differences, SE from their spread."""
-    joint, independent = SWEEP_CLAIM
-    by_seed: dict[str, dict[int, dict[str, float]]] = {joint: {}, independent: {}}
-    for cfg, m in runs:
-        if cfg.variant in by_seed:
-            by_seed[cfg.variant][cfg.seed] = m
-    seeds = sorted(set(by_seed[joint]) & set(by_seed[independent]))
+    pairs = seed_pairs(((cfg.variant, cfg.seed, m) for cfg, m in runs), *SWEEP_CLAIM)
     cells = {}
     for t in steps:
-        per_seed = []
-        for seed in seeds:
-            a, b = by_seed[joint][seed], by_seed[independent][seed]
-            se = math.hypot(a[f"tv_steps{t}_se"], b[f"tv_steps{t}_se"])
-            per_seed.append((a[f"tv_steps{t}"] - b[f"tv_steps{t}"], se))
+        per_seed = [
+            (
+                a[f"tv_steps{t}"] - b[f"tv_steps{t}"],
+                math.hypot(a[f"tv_steps{t}_se"], b[f"tv_steps{t}_se"]),
+            )
+            for a, b in pairs
+        ]
         if per_seed:
             d, se, q = combine_seeds(per_seed)
             cells[f"T={t}"] = f"{d:+.3f} ± {se:.3f}: {verdict(d, se, q)}"
-    return cells, len(seeds)
+    return cells, len(pairs)
 
 
 def figure4_steps_table(ctx: ReportContext) -> None:
