@@ -87,13 +87,17 @@ def check_run_id(checkpoint: dict[str, Any], path: Path, run_id: str) -> None:
 
 
 def load_trained_model(
-    config: RunConfig, runs_dir: str | Path, device: torch.device | None = None
+    config: RunConfig,
+    runs_dir: str | Path,
+    device: torch.device | None = None,
+    path: Path | None = None,
 ) -> tuple[torch.nn.Module, bool]:
-    """The model of ``config`` with the weights of its last checkpoint (EMA weights when
-    the run kept an EMA). Returns (model in eval mode, whether EMA weights were used)."""
+    """The model of ``config`` with the weights of its last checkpoint, or of ``path`` (a
+    kept periodic checkpoint of the same run), EMA weights when the run kept an EMA.
+    Returns (model in eval mode, whether EMA weights were used)."""
     if config.model is None:
         raise ValueError(f"{config.experiment}/{config.variant} has no model")
-    path = last_checkpoint(runs_dir, config.run_id)
+    path = path or last_checkpoint(runs_dir, config.run_id)
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint {path} for {config.experiment}/{config.variant} "

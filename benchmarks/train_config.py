@@ -31,6 +31,7 @@ class TrainConfig:
         "prefetch_factor",
         "compile",
         "tf32",
+        "keep_checkpoints",
     )
     # Added after run ids were in use: left out of the run id at their defaults, so that
     # the runs started before keep their ids and resume.
@@ -65,8 +66,12 @@ class TrainConfig:
     """Decay d of the weight EMA, updated with d_n = min(d, (1 + n) / (10 + n)); evaluation
     uses the EMA weights. null: no EMA (text: 0.9999, images: 0.999)."""
     checkpoint_every: int = 500
-    """Optimizer steps between checkpoints (the paper scale keeps all, cpu the newest); a
-    requeued job resumes from the last one."""
+    """Optimizer steps between checkpoints; a requeued job resumes from the last one."""
+    keep_checkpoints: bool | None = None
+    """Keep every periodic checkpoint (``step<n>.ckpt``) beside ``last.ckpt``, for FID or
+    likelihood against training steps (``benchmarks.perf.image_fid_curve``); false: the
+    newest only; null: all at the paper scale, the newest at the cpu scale. Storage only,
+    so not part of the run id."""
     log_every: int = 50
     """Optimizer steps between logged training losses and throughput records."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"

@@ -184,6 +184,9 @@ def fit(
     micro, accumulation = cfg.split(world.size)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    keep_all = (
+        cfg.keep_checkpoints if cfg.keep_checkpoints is not None else (config.scale == "paper")
+    )
     sampler = StepSampler(
         len(rows),
         cfg.global_batch_size,
@@ -202,7 +205,7 @@ def fit(
             filename="step{step:08d}",
             auto_insert_metric_name=False,
             every_n_train_steps=cfg.checkpoint_every,
-            save_top_k=-1 if config.scale == "paper" else 1,
+            save_top_k=-1 if keep_all else 1,
             save_last=True,
         ),
         on_signal,

@@ -125,14 +125,14 @@ class ImageGeneration(Task):
         real = [(reference, label)] + ([(floor, f"{label}-floor")] if floor is not None else [])
         for _, extractor in extractors:
             share_references(real, extractor, default_cache_dir())
-        samples, sample_metrics = self._samples(model, ctx, p.sample_steps)
-        metrics += sample_metrics + self._scores(samples, reference, extractors, ctx)
+        samples, sample_metrics = self.sample_images(model, ctx, p.sample_steps)
+        metrics += sample_metrics + self.score_images(samples, reference, extractors, ctx)
         for steps in p.fid_steps:
-            more, more_metrics = self._samples(model, ctx, steps, f"_steps{steps}")
+            more, more_metrics = self.sample_images(model, ctx, steps, f"_steps{steps}")
             metrics += more_metrics
-            metrics += self._scores(more, reference, extractors[:1], ctx, f"_steps{steps}")
+            metrics += self.score_images(more, reference, extractors[:1], ctx, f"_steps{steps}")
         if floor is not None:
-            metrics += self._scores(floor, reference, extractors, ctx, "_real_floor")
+            metrics += self.score_images(floor, reference, extractors, ctx, "_real_floor")
         metrics.append(
             Metric(
                 "inception_score_available",
@@ -181,7 +181,7 @@ class ImageGeneration(Task):
             sampling_dtype=torch.float64 if p.sampling_dtype == "float64" else torch.float32,
         )
 
-    def _samples(
+    def sample_images(
         self, model: torch.nn.Module, ctx: EvalContext, steps: int, suffix: str = ""
     ) -> tuple[np.ndarray, list[Metric]]:
         """sample_count images at ``steps`` steps; every step count starts the same seeded
@@ -223,7 +223,7 @@ class ImageGeneration(Task):
     def _reference_label(self) -> str:
         return f"{self.params.dataset}-{REFERENCE_SPLIT[self.params.dataset]}"
 
-    def _scores(
+    def score_images(
         self,
         images: np.ndarray,
         reference: np.ndarray,
@@ -231,6 +231,8 @@ class ImageGeneration(Task):
         ctx: EvalContext,
         suffix: str = "",
     ) -> list[Metric]:
+        """FID (with its half-sample SE) and KID of ``images`` against ``reference``, for
+        each extractor, metric names suffixed ``suffix``."""
         p = self.params
         label = self._reference_label()
         card = {"weights": "2015-12-05 FID Inception (offline copy)", "ema": ctx.ema}
