@@ -91,6 +91,9 @@ def test_sampler_settings_are_validated_and_name_the_argument():
         sampler_settings(["{temperature"], base)
     with pytest.raises(ConfigError, match="expected a JSON mapping"):
         sampler_settings(["[1, 2]"], base)
+    assert sampler_settings(['{"steps": 8}'], base)[0][2] == 8
+    with pytest.raises(ConfigError, match="sample_steps"):
+        sampler_settings(['{"steps": "many"}'], base)
     with pytest.raises(ConfigError, match="temprature"):
         sampler_settings(['{"temprature": [0, 1, 0.8]}'], base)
     with pytest.raises(ConfigError, match="tau = a s\\^b \\+ c must stay > 0"):

@@ -71,10 +71,11 @@ def sampler_settings(raw: list[str], base: ImageParams) -> list[tuple[str, Image
             raise ConfigError(f"--sampler {text!r}: not JSON ({err})") from None
         if not isinstance(setting, dict):
             raise ConfigError(f"--sampler {text!r}: expected a JSON mapping of task settings")
-        steps = int(setting.pop("steps", base.sample_steps))
+        if "steps" in setting:  # the short name of the sampler's N
+            setting["sample_steps"] = setting.pop("steps")
         values = {**dataclasses.asdict(base), **setting}
         params = build_dataclass(ImageParams, values, f"--sampler {text}")
-        out.append((text, params, steps))
+        out.append((text, params, params.sample_steps))
     return out
 
 
@@ -115,6 +116,9 @@ def real_data_floor(
 def fid_curve(
     config: RunConfig, runs_dir: Path, raw_settings: list[str], only_steps: set[int] | None
 ) -> list[dict[str, Any]]:
+    """One row per (kept checkpoint, sampler setting) of the run of ``config`` under
+    ``runs_dir``: training step, setting, sampler steps, FID, its SE, KID, the real-data
+    floor and FID / floor, seconds; ``only_steps`` (non-empty) keeps those steps only."""
     base = config.task.params
     if not isinstance(base, ImageParams):
         raise ConfigError(f"{config.experiment}: task {config.task.name!r} is not an image task")
