@@ -13,7 +13,8 @@ import os
 import sqlite3
 import urllib.error
 import urllib.request
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,11 @@ def check_sqlite_store(path: Path) -> None:
             "file); expected an MLflow sqlite store. Move it aside to start a new store"
         )
     try:
-        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        # A store that another process is creating has some of MLflow's tables only.
+        with (
+            _after_creation(path),
+            closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db,
+        ):
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError as err:
         raise TrackingError(
@@ -111,6 +116,29 @@ def check_sqlite_store(path: Path) -> None:
             f"tracking store {path} is an SQLite database of something else (tables: "
             f"{', '.join(sorted(tables)[:5])}...), not an MLflow store"
         )
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def _after_creation(path: Path) -> Iterator[None]:
+    """Hold a shared lock of ``<db>.lock``: a process that creates or upgrades the
+    store's tables holds it exclusively (:func:`open_client`), so this waits until the
+    tables are whole. With no lock file (a store this suite did not create) nothing is
+    waited for, and nothing is written beside a foreign file."""
+    try:
+        lock = open(_lock_path(path))
+    except OSError:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def open_client(uri: str, write: bool = True) -> Any:
@@ -125,7 +153,7 @@ def open_client(uri: str, write: bool = True) -> Any:
     if path is None:
         return MlflowClient(tracking_uri=uri)
     try:
-        lock = open(path.with_name(path.name + ".lock"), "a")
+        lock = open(_lock_path(path), "a")
     except OSError:
         if write:
             raise

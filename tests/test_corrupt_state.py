@@ -178,3 +178,43 @@ def test_an_image_file_of_the_wrong_schema_is_reported(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"image column 'img' of .*labels.parquet holds"):
         image_tokens(replace(CIFAR10, path=str(labels)))
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_a_store_being_created_is_waited_for_not_called_foreign(tmp_path):
+    """A reader (a status query, a second run) that opens the store while another process
+    creates MLflow's tables under the store's lock sees some of the tables only: it waits
+    for the lock rather than calling the store something else."""
+    import fcntl
+    import threading
+
+    from benchmarks.tracking_store import check_sqlite_store
+
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE experiments (id INTEGER)")
+        db.execute("CREATE TABLE runs (id INTEGER)")
+    errors: list[Exception] = []
+
+    def check() -> None:
+        try:
+            check_sqlite_store(store)
+        except TrackingError as err:
+            errors.append(err)
+
+    with open(tmp_path / "mlflow.db.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # the creator, half-way
+        reader = threading.Thread(target=check)
+        reader.start()
+        reader.join(1.0)
+        assert reader.is_alive() and not errors  # waiting, not failing
+        with sqlite3.connect(store) as db:
+            db.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    reader.join(30)
+    assert not reader.is_alive() and errors == []
+    # Without the lock, the same half-made store is reported: nobody is finishing it.
+    (tmp_path / "mlflow.db.lock").unlink()
+    with sqlite3.connect(store) as db:
+        db.execute("DROP TABLE alembic_version")
+    with pytest.raises(TrackingError, match="something else"):
+        check_sqlite_store(store)
