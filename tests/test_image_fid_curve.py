@@ -11,20 +11,12 @@ from benchmarks.perf.image_fid_curve import fid_curve, kept_checkpoints, sampler
 from benchmarks.runner import execute
 from benchmarks.tasks import images
 from tests.helpers import StandInFeatures
-from tests.test_image_task import _cifar_parquet
+from tests.test_image_task import _cifar_parquet, cifar_task_overrides
 
 
 def _overrides(tmp_path, *extra):
     return [
-        "task.dataset=cifar10",
-        f"task.path={tmp_path / 'train.parquet'}",
-        f"task.reference_path={tmp_path / 'test.parquet'}",
-        f"task.held_out_path={tmp_path / 'test.parquet'}",
-        "task.eval_images=4",
-        "task.sample_count=6",
-        "task.sample_batch=6",
-        "task.sample_steps=4",
-        "task.reference_count=10",
+        *cifar_task_overrides(tmp_path),
         "task.fid_real_floor=false",
         "task.fid_resamples=3",
         "train.steps=4",

@@ -26,6 +26,21 @@ def _cifar_parquet(path, n, seed):
     pq.write_table(pa.table({"img": structs, "label": list(range(n))}), path)
 
 
+def cifar_task_overrides(tmp_path) -> list[str]:
+    """The image task on the tiny parquet files of ``tmp_path``: 6 samples of 4 steps."""
+    return [
+        "task.dataset=cifar10",
+        f"task.path={tmp_path / 'train.parquet'}",
+        f"task.reference_path={tmp_path / 'test.parquet'}",
+        f"task.held_out_path={tmp_path / 'test.parquet'}",
+        "task.eval_images=4",
+        "task.sample_count=6",
+        "task.sample_batch=6",
+        "task.sample_steps=4",
+        "task.reference_count=10",
+    ]
+
+
 @pytest.mark.parametrize(
     "features", ["stand-in", pytest.param("inception", marks=pytest.mark.slow)]
 )
@@ -37,15 +52,7 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
     _cifar_parquet(tmp_path / "train.parquet", 12, 0)
     _cifar_parquet(tmp_path / "test.parquet", 10, 1)
     override_list = [
-        "task.dataset=cifar10",
-        f"task.path={tmp_path / 'train.parquet'}",
-        f"task.reference_path={tmp_path / 'test.parquet'}",
-        f"task.held_out_path={tmp_path / 'test.parquet'}",
-        "task.eval_images=4",
-        "task.sample_count=6",
-        "task.sample_batch=6",
-        "task.sample_steps=4",
-        "task.reference_count=10",
+        *cifar_task_overrides(tmp_path),
         "task.fid_steps=[2]",
         "task.fid_real_floor=true",
         "task.fid_resamples=3",
