@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any, Literal
 
 from .config import RunConfig
+from .precision import describe_fastest
 from .registry import MODELS, TASKS
 
 __all__ = ["FieldInfo", "field_docs", "describe", "explain_runs", "explain_entry"]
@@ -175,6 +176,7 @@ def explain_runs(configs: list[RunConfig]) -> str:
     first = configs[0]
     lines = [
         f"{first.experiment} [{first.variant}] at scale {first.scale}, run id {first.run_id}",
+        f"{describe_fastest()}: what a 'fastest' setting becomes",
         "",
     ]
     if len(configs) > 1:

@@ -5,7 +5,9 @@ On a CUDA device: bf16 autocast (Lightning's ``bf16-mixed``, i.e.
 matmuls on Ampere and newer, ``torch.compile`` of the network when asked, NCCL between
 ranks, pinned host memory for the loader. On the CPU all of these are off (fp32, gloo).
 Attention is PyTorch's scaled_dot_product_attention, which picks its flash or
-memory-efficient kernel on GPUs by itself. :meth:`Hardware.tags` is stored with the run.
+memory-efficient kernel on GPUs by itself. :meth:`Hardware.tags` is stored with the run,
+with whether the device computes bfloat16 natively (what ``fastest`` precision settings
+were resolved by, :mod:`benchmarks.precision`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .precision import bf16_support
 
 __all__ = ["Hardware", "select_hardware", "PEAK_BF16_TFLOPS"]
 
@@ -47,6 +50,7 @@ class Hardware:
     compile: bool
     pin_memory: bool
     peak_tflops: float | None
+    bf16: str  # "native: <why>" or "emulated: <why>"
 
     def tags(self) -> dict[str, str]:
         return {f"runtime.{k}": str(v) for k, v in self.__dict__.items()}
@@ -69,15 +73,17 @@ def _peak(name: str) -> float | None:
 
 def select_hardware(cfg: TrainConfig) -> Hardware:
     """The settings for this process's device; applies the global TF32 switch."""
+    native, why = bf16_support()
+    bf16 = f"{'native' if native else 'emulated'}: {why}"
     if not torch.cuda.is_available():
         precision = "32-true" if cfg.precision == "auto" else cfg.precision
-        return Hardware("cpu", "cpu", "gloo", precision, False, False, False, None)
+        return Hardware("cpu", "cpu", "gloo", precision, False, False, False, None, bf16)
     name = torch.cuda.get_device_name()
-    bf16 = torch.cuda.is_bf16_supported()
     precision = cfg.precision
     if precision == "auto":
-        precision = "bf16-mixed" if bf16 else "32-true"
+        precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     tf32 = cfg.tf32 and torch.cuda.get_device_capability()[0] >= 8
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
-    return Hardware("gpu", name, "nccl", precision, tf32, cfg.compile, True, _peak(name))
+    peak = _peak(name)
+    return Hardware("gpu", name, "nccl", precision, tf32, cfg.compile, True, peak, bf16)

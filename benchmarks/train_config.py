@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .core import ConfigError, positive
+from .precision import FASTEST, fastest_training_precision
 
 __all__ = ["TrainConfig"]
 
@@ -74,9 +75,11 @@ class TrainConfig:
     so not part of the run id."""
     log_every: int = 50
     """Optimizer steps between logged training losses and throughput records."""
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
-    """Lightning precision; auto: bf16-mixed on GPUs that support it, else 32-true (the
-    paper: bf16 for text, fp32 for images)."""
+    precision: Literal["auto", "fastest", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    """Lightning precision (the paper: bf16 for text, fp32 for images). fastest: replaced
+    by bf16-mixed where the machine computes bfloat16 natively, else 32-true, before the
+    run id is computed (:mod:`benchmarks.precision`); auto: bf16-mixed on GPUs that
+    support it, else 32-true, decided where the run starts (outside the run id)."""
     micro_batch_size: int | None = None
     """Rows of one forward/backward pass on a rank; null: global_batch_size / world size
     (one micro-batch per step)."""
@@ -96,6 +99,8 @@ class TrainConfig:
     """The ``--set`` overrides the init_from run was swept with (they fix its run id)."""
 
     def __post_init__(self) -> None:
+        if self.precision == FASTEST:
+            object.__setattr__(self, "precision", fastest_training_precision())
         if self.steps < 0 or self.warmup_steps < 0:
             raise ConfigError("train.steps and train.warmup_steps must be >= 0")
         positive(

@@ -1,6 +1,7 @@
 """FID feature extraction speed: torch-fidelity's extractor (batched tensor resize) against
 clean-fid's "clean" pipeline (per-image PIL resize), same images, same network weights,
-and the extractor under bf16 autocast.
+and the extractor under bf16 autocast, with the precision that the suite's ``fastest``
+setting picks on this machine.
 
     python -m benchmarks.perf.fid_features --images 64 --batch 32
 """
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks.fid import CleanFIDFeatures, InceptionFeatures
+from benchmarks.precision import describe_fastest
 
 
 def images_per_second(extractor, images: np.ndarray) -> float:
@@ -47,6 +49,7 @@ def main() -> None:
     print(f"clean-fid pipeline:       {clean:.2f} images/s")
     print(f"torch-fidelity in bf16:   {bf16:.2f} images/s ({bf16 / ours:.2f}x float32)")
     print(f"ratio ours / clean-fid:   {ours / clean:.2f} (target >= 1)")
+    print(describe_fastest())
 
 
 if __name__ == "__main__":

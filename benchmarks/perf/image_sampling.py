@@ -1,5 +1,6 @@
-"""Sampling speed of the image models (cpu U-Net preset, Fashion-MNIST shape), and the
-FID feature extraction speed beside it.
+"""Sampling speed of the image models (cpu U-Net preset, Fashion-MNIST shape), with the
+network's calls in float32 and under bfloat16 autocast (as ``task.sample_precision``),
+and the precision that the suite's ``fastest`` setting picks on this machine.
 
     python -m benchmarks.perf.image_sampling --batch 32 --steps 16
 """
@@ -12,6 +13,7 @@ import time
 import torch
 
 from benchmarks.core import DataSpec
+from benchmarks.precision import describe_fastest
 from benchmarks.registry import MODELS
 from benchmarks.validation import build_dataclass
 from prime import SamplerConfig
@@ -38,13 +40,23 @@ def main() -> None:
         entry = MODELS.get(name)
         torch.manual_seed(0)
         model = entry.build(build_dataclass(entry.Params, params, "model"), data).eval()
-        warm_up = SamplerConfig(steps=2)
-        model.sample(2, 784, warm_up, generator=torch.Generator().manual_seed(0))
-        config = SamplerConfig(steps=args.steps, proposal="subtoken")
-        start = time.perf_counter()
-        result = model.sample(args.batch, 784, config, generator=torch.Generator().manual_seed(1))
-        elapsed = time.perf_counter() - start
-        print(f"{label:<14} {args.batch / elapsed:7.2f} images/s  (NFE {result.nfe})")
+        rates = {}
+        for precision in ("float32", "bfloat16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                warm_up = SamplerConfig(steps=2)
+                model.sample(2, 784, warm_up, generator=torch.Generator().manual_seed(0))
+                config = SamplerConfig(steps=args.steps, proposal="subtoken")
+                gen = torch.Generator().manual_seed(1)
+                start = time.perf_counter()
+                result = model.sample(args.batch, 784, config, generator=gen)
+                rates[precision] = args.batch / (time.perf_counter() - start)
+            print(
+                f"{label:<14} {precision:<9} {rates[precision]:7.2f} images/s  (NFE {result.nfe})"
+            )
+        print(
+            f"{label:<14} bfloat16 / float32 images/s: {rates['bfloat16'] / rates['float32']:.2f}"
+        )
+    print(describe_fastest())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from ..core import ConfigError, require_at_least
+from ..precision import FASTEST, fastest_network_precision
 
 __all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams"]
 
@@ -73,10 +74,11 @@ class ImageParams:
     time_warp: tuple[float, float, float] = (1.0, 0.0, 0.0)
     """[a, beta, c] of the grid warp s -> 1 - a (1 - s)^beta + c of s_k = k / N; [1, 0, 0]:
     the uniform grid down to t = 0 (the paper: [1, 1.7, 0])."""
-    sample_precision: Literal["float32", "bfloat16"] = "float32"
+    sample_precision: Literal["fastest", "float32", "bfloat16"] = "float32"
     """Precision of the network's calls while sampling: bfloat16 runs them under autocast
-    (1.6x faster for the cpu U-Net on a CPU with AMX); the probabilities and the noise
-    stay in sampling_dtype."""
+    (faster only where the machine computes bfloat16 natively); the probabilities and the
+    noise stay in sampling_dtype. fastest: bfloat16 there, else float32, chosen before the
+    run id is computed (:mod:`benchmarks.precision`)."""
     sampling_dtype: Literal["float32", "float64"] = "float64"
     """Dtype of the probabilities and the categorical noise; float32 noise truncates the
     Gumbel tail and lowers the effective temperature."""
@@ -94,17 +96,20 @@ class ImageParams:
     """Also score sample_count real held-out images (the held-out split's last ones, in
     neither the reference statistics nor the training set) against the same reference:
     the floor of FID at this N, metrics suffixed _real_floor."""
-    fid_precision: Literal["float32", "bfloat16"] = "float32"
+    fid_precision: Literal["fastest", "float32", "bfloat16"] = "float32"
     """Precision of the primary FID's Inception network: bfloat16 runs it under autocast
-    (2-4x faster on CPUs with AMX; 400 Fashion-MNIST test against 400 train images:
-    FID 43.84 against float32's 43.91) and is cached and labelled apart; the paper's
-    numbers are float32."""
+    (faster only where the machine computes bfloat16 natively; 400 Fashion-MNIST test
+    against 400 train images: FID 43.84 against float32's 43.91) and is cached and
+    labelled apart; the paper's numbers are float32. fastest: as for sample_precision."""
     fid_resamples: int = 0
     """R: random halves of the sample features whose spread of FID gives the standard
     error of the primary FID at N (fid_se: the noise of the N samples, not of training);
     0: none."""
 
     def __post_init__(self) -> None:
+        for name in ("sample_precision", "fid_precision"):
+            if getattr(self, name) == FASTEST:
+                object.__setattr__(self, name, fastest_network_precision())
         require_at_least(
             self,
             "task",
