@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,10 +32,16 @@ from .preemption import Interrupted
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
 from .reports import ReportError, render_report
-from .reproduction import default_parallel, format_time_table, reproduce_locally
+from .reproduction import (
+    Reproduction,
+    default_parallel,
+    format_time_table,
+    reproduce_in_process,
+    reproduce_locally,
+)
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
-from .submitted import print_results
+from .submitted import SweepInterrupted, print_results
 from .tracking import TrackingError
 
 __all__ = ["main", "COMMANDS"]
@@ -114,8 +121,8 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
     return results
 
 
-def _report(args: argparse.Namespace) -> list:
-    written = render_report(args.tracking_uri, args.scale, results_dir=args.out)
+def _report(args: argparse.Namespace, missing: Sequence[str] = ()) -> list:
+    written = render_report(args.tracking_uri, args.scale, results_dir=args.out, missing=missing)
     if not written:
         print(f"no complete runs at scale {args.scale!r} in the tracking store")
     for title, path in written:
@@ -190,13 +197,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     plan = plan_experiments(names, args.scale, parse_overrides(args.set), reproduction=True)
     if args.dry_run:
         return _dry_run(args, plan)
-    times = []
+    done = Reproduction()
     if args.cluster == "slurm":
         if not _submit_slurm(args, plan):
             return 0
     elif args.cluster == "local":
         profile = _profile(args)
-        times = reproduce_locally(
+        done = reproduce_locally(
             plan,
             profile=profile,
             tracking_uri=args.tracking_uri,
@@ -205,21 +212,25 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if_busy=args.if_busy,
         )
     else:  # debug: in this process, one run after the other
-        for item in plan:  # upstream experiments first
-            began = time.perf_counter()
-            results = _launch(args, item.name, item.configs)
-            skipped = sum(bool(r["skipped"]) for r in results)
-            seconds = time.perf_counter() - began
-            times.append((item.name, len(results), skipped, seconds, seconds))
+        done = reproduce_in_process(
+            plan, tracking_uri=args.tracking_uri, runs_dir=args.runs_dir, if_busy=args.if_busy
+        )
     print("== report")
     began = time.perf_counter()
-    _report(args)
+    _report(args, done.missing)
     seconds = time.perf_counter() - began
-    times.append(("report", 0, 0, seconds, seconds))
+    times = [*done.rows, ("report", 0, 0, seconds, seconds)]
     elapsed = time.perf_counter() - start
     print(f"== reproduced {', '.join(names)} at scale {args.scale} in {elapsed:.0f} s")
     if args.cluster != "slurm":  # on Slurm the jobs' time is the scheduler's
         print(format_time_table(times, elapsed))
+    if done.missing:
+        print(
+            f"primebench: {len(done.missing)} run(s) missing from the report:\n  "
+            + "\n  ".join(done.missing),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -243,6 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
+    except SweepInterrupted as stop:
+        print(
+            "primebench: interrupted:" + "".join(f"\n  {line}" for line in stop.lines()),
+            file=sys.stderr,
+        )
+        again = shlex.join(["primebench", *(sys.argv[1:] if argv is None else argv)])
+        print(f"primebench: to resume, run the same command: {again}", file=sys.stderr)
+        return 130
     except Interrupted as stop:
         print(
             f"primebench: interrupted at step {stop.step}: checkpoint {stop.checkpoint} saved "

@@ -16,7 +16,7 @@ from typing import Any
 import submitit
 
 from .distributed import in_submitit_job
-from .preemption import WARNING_SIGNAL, Preempted
+from .preemption import WARNING_SIGNAL, Preempted, sigint_restored
 from .profiles import ClusterProfile
 from .runner import execute
 
@@ -45,6 +45,8 @@ class TrainJob(submitit.helpers.Checkpointable):
             # environment, whose PRIMEBENCH_THREADS must not override the submission's
             # layout: results differ in the last float32 bits with the thread count.
             os.environ["PRIMEBENCH_THREADS"] = str(self.threads)
+            # A local sweep starts its jobs with SIGINT ignored (benchmarks.preemption).
+            sigint_restored()
         try:
             result = execute(config, tracking_uri, runs_dir, if_busy=self.if_busy)
         except Preempted as stop:

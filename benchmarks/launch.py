@@ -27,9 +27,18 @@ from .jobs import TrainJob, job_threads
 from .lease import IF_BUSY
 from .ledger import record
 from .pool import Outcome, run_pool
-from .preemption import Interrupted
+from .preemption import Interrupted, StopRequest, sigint_ignored
 from .profiles import ClusterProfile, check_slurm_can_run
-from .submitted import LaunchError, Submission, collect, raise_failures, say, wait
+from .submitted import (
+    LaunchError,
+    Submission,
+    SweepInterrupted,
+    collect,
+    interruption,
+    raise_failures,
+    say,
+    wait,
+)
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
@@ -43,6 +52,7 @@ __all__ = [
     "launch_local",
     "raise_failures",
     "LaunchError",
+    "SweepInterrupted",
 ]
 
 log = logging.getLogger("primebench")
@@ -202,7 +212,10 @@ def launch_local(
     starts when one ends), each on the machine's cores over ``parallel`` x its ranks.
 
     Every config is attempted even when one fails; returns each one's outcome (result or
-    error, and when it ran) in the configs' order. A Ctrl-C of the sweep propagates.
+    error, and when it ran) in the configs' order. Ctrl-C (SIGINT to the process group,
+    which reaches the running jobs too) starts no further job, waits for the running
+    ones to save and stop, and raises :class:`SweepInterrupted`; a second Ctrl-C stops
+    waiting at once.
     """
     if parallel < 1:
         raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
@@ -213,7 +226,10 @@ def launch_local(
     total = len(configs)
 
     def start(config: RunConfig) -> Any:
-        return submit([config], "local", threads=threads, if_busy=if_busy, **kwargs).jobs[0]
+        # submitit's controller must not act on Ctrl-C (benchmarks.preemption); its job does.
+        with sigint_ignored():
+            submission = submit([config], "local", threads=threads, if_busy=if_busy, **kwargs)
+        return submission.jobs[0]
 
     def started(index: int, config: RunConfig, job: Any) -> None:
         say(
@@ -222,15 +238,22 @@ def launch_local(
         )
 
     def ended(outcome: Outcome[RunConfig]) -> None:
-        state = "failed" if outcome.error is not None else "finished"
+        state = "finished"
+        if outcome.error is not None:
+            state = "interrupted" if interruption(outcome.error) else "failed"
         say(f"    {outcome.item.variant} {state} in {outcome.seconds:.0f} s")
 
-    return run_pool(
-        configs,
-        parallel,
-        start,
-        collect,
-        fatal=(Interrupted, KeyboardInterrupt),
-        on_start=started,
-        on_end=ended,
-    )
+    with StopRequest() as stop:
+        outcomes = run_pool(
+            configs,
+            parallel,
+            start,
+            collect,
+            fatal=(Interrupted, KeyboardInterrupt),
+            on_start=started,
+            on_end=ended,
+            stop=lambda: stop.requested,
+        )
+    if stop.requested:
+        raise SweepInterrupted(outcomes)
+    return outcomes

@@ -3,8 +3,9 @@ slot frees (rather than in waves, where the slowest run of each wave idles the o
 
 The pool knows nothing of runs: ``start(item)`` returns a handle with ``done()`` and
 ``collect(handle)`` returns its result or raises. Every item is attempted even when
-others fail; the outcomes come back in the items' order, each with its wall-clock span,
-so that a caller can report how long each part of a sweep took when parts overlap.
+others fail, until ``stop()`` says to start no more; the outcomes come back in the
+items' order, each with its wall-clock span, so that a caller can report how long each
+part of a sweep took when parts overlap.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Outcome(Generic[T]):
     error: BaseException | None = None
     started: float = 0.0
     ended: float = 0.0
+    begun: bool = False  # false: never started (the pool was told to stop first)
 
     @property
     def seconds(self) -> float:
@@ -41,9 +43,10 @@ class Outcome(Generic[T]):
 
 def span(outcomes: Sequence[Outcome]) -> float:
     """Wall seconds from the first start to the last end of ``outcomes`` (0 if none)."""
-    if not outcomes:
+    ran = [o for o in outcomes if o.begun]
+    if not ran:
         return 0.0
-    return max(o.ended for o in outcomes) - min(o.started for o in outcomes)
+    return max(o.ended for o in ran) - min(o.started for o in ran)
 
 
 def run_pool(
@@ -55,13 +58,16 @@ def run_pool(
     fatal: tuple[type[BaseException], ...] = (),
     on_start: Callable[[int, T, Handle], None] | None = None,
     on_end: Callable[[Outcome[T]], None] | None = None,
+    stop: Callable[[], bool] | None = None,
     poll_s: float = 0.5,
 ) -> list[Outcome[T]]:
     """Run ``items`` at most ``parallel`` at a time, in their order; return their outcomes.
 
     An exception of ``collect`` is kept in the item's outcome, except one of ``fatal``
     (an interruption of the whole sweep), which propagates at once; so does any exception
-    of ``start``, since nothing started after it would be waited for.
+    of ``start``, since nothing started after it would be waited for. Once ``stop()`` is
+    true no further item starts (their outcomes keep ``begun`` false) and the running
+    ones are waited for.
     """
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
@@ -70,8 +76,12 @@ def run_pool(
     queued = list(range(len(items)))
     while queued or running:
         while queued and len(running) < parallel:
+            if stop is not None and stop():
+                queued.clear()
+                break
             index = queued.pop(0)
             outcomes[index].started = time.perf_counter()
+            outcomes[index].begun = True
             running[index] = start(items[index])
             if on_start is not None:
                 on_start(index, items[index], running[index])

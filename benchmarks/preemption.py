@@ -14,6 +14,15 @@ training but raise :class:`Interrupted`: the checkpoint is saved, the MLflow run
 interrupted, nothing is requeued, and the next start resumes. A second Ctrl-C stops at
 once (as ``KeyboardInterrupt``). Outside training, :func:`terminate_raises` turns
 ``SIGTERM`` into :class:`Terminated`, so that an evaluation stopped by it is recorded too.
+
+A sweep of local jobs (:func:`benchmarks.launch.launch_local`) is stopped by Ctrl-C as a
+whole: a terminal sends SIGINT to its foreground process group, so the sweep's process
+and every job's process get it at once. Each job saves and stops on its own; the sweep
+(:class:`StopRequest`) starts no further job and waits for the running ones. submitit's
+local controller, the process between the sweep and a job, would answer SIGINT by
+killing its job one second later, whatever the job was saving: it is started with
+SIGINT ignored (:func:`sigint_ignored`), and the job's own process takes the signal back
+(:func:`sigint_restored`).
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 __all__ = [
+    "StopRequest",
+    "sigint_ignored",
+    "sigint_restored",
     "Stopped",
     "Preempted",
     "Interrupted",
@@ -88,6 +100,55 @@ def terminate_raises() -> Iterator[None]:
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated(f"signal {signal.Signals(signum).name}")
+
+
+class StopRequest:
+    """Within the block, the first SIGINT is recorded (:attr:`requested`) rather than
+    raised; a second raises ``KeyboardInterrupt`` at once. A no-op outside the main
+    thread, where nothing would see the flag in time."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _record(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._record)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored within the block: processes started in it inherit the ignored
+    disposition (Python keeps it, rather than raising ``KeyboardInterrupt``). A no-op
+    outside the main thread."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def sigint_restored() -> None:
+    """In a job's own process started with SIGINT ignored: Ctrl-C raises
+    ``KeyboardInterrupt`` again (and training's :class:`SaveOnSignal` takes it over)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class SaveOnSignal(Callback):

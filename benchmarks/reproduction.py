@@ -1,18 +1,26 @@
-"""A reproduction on this machine: the plan's stages as pools of local processes, and the
-time table printed at its end."""
+"""A reproduction on this machine: the plan's stages as pools of local processes, the runs
+that did not complete, and the time table printed at its end."""
 
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .launch import launch_local, raise_failures
+from .launch import LaunchError, launch, launch_local
 from .pool import span
 from .profiles import ClusterProfile
 from .submission import PlannedExperiment, stages
-from .submitted import print_results
+from .submitted import print_results, summary
 
-__all__ = ["default_parallel", "format_time_table", "reproduce_locally"]
+__all__ = [
+    "Reproduction",
+    "default_parallel",
+    "format_time_table",
+    "reproduce_in_process",
+    "reproduce_locally",
+]
 
 Row = tuple[str, int, int, float, float]
 
@@ -44,6 +52,24 @@ def format_time_table(rows: list[Row], total: float) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Reproduction:
+    """What a reproduction ran: the time table's rows, and a line for every run that did
+    not complete (failed, or not run because an experiment it reads has failed runs)."""
+
+    rows: list[Row] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _blocked(item: PlannedExperiment, failed: set[str]) -> list[str]:
+    """Lines for the runs of ``item`` that cannot run: an upstream experiment failed."""
+    bad = [u for u in item.upstream if u in failed]
+    if not bad:
+        return []
+    why = f"not run: {', '.join(bad)} has failed runs"
+    return [f"{item.name}/{c.variant} [{c.run_id}]: {why}" for c in item.configs]
+
+
 def reproduce_locally(
     plan: list[PlannedExperiment],
     *,
@@ -52,14 +78,28 @@ def reproduce_locally(
     runs_dir: str | Path = "runs",
     parallel: int = 1,
     if_busy: str = "wait",
-) -> list[Row]:
+) -> Reproduction:
     """Run the plan's stages one after the other, each as one pool of ``--parallel``
-    local processes across its experiments; the time table's rows of each experiment.
-    Every run of a stage is attempted before its failures are raised together."""
-    rows: list[Row] = []
+    local processes across its experiments.
+
+    A failed run is recorded and the reproduction goes on, less the experiments that read
+    a failed experiment's checkpoints. Ctrl-C raises
+    :class:`benchmarks.submitted.SweepInterrupted` once the running jobs have stopped."""
+    done = Reproduction()
+    failed: set[str] = set()
     for stage in stages(plan):
-        configs = [c for item in stage for c in item.configs]
-        names = ", ".join(f"{item.name} ({len(item.configs)})" for item in stage)
+        runnable = []
+        for item in stage:
+            blocked = _blocked(item, failed)
+            done.missing += blocked
+            if blocked:
+                failed.add(item.name)
+            else:
+                runnable.append(item)
+        configs = [c for item in runnable for c in item.configs]
+        if not configs:
+            continue
+        names = ", ".join(f"{item.name} ({len(item.configs)})" for item in runnable)
         print(f"== {names}: {len(configs)} run(s), {parallel} at a time", flush=True)
         outcomes = launch_local(
             configs,
@@ -69,11 +109,55 @@ def reproduce_locally(
             parallel=parallel,
             if_busy=if_busy,
         )
-        raise_failures(outcomes)
-        print_results([o.result for o in outcomes])
-        for item in stage:
+        print_results([o.result for o in outcomes if o.error is None])
+        for item in runnable:
             mine = [o for o in outcomes if o.item.experiment == item.name]
-            skipped = sum(bool(o.result["skipped"]) for o in mine)
+            errors = [o for o in mine if o.error is not None]
+            done.missing += [
+                f"{item.name}/{o.item.variant} [{o.item.run_id}]: failed: {summary(o.error)}"
+                for o in errors
+            ]
+            if errors:
+                failed.add(item.name)
+            skipped = sum(bool(o.result["skipped"]) for o in mine if o.error is None)
             ran = sum(o.seconds for o in mine)
-            rows.append((item.name, len(mine), skipped, span(mine), ran))
-    return rows
+            done.rows.append((item.name, len(mine), skipped, span(mine), ran))
+    return done
+
+
+def reproduce_in_process(
+    plan: list[PlannedExperiment],
+    *,
+    tracking_uri: str | None = None,
+    runs_dir: str | Path = "runs",
+    if_busy: str = "wait",
+) -> Reproduction:
+    """Run the plan's experiments one after the other in this process (``--cluster
+    debug``); failures are recorded as in :func:`reproduce_locally`."""
+    done = Reproduction()
+    failed: set[str] = set()
+    for item in plan:  # upstream experiments first
+        blocked = _blocked(item, failed)
+        done.missing += blocked
+        if blocked:
+            failed.add(item.name)
+            continue
+        print(f"== {item.name}: {len(item.configs)} run(s) in this process", flush=True)
+        began = time.perf_counter()
+        try:
+            results = launch(
+                item.configs,
+                "debug",
+                tracking_uri=tracking_uri,
+                runs_dir=runs_dir,
+                if_busy=if_busy,
+            )
+        except LaunchError as err:
+            done.missing.append(f"{item.name}: {err}")
+            failed.add(item.name)
+            results = []
+        print_results(results)
+        seconds = time.perf_counter() - began
+        skipped = sum(bool(r["skipped"]) for r in results)
+        done.rows.append((item.name, len(item.configs), skipped, seconds, seconds))
+    return done

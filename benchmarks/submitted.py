@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,76 @@ from .config import RunConfig
 from .pool import Outcome
 from .preemption import Interrupted
 
-__all__ = ["LaunchError", "Submission", "wait", "collect", "raise_failures", "say", "print_results"]
+__all__ = [
+    "LaunchError",
+    "SweepInterrupted",
+    "Submission",
+    "wait",
+    "collect",
+    "interruption",
+    "summary",
+    "raise_failures",
+    "say",
+    "print_results",
+]
+
+# The last line of the traceback of a job stopped by a signal, as submitit reports it.
+_STOPPED = re.compile(
+    r"^(?:benchmarks\.preemption\.(?:Interrupted|Terminated)|KeyboardInterrupt)\b.*$", re.M
+)
+
+
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt(?:ed)?|Terminated)\b.*$", re.M)
+_LOG = re.compile(r"\(log: [^)]*\)\s*$")
 
 
 class LaunchError(RuntimeError):
     """One or more jobs of a sweep failed."""
+
+
+def summary(error: BaseException) -> str:
+    """One line for a job's error: the exception its traceback ends with (submitit's
+    message holds the whole traceback) and the job's log."""
+    text = str(error)
+    raised = _RAISED.findall(text)
+    log = _LOG.search(text)
+    line = raised[-1] if raised else (text.splitlines() or [type(error).__name__])[0]
+    return line + (f" {log.group(0).strip()}" if log and log.group(0) not in line else "")
+
+
+def interruption(error: BaseException | None) -> str | None:
+    """How a job that raised ``error`` was stopped by a signal ("stopped on signal SIGINT
+    at step 157; checkpoint ..."), or None if it failed otherwise."""
+    if error is None:
+        return None
+    if isinstance(error, Interrupted | KeyboardInterrupt):
+        return str(error) or type(error).__name__
+    found = _STOPPED.findall(str(error))
+    return found[-1].partition(": ")[2] or found[-1] if found else None
+
+
+class SweepInterrupted(Exception):  # noqa: N818 - a state, like KeyboardInterrupt
+    """Ctrl-C stopped a sweep of local jobs: the running jobs saved and stopped, no other
+    job started. ``outcomes``: every job's, in the sweep's order."""
+
+    def __init__(self, outcomes: list[Outcome[RunConfig]]):
+        self.outcomes = outcomes
+        stopped = [o for o in outcomes if o.begun and interruption(o.error)]
+        waiting = [o for o in outcomes if not o.begun]
+        super().__init__(f"{len(stopped)} run(s) saved and stopped, {len(waiting)} not started")
+
+    def lines(self) -> list[str]:
+        """A line per run that did not finish: interrupted, failed or not started."""
+        out = []
+        for o in self.outcomes:
+            name = f"{o.item.experiment}/{o.item.variant} [{o.item.run_id}]"
+            if not o.begun:
+                out.append(f"{name}: not started")
+            elif (how := interruption(o.error)) is not None:
+                out.append(f"{name}: interrupted ({how})")
+            elif o.error is not None:
+                out.append(f"{name}: failed: {summary(o.error)}")
+        return out
 
 
 @dataclass
@@ -82,6 +148,10 @@ def wait(submission: Submission) -> list[dict[str, Any]]:
 
 def raise_failures(outcomes: list[Outcome[RunConfig]]) -> None:
     """:class:`LaunchError` naming every failed run of ``outcomes`` and its error, if any."""
-    failed = [f"{o.item.variant} [{o.item.run_id}]: {o.error}" for o in outcomes if o.error]
+    failed = [
+        f"{o.item.experiment}/{o.item.variant} [{o.item.run_id}]: {o.error}"
+        for o in outcomes
+        if o.error
+    ]
     if failed:
         raise LaunchError("failed runs:\n  " + "\n  ".join(failed))

@@ -43,6 +43,20 @@ from .throughput import Throughput
 __all__ = ["DiffusionModule", "fit", "step_seed"]
 
 
+class _PeriodicCheckpoints(ModelCheckpoint):
+    """``step<n>.ckpt`` and ``last.ckpt`` every ``checkpoint_every`` steps, nothing else.
+
+    The end of training writes ``last.ckpt`` itself (:func:`fit`, or
+    :class:`benchmarks.preemption.SaveOnSignal` on a signal), so Lightning's own save at
+    the end is left out: it wrote the same state a second time, into ``last-v1.ckpt``
+    when the signal's save was there first. Without the version counter a name is never
+    versioned either: one save, one file.
+    """
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
+
+
 class DiffusionModule(L.LightningModule):
     """Wraps a model with ``training_loss(x0, generator, shard)``; batches come from a
     :class:`StepSampler`, whose position this module checkpoints."""
@@ -200,13 +214,14 @@ def fit(
     module = DiffusionModule(model, cfg, config.seed, sampler, config.run_id)
     on_signal = SaveOnSignal(last)
     callbacks: list[Callback] = [
-        ModelCheckpoint(
+        _PeriodicCheckpoints(
             dirpath=ckpt_dir,
             filename="step{step:08d}",
             auto_insert_metric_name=False,
             every_n_train_steps=cfg.checkpoint_every,
             save_top_k=-1 if keep_all else 1,
             save_last=True,
+            enable_version_counter=False,
         ),
         on_signal,
         Throughput(cfg, world.size, hardware, model),

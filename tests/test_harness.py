@@ -99,7 +99,9 @@ def test_a_local_reproduction_pools_its_experiments_and_times_each(tmp_path, cap
         PlannedExperiment("idle-steps", tiny_idle()),
         PlannedExperiment("toy2d", tiny_toy(["mdm", "prime-l2-joint"])),
     ]
-    rows = reproduce_locally(plan, tracking_uri=uri, runs_dir=runs, parallel=2)
+    done = reproduce_locally(plan, tracking_uri=uri, runs_dir=runs, parallel=2)
+    rows = done.rows
+    assert not done.missing
     assert [row[:3] for row in rows] == [("idle-steps", 2, 0), ("toy2d", 2, 0)]
     for _, _, _, wall, run_seconds in rows:
         assert 0 < wall <= run_seconds * 1.001 + 1  # two runs overlap or follow each other
@@ -107,7 +109,7 @@ def test_a_local_reproduction_pools_its_experiments_and_times_each(tmp_path, cap
         assert len(mlflow_runs(uri, config)) == 1
     out = capsys.readouterr().out
     assert "idle-steps (2), toy2d (2): 4 run(s), 2 at a time" in out
-    again = reproduce_locally(plan, tracking_uri=uri, runs_dir=runs, parallel=2)
+    again = reproduce_locally(plan, tracking_uri=uri, runs_dir=runs, parallel=2).rows
     assert [row[:3] for row in again] == [("idle-steps", 2, 2), ("toy2d", 2, 2)]
 
 

@@ -18,7 +18,9 @@ class Ticks:
         return self.left <= 0
 
 
-def _run(lengths: dict[str, int], parallel: int, fail: dict | None = None, fatal=()):
+def _run(
+    lengths: dict[str, int], parallel: int, fail: dict | None = None, fatal=(), stop_after=None
+):
     log: list = []
     running: set = set()
     peak = [0]
@@ -36,7 +38,12 @@ def _run(lengths: dict[str, int], parallel: int, fail: dict | None = None, fatal
             raise job.fail(f"{job.name} broke")
         return job.name.upper()
 
-    outcomes = run_pool(list(lengths), parallel, start, collect, fatal=fatal, poll_s=0.0)
+    def stop() -> bool:  # true once ``stop_after`` items have started
+        return stop_after is not None and sum(e[0] == "start" for e in log) >= stop_after
+
+    outcomes = run_pool(
+        list(lengths), parallel, start, collect, fatal=fatal, stop=stop, poll_s=0.0
+    )
     return outcomes, log, peak[0]
 
 
@@ -83,13 +90,25 @@ def test_a_fatal_error_stops_the_pool_at_once():
         )
 
 
+def test_a_stop_starts_nothing_more_and_waits_for_the_running_items():
+    outcomes, log, _ = _run({"a": 3, "b": 5, "c": 1, "d": 1}, parallel=2, stop_after=2)
+    assert [e[:2] for e in log if e[0] == "start"] == [("start", "a"), ("start", "b")]
+    assert [o.begun for o in outcomes] == [True, True, False, False]
+    assert [o.result for o in outcomes] == ["A", "B", None, None]  # a and b ran to the end
+    assert span(outcomes) == pytest.approx(outcomes[1].ended - outcomes[0].started)
+
+
 def test_parallel_below_one_is_refused():
     with pytest.raises(ValueError, match="parallel must be >= 1, got 0"):
         run_pool(["a"], 0, lambda item: None, lambda job: None)
 
 
 def test_span_runs_from_the_first_start_to_the_last_end():
-    outcomes = [Outcome("a", started=1.0, ended=4.0), Outcome("b", started=2.0, ended=7.5)]
+    outcomes = [
+        Outcome("a", started=1.0, ended=4.0, begun=True),
+        Outcome("b", started=2.0, ended=7.5, begun=True),
+        Outcome("c"),  # never started: no part of the span
+    ]
     assert span(outcomes) == pytest.approx(6.5)
     assert sum(o.seconds for o in outcomes) == pytest.approx(8.5)  # more than the span
-    assert span([]) == 0.0
+    assert span([]) == 0.0 and span(outcomes[2:]) == 0.0

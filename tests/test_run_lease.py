@@ -197,6 +197,7 @@ def test_a_stop_signal_saves_marks_the_run_interrupted_and_the_next_start_resume
     assert "primebench.complete" not in tags and tags["primebench.requeues"] == "0"
     last = tmp_path / "runs" / config.run_id / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 3
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # one save, one file
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
     monkeypatch.delenv(SIGNAL_AT_STEP_ENV)

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,15 @@ def renderer(task: str) -> Callable[[Renderer], Renderer]:
 
 
 def render_report(
-    tracking_uri: str | None = None, scale: str = "cpu", results_dir: str | Path | None = None
+    tracking_uri: str | None = None,
+    scale: str = "cpu",
+    results_dir: str | Path | None = None,
+    missing: Sequence[str] = (),
 ) -> list[tuple[str, Path]]:
     """Write every table and figure for ``scale`` into ``results_dir/<scale>/`` (default:
     ``results/`` under the working directory, never the installed package), with an index
-    ``README.md``; return (title, path) pairs.
+    ``README.md``; return (title, path) pairs. ``missing``: lines naming the runs that a
+    reproduction could not complete, listed in the index.
 
     A run whose stored config no longer validates (written by an older version with
     settings since renamed) is left out with a warning naming it.
@@ -89,7 +93,7 @@ def render_report(
     runs, client = load_runs(tracking_uri, scale)
     staging = _staging(out_dir)
     try:
-        written = _render_all(runs, client, scale, staging)
+        written = _render_all(runs, client, scale, staging, missing)
         for entry in sorted(staging.iterdir()):
             os.replace(entry, out_dir / entry.name)
     finally:
@@ -101,7 +105,9 @@ def _order(cfg: RunConfig) -> tuple[str, str, int]:
     return cfg.task.name, cfg.variant, cfg.seed
 
 
-def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple[str, Path]]:
+def _render_all(
+    runs: Any, client: Any, scale: str, out_dir: Path, missing: Sequence[str]
+) -> list[tuple[str, Path]]:
     """Every renderer's files and the index README.md, into ``out_dir``."""
     written: list[tuple[str, Path]] = []
     configs = {}
@@ -127,5 +133,8 @@ def _render_all(runs: Any, client: Any, scale: str, out_dir: Path) -> list[tuple
     if not written:
         index.append("No complete runs of this scale in the tracking store yet.")
     index += [f"- [{title}]({path.name})" for title, path in written]
+    if missing:
+        index += ["", "## Missing", "", "Runs of this reproduction that did not complete:", ""]
+        index += [f"- {' '.join(line.split())}" for line in missing]
     (out_dir / "README.md").write_text("\n".join(index) + "\n")
     return written
