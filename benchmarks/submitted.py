@@ -24,39 +24,45 @@ __all__ = [
     "print_results",
 ]
 
-# The last line of the traceback of a job stopped by a signal, as submitit reports it.
-_STOPPED = re.compile(
-    r"^(?:benchmarks\.preemption\.(?:Interrupted|Terminated)|KeyboardInterrupt)\b.*$", re.M
-)
-
-
+# A traceback's closing line, "module.ExceptionName: message", as submitit reports a job's.
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt(?:ed)?|Terminated)\b.*$", re.M)
 _LOG = re.compile(r"\(log: [^)]*\)\s*$")
+# The exceptions of a job stopped by a signal (benchmarks.preemption).
+_STOPS = (
+    "benchmarks.preemption.Interrupted",
+    "benchmarks.preemption.Terminated",
+    "KeyboardInterrupt",
+)
 
 
 class LaunchError(RuntimeError):
     """One or more jobs of a sweep failed."""
 
 
+def _raised(error: BaseException) -> str | None:
+    """The last exception line of the traceback in ``error``'s message, if any."""
+    found = _RAISED.findall(str(error))
+    return found[-1] if found else None
+
+
 def summary(error: BaseException) -> str:
     """One line for a job's error: the exception its traceback ends with (submitit's
     message holds the whole traceback) and the job's log."""
     text = str(error)
-    raised = _RAISED.findall(text)
+    line = _raised(error) or (text.splitlines() or [type(error).__name__])[0]
     log = _LOG.search(text)
-    line = raised[-1] if raised else (text.splitlines() or [type(error).__name__])[0]
     return line + (f" {log.group(0).strip()}" if log and log.group(0) not in line else "")
 
 
 def interruption(error: BaseException | None) -> str | None:
     """How a job that raised ``error`` was stopped by a signal ("stopped on signal SIGINT
-    at step 157; checkpoint ..."), or None if it failed otherwise."""
-    if error is None:
-        return None
+    at step 157; checkpoint ..."), or None if it did not fail or failed otherwise."""
     if isinstance(error, Interrupted | KeyboardInterrupt):
         return str(error) or type(error).__name__
-    found = _STOPPED.findall(str(error))
-    return found[-1].partition(": ")[2] or found[-1] if found else None
+    line = _raised(error) if error is not None else None
+    if line is None or line.partition(":")[0] not in _STOPS:
+        return None
+    return line.partition(": ")[2] or line
 
 
 class SweepInterrupted(Exception):  # noqa: N818 - a state, like KeyboardInterrupt

@@ -12,6 +12,7 @@ from benchmarks.launch import submit, wait
 from benchmarks.ledger import read_ledger
 from benchmarks.profiles import ClusterProfile
 from benchmarks.status import collect_status
+from benchmarks.submitted import LaunchError, interruption, summary
 from benchmarks.tracking import Tracker
 from tests.helpers import tiny_toy
 
@@ -49,3 +50,18 @@ def test_local_submission_is_in_the_ledger_and_in_status(tmp_path, monkeypatch):
     assert (row.state, row.steps_text, row.job_id) == ("done", "6/6", entry.job_id)
     run = Tracker(uri).find_run(config)
     assert run.data.tags["runtime.threads"] == str(job_threads("local", None))
+
+
+def test_a_jobs_error_is_one_line_and_a_stop_by_signal_is_told_from_a_failure():
+    def job_error(last: str) -> LaunchError:  # as submitit reports a local job's exception
+        trace = f'Traceback (most recent call last):\n  File "x.py", line 1, in f\n{last}'
+        text = f"Job (task=0) failed during processing with trace:\n----\n{trace}\n\n----\n"
+        return LaunchError(text + "You can check full logs (log: /runs/7_0_log.err)")
+
+    stopped = job_error("benchmarks.preemption.Interrupted: stopped on signal SIGINT at step 9")
+    assert interruption(stopped) == "stopped on signal SIGINT at step 9"
+    assert interruption(job_error("KeyboardInterrupt")) == "KeyboardInterrupt"
+    broken = job_error("ValueError: task.path: no such file")
+    assert interruption(broken) is None and interruption(None) is None
+    assert summary(broken) == "ValueError: task.path: no such file (log: /runs/7_0_log.err)"
+    assert summary(RuntimeError("plain")) == "plain"

@@ -41,9 +41,7 @@ def _run(
     def stop() -> bool:  # true once ``stop_after`` items have started
         return stop_after is not None and sum(e[0] == "start" for e in log) >= stop_after
 
-    outcomes = run_pool(
-        list(lengths), parallel, start, collect, fatal=fatal, stop=stop, poll_s=0.0
-    )
+    outcomes = run_pool(list(lengths), parallel, start, collect, fatal=fatal, stop=stop, poll_s=0.0)
     return outcomes, log, peak[0]
 
 
