@@ -42,10 +42,20 @@ def cifar_task_overrides(tmp_path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "features", ["stand-in", pytest.param("inception", marks=pytest.mark.slow)]
+    "features, precision",
+    [
+        ("stand-in", "float32"),
+        pytest.param("inception", "float32", marks=pytest.mark.slow),
+        # Training, sampling and the Inception network under bfloat16 autocast, as
+        # "fastest" chooses on a CPU that computes bfloat16 natively.
+        pytest.param("inception", "bfloat16", marks=pytest.mark.slow),
+    ],
 )
-def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypatch, features):
+def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(
+    tmp_path, monkeypatch, features, precision
+):
     monkeypatch.setenv("PRIMEBENCH_DATA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PRIMEBENCH_CPU_BF16", "1" if precision == "bfloat16" else "0")
     if features == "stand-in":  # the plumbing; the Inception numerics run in the slow case
         monkeypatch.setattr(images, "InceptionFeatures", StandInFeatures)
         monkeypatch.setattr(images, "CleanFIDFeatures", StandInFeatures)
@@ -63,6 +73,8 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(tmp_path, monkeypat
     ]
     overrides = parse_overrides(override_list)
     (config,) = load_experiment("image-cpu").resolve("cpu", overrides, ["prime-l2"])
+    expected = ("bf16-mixed", "bfloat16") if precision == "bfloat16" else ("32-true", "float32")
+    assert (config.train.precision, config.task.params.fid_precision) == expected
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     metrics = execute(config, uri, tmp_path / "runs")["metrics"]
     for key in ("fid", "fid_cleanfid", "kid", "test_bpd_valid_bound", "sample_nfe"):
