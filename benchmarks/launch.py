@@ -227,6 +227,8 @@ def launch_local(
 
     def start(config: RunConfig) -> Any:
         # submitit's controller must not act on Ctrl-C (benchmarks.preemption); its job does.
+        # A Ctrl-C in these few hundred milliseconds is lost to every process: the next
+        # one then acts as the first.
         with sigint_ignored():
             submission = submit([config], "local", threads=threads, if_busy=if_busy, **kwargs)
         return submission.jobs[0]
