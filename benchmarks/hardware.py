@@ -81,7 +81,8 @@ def select_hardware(cfg: TrainConfig) -> Hardware:
     name = torch.cuda.get_device_name()
     precision = cfg.precision
     if precision == "auto":
-        precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+        # The same probe as "fastest": a GPU before Ampere would only emulate bfloat16.
+        precision = "bf16-mixed" if native else "32-true"
     tf32 = cfg.tf32 and torch.cuda.get_device_capability()[0] >= 8
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32

@@ -79,7 +79,8 @@ class TrainConfig:
     """Lightning precision (the paper: bf16 for text, fp32 for images). fastest: replaced
     by bf16-mixed where the machine computes bfloat16 natively, else 32-true, before the
     run id is computed (:mod:`benchmarks.precision`); auto: bf16-mixed on GPUs that
-    support it, else 32-true, decided where the run starts (outside the run id)."""
+    compute bfloat16 natively, else 32-true (on a CPU too), decided where the run starts
+    (outside the run id)."""
     micro_batch_size: int | None = None
     """Rows of one forward/backward pass on a rank; null: global_batch_size / world size
     (one micro-batch per step)."""
