@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cache import default_cache_dir, staged_directory
-from .detokenizers import DETOKENIZERS
+from .detokenizers import DETOKENIZERS, RULES_VERSION
 from .text_sources import TextSource
 from .tokenizers import Tokenizer
 
@@ -238,6 +238,9 @@ def tokenized_blocks(
         "block_size": block_size,
         "split": split_name,
     }
+    if source.detokenizer:
+        # only detokenized sets carry it, so undetokenized caches (OpenWebText) keep their key
+        key_fields["detokenizer_rules"] = RULES_VERSION
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
     root = (cache_dir or default_cache_dir()) / "text"
     folder = root / f"{source.name}-{split_name}-b{block_size}-{tokenizer.name}-{key}"
