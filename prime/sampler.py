@@ -10,17 +10,25 @@ optionally with the first P tokens fixed to a prefix. Step k (t = t_k -> s = t_{
    (alpha_s - alpha_t) / (1 - alpha_t); revealed sub-tokens never change. The reveal
    decisions are drawn first, so proposals are drawn only at positions that reveal
    something (the same law: a proposal no sub-token takes is never seen);
-4. idle detection: step k is idle for a sequence if none of its sub-tokens changed. If the
+4. corrector (image sampler, optional): every sub-token may then jump at the rates of
+   :mod:`prime.corrector`, towards the step's clean proposal: with ``token`` proposals the
+   same draw the reveals used, with ``subtoken`` proposals an independent draw from the
+   marginals (the two solvers of the authors' image code);
+5. idle detection: step k is idle for a sequence if none of its sub-tokens changed. If the
    whole batch is idle the network input is unchanged, so with ``use_cache`` the prediction
    is reused at the next step (exact when the denoiser ignores t, as MDLM's does).
 
 A final "noise removal" step at t_T = eps fills every remaining masked sub-token from one
-more prediction (cached if the last transition was idle). Counts:
+more prediction (cached if the last transition was idle). On a grid down to t_T = 0 (the
+image sampler's warped grids) the last transition reveals everything: it runs no
+corrector, and no final call is made. Counts:
 
     idle_steps[b]     = # of the T transitions with no change in sequence b (ISR = / T)
     batch_idle_steps  = # of transitions with no change anywhere in the batch
     nfe               = network calls = T + 1 - batch_idle_steps   (with caching)
                                         T + 1                      (without)
+                        less the final call on a grid down to t = 0 (the image
+                        solvers' N calls for N steps)
 
 Clean proposals and categorical draws: :mod:`prime.proposals`; the settings:
 :class:`prime.SamplerConfig`; one sub-token per call instead of a grid:
@@ -172,13 +180,19 @@ class Sampler:
             reveal_prob = float((alpha[k + 1] - alpha[k]) / (1.0 - alpha[k]))
             u = torch.rand(y.shape, generator=generator, device=device, dtype=torch.float64)
             reveal = (y == mask_id) & (u < reveal_prob)
-            kappa = self._corrector(t) if self._corrector is not None else 0.0
+            # A transition that reveals every masked sub-token (alpha_s = 1) is the last
+            # one of a grid down to t = 0: it only fills, as the image solvers' last step.
+            fills = reveal_prob >= 1.0
+            kappa = self._corrector(t) if self._corrector is not None and not fills else 0.0
             # A proposal matters only where something is revealed (the corrector reads all).
             y_hat = self.draw(cache, y, t, reveal.any(-1) if kappa <= 0.0 else None, generator)
             y_before = y
             y = torch.where(reveal, y_hat, y)
             if kappa > 0.0:
-                y = corrector_jump(y, y_hat, self.schedule, t, t - s, kappa, mask_id, generator)
+                target = y_hat if self.config.proposal == "token" else None
+                if target is None:  # sub-token proposals: the corrector draws its own
+                    target = self.draw(cache, y_before, t, None, generator)
+                y = corrector_jump(y, target, self.schedule, t, t - s, kappa, mask_id, generator)
             changed = (y != y_before).flatten(1).any(dim=1)
             idle += ~changed
             if bool(changed.any()) or not self.config.use_cache:
@@ -188,12 +202,15 @@ class Sampler:
             if on_step is not None:
                 on_step(k, y_before, y)
 
-        # Final noise removal at t_T: fill whatever is still masked.
-        if cache is None:
-            cache = network(float(grid[-1]))
-            nfe += 1
-        masked = y == mask_id
-        y = torch.where(masked, self.draw(cache, y, float(grid[-1]), masked.any(-1), generator), y)
+        # Final noise removal at t_T > 0: fill whatever is still masked (always a call, as
+        # in MDLM's sampler). A grid down to t = 0 has nothing left to fill.
+        if float(grid[-1]) > 0.0:
+            masked = y == mask_id
+            if cache is None:
+                cache = network(float(grid[-1]))
+                nfe += 1
+            drawn = self.draw(cache, y, float(grid[-1]), masked.any(-1), generator)
+            y = torch.where(masked, drawn, y)
         return SampleResult(
             tokens=self.codec.decode(y),
             subtokens=y,

@@ -27,11 +27,13 @@ class SamplerConfig:
     Attributes:
         steps: T, transitions of the time grid (unused with ``first_hitting``).
         proposal: ``token`` draws x ~ p(x | y_t) per token and reveals digits of f(x);
-            ``subtoken`` draws each digit from its marginal sum_{x: f(x)_j = v} p(x | y_t)
-            (the image code's "carry-over" sampler, §6.2; joint decoder only).
+            ``subtoken`` draws each digit from its marginal sum_{x: f(x)_j = v} p(x | y_t),
+            independently, and the corrector takes a draw of its own (joint decoder only).
+            Without ``carry_over`` these are the authors' two image solvers: ``subtoken``
+            their "carry-over" sampler, ``token`` their "no carry-over" sampler (§6.2).
         carry_over: restrict the joint softmax to the tokens consistent with the revealed
-            digits (never an invalid code); None: the model's own setting (True for a
-            bare denoiser).
+            digits (never an invalid code; the text models' carry-over, §5.2); None: the
+            model's own setting (True for a bare denoiser).
         top_p: nucleus filtering of the joint token distribution (None: off).
         temperature: [a, beta, c] of tau(s) = a s^beta + c, s = 1 - t (None: tau = 1).
         corrector: [a, beta, c] of kappa(s) = a s^beta (1 - s)^beta, the strength of the
