@@ -20,8 +20,10 @@ context); with L' = 1 and t = 1 its loss is the next-token NLL.
 Training times: t_b = beta + (omega - beta) u, u stratified over batch x blocks. The
 window [beta, omega] ("clipped schedule") lowers the variance of the training loss but
 makes it the NELBO of no model unless it is [eps, 1]; evaluation always uses [eps, 1].
+With ``resample`` each block's realised masked fraction is kept in the window too
+(:mod:`baselines.block_masks`, BD3-LM's ``training.resample``).
 :meth:`BlockDiffusion.window_variances` scores candidate windows by the variance of the
-per-block loss, the data-driven search of BD3-LM.
+per-block mean loss, the data-driven search of BD3-LM (:mod:`baselines.clipped_windows`).
 """
 
 from __future__ import annotations
@@ -45,17 +47,11 @@ from prime import (
 )
 
 from .block_attention import AttentionBackend, training_mask
+from .block_masks import mask_blocks_in_window
 from .block_sampler import sample_blocks
+from .clipped_windows import DEFAULT_WINDOWS, variances_from_moments, window_moments
 
 __all__ = ["BlockDiffusion", "DEFAULT_WINDOWS"]
-
-# Candidate windows of the variance search (BD3-LM searched beta, omega on such a grid).
-DEFAULT_WINDOWS: tuple[tuple[float, float], ...] = tuple(
-    (beta, omega)
-    for beta in (0.0, 0.1, 0.2, 0.3, 0.45)
-    for omega in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-    if beta < omega
-)
 
 
 class BlockDiffusion(MaskedDiffusion):
@@ -71,6 +67,8 @@ class BlockDiffusion(MaskedDiffusion):
         block_size: L'.
         window: training times [beta, omega]; None: [time_eps, 1], the unbiased NELBO.
         attention: "auto" (flex attention on CUDA, SDPA elsewhere), "sdpa" or "flex".
+        resample: keep each block's masked fraction in the window (an end of it that is
+            eps or 1 is not enforced), as BD3-LM's ``training.resample``.
     """
 
     def __init__(
@@ -86,6 +84,7 @@ class BlockDiffusion(MaskedDiffusion):
         time_eps: float = 1e-3,
         window: tuple[float, float] | None = None,
         attention: AttentionBackend = "auto",
+        resample: bool = False,
     ):
         if objective == "cross_entropy":
             raise ValueError("block diffusion trains on a likelihood bound, not cross_entropy")
@@ -107,6 +106,7 @@ class BlockDiffusion(MaskedDiffusion):
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         self.block_size = block_size
         self.attention: AttentionBackend = attention
+        self.resample = resample
         # A buffer: checkpoints keep the window the search last chose.
         self.register_buffer(
             "window", torch.tensor(self._check_window(window), dtype=torch.float64)
@@ -180,6 +180,22 @@ class BlockDiffusion(MaskedDiffusion):
             device=x0.device,
             shard=block_shard,
         ).view(batch, blocks)
+        # bd3lms enforces an end unless it is that of the full window (diffusion.py:484-493).
+        low, high = beta > self.time_eps, omega < 1.0
+        if self.resample and (low or high):
+            mask_prob = 1.0 - self.schedule.alpha(t.double())
+            y_t = mask_blocks_in_window(
+                self.codec.encode(x0),
+                mask_prob,
+                self.block_size,
+                (beta, omega),
+                self.codec.mask_id,
+                low=low,
+                high=high,
+                generator=generator,
+                shard=shard,
+            )
+            return t, y_t
         alpha = self.schedule.alpha(self.token_times(t, seq_len).double())
         y_t = mask_subtokens(
             self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator, shard=shard
@@ -202,39 +218,43 @@ class BlockDiffusion(MaskedDiffusion):
         return padded.view(batch, -1, self.block_size).sum(-1)
 
     @torch.no_grad()
+    def block_mean_losses(
+        self,
+        x0: torch.Tensor,
+        window: Sequence[float],
+        generator: torch.Generator | None = None,
+        shard: BatchShard | None = None,
+    ) -> torch.Tensor:
+        """(B, blocks) per-token training loss averaged within each block, at times and
+        masks drawn in ``window``: what BD3-LM's window search takes the variance of."""
+        t, y_t = self.corrupt(x0, generator, shard=shard, window=window)
+        name = self.objective_loss
+        per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name).double()
+        sizes = self.block_losses(torch.ones_like(per_token[:1]))
+        return self.block_losses(per_token) / sizes
+
     def window_variances(
         self,
         x0: torch.Tensor,
         windows: Sequence[tuple[float, float]] = DEFAULT_WINDOWS,
         seed: int = 0,
+        batch_rows: int = 0,
     ) -> torch.Tensor:
-        """(K,) variance of the per-block training loss under each candidate window.
-
-        Every window sees the same data and the same random stream (common random numbers),
-        so the comparison is paired.
-        """
-        name = self.objective_loss
-        was_training = self.training
-        self.eval()
-        variances = []
-        for window in windows:
-            gen = torch.Generator(device=x0.device).manual_seed(seed)
-            t, y_t = self.corrupt(x0, gen, window=window)
-            per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name)
-            variances.append(self.block_losses(per_token.double()).flatten().var())
-        self.train(was_training)
-        return torch.stack(variances)
+        """(K,) each window's variance of the per-block mean loss over each batch of
+        ``batch_rows`` rows of x0 (0: one batch), summed over the batches."""
+        moments = window_moments(self, x0, windows, seed, batch_rows, device=x0.device)
+        return variances_from_moments(moments).sum(-1)
 
     def search_window(
         self,
         x0: torch.Tensor,
         windows: Sequence[tuple[float, float]] = DEFAULT_WINDOWS,
         seed: int = 0,
+        batch_rows: int = 0,
     ) -> tuple[float, float]:
-        """Set the training window to the candidate of least per-block loss variance."""
-        variances = self.window_variances(x0, windows, seed)
-        best = windows[int(variances.argmin())]
-        self.set_window(best)
+        """Set the training window to the candidate of least summed variance."""
+        variances = self.window_variances(x0, windows, seed, batch_rows)
+        self.set_window(windows[int(variances.argmin())])
         return self.training_window
 
     @torch.no_grad()

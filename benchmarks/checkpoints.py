@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointError",
     "RUN_ID_KEY",
     "last_checkpoint",
+    "kept_checkpoint",
     "check_checkpoint",
     "check_run_id",
     "load_trained_model",
@@ -46,6 +47,33 @@ class CheckpointError(RuntimeError):
 
 def last_checkpoint(runs_dir: str | Path, run_id: str) -> Path:
     return Path(runs_dir) / run_id / "checkpoints" / "last.ckpt"
+
+
+def kept_checkpoint(runs_dir: str | Path, run_id: str, step: int) -> Path:
+    """The checkpoint a run kept at optimizer step ``step`` (``train.keep_checkpoint_steps``,
+    or every periodic one at the paper scale)."""
+    return Path(runs_dir) / run_id / "checkpoints" / f"step{step:08d}.ckpt"
+
+
+def _upstream_checkpoint(config: RunConfig, upstream: RunConfig, runs_dir: Path) -> Path | None:
+    """The file ``train.init_from: experiment/variant@n`` names (None: the last one), with
+    an error naming the run and the remedy when it was not kept."""
+    step = config.train.init_step
+    if step is None:
+        return None
+    where = f"train.init_from: {config.train.init_from}"
+    if step > upstream.train.steps:
+        raise ConfigError(f"{where}: run {upstream.run_id} trains {upstream.train.steps} steps")
+    path = kept_checkpoint(runs_dir, upstream.run_id, step)
+    if not path.is_file():
+        kept = sorted(p.name for p in path.parent.glob("step*.ckpt"))
+        raise ConfigError(
+            f"{where}: run {upstream.run_id} kept no checkpoint at step {step} ({path} is "
+            f"missing; kept: {', '.join(kept) or 'none'}); add {step} to "
+            f"train.keep_checkpoint_steps of {upstream.experiment}/{upstream.variant} and "
+            "train that run again (the setting leaves its run id unchanged)"
+        )
+    return path
 
 
 def _aside(path: Path) -> str:
@@ -144,7 +172,8 @@ def initialise_from(
         )
     except (ConfigError, FileNotFoundError) as err:
         raise ConfigError(f"train.init_from: {config.train.init_from}: {err}") from None
-    trained, ema = load_trained_model(upstream, runs_dir, torch.device("cpu"))
+    path = _upstream_checkpoint(config, upstream, runs_dir)
+    trained, ema = load_trained_model(upstream, runs_dir, torch.device("cpu"), path)
     try:
         model.network.load_state_dict(trained.network.state_dict())
     except (AttributeError, RuntimeError) as err:
@@ -152,8 +181,14 @@ def initialise_from(
             f"train.init_from: the network of {config.train.init_from} (run "
             f"{upstream.run_id}) does not fit this model: {err}"
         ) from None
-    log.info("initialised from %s (run %s, ema=%s)", config.train.init_from, upstream.run_id, ema)
+    name = (path or last_checkpoint(runs_dir, upstream.run_id)).name
+    log.info(
+        "initialised from %s (run %s, %s, ema=%s)",
+        config.train.init_from,
+        upstream.run_id,
+        name,
+        ema,
+    )
     if mlflow_run_id is not None:
-        tracker.set_tags(
-            mlflow_run_id, {"primebench.init_run": upstream.run_id, "primebench.init_ema": str(ema)}
-        )
+        tags = {"init_run": upstream.run_id, "init_checkpoint": name, "init_ema": str(ema)}
+        tracker.set_tags(mlflow_run_id, {f"primebench.{k}": v for k, v in tags.items()})

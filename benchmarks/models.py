@@ -20,14 +20,7 @@ from .core import ConfigError, DataSpec, ModelEntry, Task, require_at_least
 from .registry import MODELS
 from .window_search import WindowSearch
 
-__all__ = [
-    "ModelEntry",
-    "PrimeParams",
-    "MDMParams",
-    "ARParams",
-    "BD3LMParams",
-    "MixtureParams",
-]
+__all__ = ["ModelEntry", "PrimeParams", "MDMParams", "ARParams", "BD3LMParams", "MixtureParams"]
 
 ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
 MaskingName = Literal["independent", "at_least_one"]
@@ -207,6 +200,8 @@ class MDMMixture(ModelEntry):
 class BD3LMParams:
     """Block diffusion: BD3-LM (ell = 1) or block diffusion over ell sub-tokens."""
 
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("resample", "window_search_batch")
+
     block_size: int = 4
     """L', tokens per block: autoregressive across blocks, masked diffusion inside one
     (the paper's BD3-LM row: 4); L' = L is MDLM / MDLM-Prime."""
@@ -228,9 +223,14 @@ class BD3LMParams:
     null: [time_eps, 1], the unbiased NELBO. Evaluation always uses [time_eps, 1]."""
     window_search_every: int = 0
     """Every this many optimizer steps, set the window to the candidate of least per-block
-    loss variance on held-out rows (BD3-LM's data-driven schedule); 0: never."""
+    loss variance on held-out rows (:mod:`baselines.clipped_windows`); 0: never."""
     window_search_rows: int = 64
     """Held-out rows (the first of the validation split) the window search scores on."""
+    window_search_batch: int = 0
+    """Rows of one search batch: variances are taken per batch and summed; 0: one batch."""
+    resample: bool = False
+    """Redraw each block's mask until its masked fraction lies in the training window
+    (BD3-LM's training.resample; :mod:`baselines.block_masks`)."""
     attention: Literal["auto", "sdpa", "flex"] = "auto"
     """How the block-causal training mask is applied: flex is a flex-attention BlockMask that
     skips masked tiles (CUDA), sdpa dense boolean masks; auto: flex on CUDA, else sdpa."""
@@ -240,10 +240,9 @@ class BD3LMParams:
 
     def __post_init__(self) -> None:
         require_at_least(self, "model", ("block_size", "ell", "window_search_rows"))
-        if self.window_search_every < 0:
-            raise ConfigError(
-                f"model.window_search_every: must be >= 0, got {self.window_search_every}"
-            )
+        for name in ("window_search_every", "window_search_batch"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.time_eps < 1.0:
             raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
         if self.window is not None and not 0.0 <= self.window[0] < self.window[1] <= 1.0:
@@ -271,7 +270,8 @@ class BD3LM(ModelEntry):
         if not params.window_search_every:
             return []
         rows = task.validation_rows()
-        return [WindowSearch(rows, params.window_search_every, params.window_search_rows, seed)]
+        every, count = params.window_search_every, params.window_search_rows
+        return [WindowSearch(rows, every, count, seed, params.window_search_batch)]
 
     @classmethod
     def build(cls, params: BD3LMParams, data: DataSpec) -> BlockDiffusion:
@@ -291,4 +291,5 @@ class BD3LM(ModelEntry):
             time_eps=params.time_eps,
             window=params.window,
             attention=params.attention,
+            resample=params.resample,
         )

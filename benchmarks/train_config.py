@@ -33,6 +33,7 @@ class TrainConfig:
         "compile",
         "tf32",
         "keep_checkpoints",
+        "keep_checkpoint_steps",
     )
     # Added after run ids were in use: left out of the run id at their defaults, so that
     # the runs started before keep their ids and resume.
@@ -73,6 +74,10 @@ class TrainConfig:
     likelihood against training steps (``benchmarks.perf.image_fid_curve``); false: the
     newest only; null: all at the paper scale, the newest at the cpu scale. Storage only,
     so not part of the run id."""
+    keep_checkpoint_steps: tuple[int, ...] = ()
+    """Also keep the checkpoints of these optimizer steps (``step<n>.ckpt``, saved even off
+    the checkpoint_every grid; a step past train.steps is never reached), for runs
+    fine-tuned from them (init_from: ...@n). Storage only, so not part of the run id."""
     log_every: int = 50
     """Optimizer steps between logged training losses and throughput records."""
     precision: Literal["auto", "fastest", "32-true", "bf16-mixed", "16-mixed"] = "auto"
@@ -95,7 +100,8 @@ class TrainConfig:
     """Allow TensorFloat-32 matmuls (used on Ampere and newer GPUs only)."""
     init_from: str | None = None
     """Fine-tuning: start from the network weights (EMA where kept) of the last checkpoint
-    of run "experiment/variant" at this scale; null: train from scratch."""
+    of run "experiment/variant" at this scale, or of its kept checkpoint at step n with
+    "experiment/variant@n"; null: train from scratch."""
     init_overrides: tuple[str, ...] = ()
     """The ``--set`` overrides the init_from run was swept with (they fix its run id)."""
 
@@ -124,9 +130,17 @@ class TrainConfig:
             raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"train.grad_clip: must be > 0 or null, got {self.grad_clip}")
-        if self.init_from is not None and len(self.init_from.split("/")) != 2:
+        if self.init_from is not None:
+            source, at, step = self.init_from.partition("@")
+            if len(source.split("/")) != 2 or (at and not (step.isdigit() and int(step) > 0)):
+                raise ConfigError(
+                    "train.init_from: expected 'experiment/variant' or "
+                    f"'experiment/variant@step' (step > 0), got {self.init_from!r}"
+                )
+        if any(step < 1 for step in self.keep_checkpoint_steps):
             raise ConfigError(
-                f"train.init_from: expected 'experiment/variant', got {self.init_from!r}"
+                f"train.keep_checkpoint_steps: steps must be >= 1, got "
+                f"{list(self.keep_checkpoint_steps)}"
             )
 
     @property
@@ -134,8 +148,14 @@ class TrainConfig:
         """(experiment, variant) of the run this one is fine-tuned from, if any."""
         if self.init_from is None:
             return None
-        experiment, variant = self.init_from.split("/")
+        experiment, variant = self.init_from.partition("@")[0].split("/")
         return experiment, variant
+
+    @property
+    def init_step(self) -> int | None:
+        """The upstream step of ``init_from: experiment/variant@step``; None: its last."""
+        step = None if self.init_from is None else self.init_from.partition("@")[2]
+        return int(step) if step else None
 
     def split(self, world_size: int) -> tuple[int, int]:
         """(micro-batch rows, micro-batches per step) on each of ``world_size`` ranks."""

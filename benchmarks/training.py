@@ -51,7 +51,28 @@ class _PeriodicCheckpoints(ModelCheckpoint):
     the end is left out: it wrote the same state a second time, into ``last-v1.ckpt``
     when the signal's save was there first. Without the version counter a name is never
     versioned either: one save, one file.
+
+    The steps of ``keep_steps`` are saved too, off the grid as well, and never removed
+    when only the newest periodic checkpoint is kept: a fine-tuned run starts from one.
     """
+
+    def __init__(self, *args: Any, keep_steps: Sequence[int] = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.kept_names = {step: f"step{step:08d}.ckpt" for step in keep_steps}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        step = trainer.global_step
+        # Micro-batches after an optimizer step see the same global step: saved once.
+        if step in self.kept_names and self._last_global_step_saved != step:
+            self._save_checkpoint(trainer, str(Path(self.dirpath or ".") / self.kept_names[step]))
+
+    def _should_remove_checkpoint(self, trainer: L.Trainer, previous: str, current: str) -> bool:
+        if Path(previous).name in self.kept_names.values():
+            return False
+        return super()._should_remove_checkpoint(trainer, previous, current)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pass
@@ -222,6 +243,7 @@ def fit(
             save_top_k=-1 if keep_all else 1,
             save_last=True,
             enable_version_counter=False,
+            keep_steps=cfg.keep_checkpoint_steps,
         ),
         on_signal,
         Throughput(cfg, world.size, hardware, model),

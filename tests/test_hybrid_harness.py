@@ -104,7 +104,13 @@ def test_block_size_longer_than_the_sequence_is_an_error(tmp_path):
 
 @pytest.mark.slow
 def test_hybrid_takes_the_same_steps_on_one_process_and_two_gloo_ranks(tmp_path):
-    config = _config("block-prime-l4-l2", {"train": {"loader_workers": 1, "log_every": 1}})
+    # With BD3-LM's search (each rank scores its rows of every batch) and resampling.
+    search = {"window_search_every": 2, "window_search_rows": 6, "window_search_batch": 3}
+    overrides = {
+        "train": {"loader_workers": 1, "log_every": 1},
+        "model": {**search, "resample": True},
+    }
+    config = _config("block-prime-l4-l2", overrides)
     one = (f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "one")
     two = (f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "two")
     launch([config], "local", tracking_uri=one[0], runs_dir=one[1])
