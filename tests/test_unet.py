@@ -1,8 +1,17 @@
+import io
+import lzma
+import math
+from pathlib import Path
+
 import pytest
 import torch
 
 from prime import MaskedDiffusion, SamplerConfig, SubTokenizer
 from prime.backbones import UNET_PRESETS, PixelUNet, UNetConfig
+from prime.backbones.unet_keys import authors_key, from_authors, unwrap_ema
+
+# The authors' U-Net on a fixed input: tests/fixtures/make_unet_fixture.py.
+AUTHORS = Path(__file__).parent / "fixtures" / "unet_authors.pt.xz"
 
 TINY = UNetConfig(
     model_channels=8, channel_mult=(3, 3), res_blocks=1, attention_at=(2,), head_dim=8, dropout=0.0
@@ -52,12 +61,25 @@ def test_shapes_errors_and_training_through_masked_diffusion():
     assert result.nfe <= 9  # no time input: idle steps reuse the cached prediction
 
 
-def test_paper_preset_widths():
+def test_paper_preset_widths_size_and_initialisation():
+    torch.manual_seed(0)
     cfg = UNET_PRESETS["paper"]
     net = PixelUNet(cfg, channels=3, size=32, base=16, ell=2, num_classes=256)
     assert net.embed.weight.shape == (17, 48)  # (b + 1) x 96 / ell
-    widths = {m.res.body[2].out_channels for m in net.down if hasattr(m, "res")}
+    widths = {m.res.in_layers[2].out_channels for m in net.down if hasattr(m, "res")}
     assert widths == {288, 384}
+    # The authors' DiscretePrimeUNetModel(vocab_size=256, target_length=2, base=17) with
+    # their model_discrete config has 113,965,680 parameters.
+    assert sum(p.numel() for p in net.parameters()) == 113_965_680
+    # Their encoder is an nn.Embedding (N(0, 1)); the scale-shift constants are uniform
+    # in +-sqrt(4 * model_channels) = +-sqrt(384).
+    assert abs(net.embed.weight.std().item() - 1) < 0.1
+    constants = torch.cat(
+        [m.scale_shift.flatten() for m in net.modules() if hasattr(m, "scale_shift")]
+    )
+    assert constants.numel() == 24_768  # 2 x the output width of each of the 35 res-blocks
+    assert constants.abs().max() <= math.sqrt(384) < constants.abs().max() * 1.01
+    assert abs(constants.mean().item()) < 0.3
 
 
 def test_mdm_mixture_label_really_changes_the_network_input():
@@ -112,3 +134,60 @@ def test_patches_place_each_pixel_in_its_slot_and_its_logits_back_at_its_token()
     assert torch.equal(net(y), net.embed.weight[y[..., 0]])
     with pytest.raises(ValueError, match="not divisible by patch"):
         PixelUNet(cfg, channels=1, size=6, base=4, ell=1, num_classes=4)
+
+
+def _authors() -> dict:
+    return torch.load(io.BytesIO(lzma.decompress(AUTHORS.read_bytes())), weights_only=True)
+
+
+@pytest.mark.parametrize("case", ["ell2", "ell1"])
+def test_authors_unet_with_renamed_weights_gives_their_outputs(case):
+    """Their weights load by a renaming alone (strict: no key left over or missing) and the
+    logits agree: the scale-shift constants, the q/k/v-then-heads attention split, the
+    encoder's slot layout, the skips and resampling are theirs. ell2: their
+    DiscretePrimeUNetModel; ell1: their DiscreteUNetModel, which predicts C + 1 classes."""
+    fixture = _authors()
+    cfg, run = fixture["config"], fixture[case]
+    assert cfg["use_scale_shift_norm"] and cfg["use_new_attention_order"]
+    assert not cfg["conv_resample"] and not cfg["resblock_updown"]
+    ours = UNetConfig(
+        cfg["model_channels"],
+        tuple(cfg["channel_mult"]),
+        cfg["num_res_blocks"],
+        tuple(cfg["attention_resolutions"]),
+        cfg["num_head_channels"],
+        cfg["dropout"],
+    )
+    x, expected = run["input"], run["output"]  # (B, channels*ell, H, W), (B, channels, H, W, C)
+    (b, c, h, w, classes), ell = expected.shape, run["ell"]
+    net = PixelUNet(ours, c, fixture["image_size"], run["base"], ell, classes).eval()
+    net.load_state_dict(from_authors({k: v.float() for k, v in run["state"].items()}))
+    # Their input channel c * ell + j is digit j (most significant first) of channel c.
+    y = x.view(b, c, ell, h, w).permute(0, 1, 3, 4, 2).reshape(b, c * h * w, ell)
+    with torch.no_grad():
+        out = net(y)
+    assert expected.std() > 0.5  # weights and input are non-trivial
+    torch.testing.assert_close(out, expected.reshape(b, c * h * w, classes), atol=1e-5, rtol=0)
+
+
+def test_unwrap_ema_pairs_each_shadow_copy_with_its_parameter():
+    fixture = _authors()
+    state, keys = fixture["ell2"]["state"], fixture["ema_keys"]
+    names = list(state)
+    # Their EMA wrapper's keys: the model's parameters in its own order, then one shadow
+    # copy per parameter (the fixture script checked that copy i is parameter i).
+    assert [k for k in keys if k.startswith("model.")] == [f"model.{n}" for n in names]
+    ema = {k: torch.tensor(3) for k in keys}
+    ema.update({f"model.{n}": state[n] for n in names})
+    ema.update({f"shadow_params.{i}": 2 * state[n] for i, n in enumerate(names)})
+    assert list(ema) == keys
+    averaged, raw = unwrap_ema(ema), unwrap_ema(ema, averaged=False)
+    assert list(averaged) == names and all(torch.equal(averaged[n], 2 * state[n]) for n in names)
+    assert all(torch.equal(raw[n], state[n]) for n in names)
+    del ema["shadow_params.0"]
+    with pytest.raises(ValueError, match="shadow_params for"):
+        unwrap_ema(ema)
+    with pytest.raises(ValueError, match="unet.input_blocks.0.0.weight"):
+        authors_key("unet.input_blocks.0.0.weight")
+    with pytest.raises(ValueError, match="expected pixel_embedding"):
+        authors_key("unet.time_embed.0.weight")

@@ -2,19 +2,29 @@
 
 Tokens: every pixel-channel value of an image (channels x H x W) is a token over C = 256
 classes, split into ell sub-tokens; the sequence order is (channel, row, column), so
-y_t is (B, channels*H*W, ell). Encoder: one shared table E in R^{(b+1) x (d/ell)}; a
-token's ell embeddings are concatenated to width d, and the ``channels`` tokens of a
-pixel to width channels * d = the U-Net's first width (model_channels * mult[0]; 96 * 3 =
-288 for RGB in the paper), so there is no input convolution. With ``patch`` = p > 1 one
-grid position holds a p x p patch: its channels * p^2 tokens are concatenated to the first
-width (H/p x W/p positions), and the output conv gives their channels * p^2 * C logits.
+y_t is (B, channels*H*W, ell). Encoder: one shared table E in R^{(b+1) x (d/ell)} (row b
+is the mask; entries N(0, 1) at initialisation); a token's ell embeddings are concatenated
+to width d, and the ``channels`` tokens of a pixel to width channels * d = the U-Net's
+first width (model_channels * mult[0]; 96 * 3 = 288 for RGB in the paper), so there is no
+input convolution. With ``patch`` = p > 1 one grid position holds a p x p patch: its
+channels * p^2 tokens are concatenated to the first width (H/p x W/p positions), and the
+output conv gives their channels * p^2 * C logits.
 
 U-Net (the paper's configuration, no time input): per level ``res_blocks`` residual
-blocks (GroupNorm, SiLU, 3x3 conv, dropout, zero-initialised 3x3 conv; 1x1 skip when
-the width changes) with multi-head self-attention (head width ``head_dim``, SDPA) at the
-downsampling factors in ``attention_at``; average-pool down / nearest up sampling (no
-resampling convolutions); a residual-attention-residual middle; skip connections; and a
-zero-initialised 3x3 output conv to channels * C logits, returned as (B, L, C).
+blocks with multi-head self-attention (head width ``head_dim``, SDPA) at the downsampling
+factors in ``attention_at``; average-pool down / nearest up sampling (no resampling
+convolutions); a residual-attention-residual middle; skip connections; and a
+zero-initialised 3x3 output conv to channels * C logits, returned as (B, L, C). A residual
+block of width c_in -> c is
+
+    h = Conv3(SiLU(GN(x))),   h = GN(h) * (1 + s) + m,
+    out = skip(x) + ZeroConv3(Dropout(SiLU(h))),
+
+where (s, m) in R^c x R^c is a learned per-block constant (the scale-shift norm's
+conditioning, which without a time input is one trained vector, initialised uniform in
++-sqrt(4 * model_channels), the width a time embedding would have), and skip is a 1x1
+conv when c_in != c. GroupNorm has 32 groups (gcd(32, width) for widths that 32 does not
+divide) and eps 1e-5.
 """
 
 from __future__ import annotations
@@ -56,6 +66,11 @@ def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
 
+def _emb_dim(cfg: UNetConfig) -> int:
+    """ADM's time-embedding width, 4 * model_channels: it sets the scale-shift init."""
+    return 4 * cfg.model_channels
+
+
 def _zero(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
@@ -63,12 +78,15 @@ def _zero(module: nn.Module) -> nn.Module:
 
 
 class _ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, dropout: float):
+    """(B, c_in, H, W) -> (B, c_out, H, W); the scale-shift constant ``scale_shift`` is
+    (1, 2 c_out): scales s first, shifts m second."""
+
+    def __init__(self, c_in: int, c_out: int, dropout: float, emb_dim: int):
         super().__init__()
-        self.body = nn.Sequential(
-            _norm(c_in),
-            nn.SiLU(),
-            nn.Conv2d(c_in, c_out, 3, padding=1),
+        self.in_layers = nn.Sequential(_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.scale_shift = nn.Parameter(torch.empty(1, 2 * c_out))
+        nn.init.uniform_(self.scale_shift, -math.sqrt(emb_dim), math.sqrt(emb_dim))
+        self.out_layers = nn.Sequential(
             _norm(c_out),
             nn.SiLU(),
             nn.Dropout(dropout),
@@ -77,7 +95,10 @@ class _ResBlock(nn.Module):
         self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.skip(x) + self.body(x)
+        h = self.in_layers(x)
+        scale, shift = self.scale_shift[:, :, None, None].chunk(2, dim=1)
+        h = self.out_layers[0](h) * (1 + scale) + shift
+        return self.skip(x) + self.out_layers[1:](h)
 
 
 class _Attention(nn.Module):
@@ -93,9 +114,11 @@ class _Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x).reshape(b, c, h * w))
-        # "new order": split heads first, then q, k, v within each head.
+        # ADM's "new order": split q, k, v first (rows [0, c), [c, 2c), [2c, 3c)), then
+        # heads within each (head i: rows [i*c/heads, (i+1)*c/heads) of q, k and v).
         q, k, v = (
-            qkv.reshape(b, self.heads, 3 * c // self.heads, h * w).transpose(2, 3).chunk(3, -1)
+            t.reshape(b, self.heads, c // self.heads, h * w).transpose(2, 3)
+            for t in qkv.chunk(3, dim=1)
         )
         out = F.scaled_dot_product_attention(q, k, v)  # (b, heads, hw, c/heads)
         out = out.transpose(2, 3).reshape(b, c, h * w)
@@ -103,13 +126,19 @@ class _Attention(nn.Module):
 
 
 class _Level(nn.Module):
-    def __init__(self, c_in: int, c_out: int, attention: bool, cfg: UNetConfig):
+    """A residual block, then attention (if ``attention``), then 2x nearest upsampling
+    (if ``upsample``: the last block of an up-path level above the lowest resolution)."""
+
+    def __init__(
+        self, c_in: int, c_out: int, attention: bool, cfg: UNetConfig, upsample: bool = False
+    ):
         super().__init__()
-        self.res = _ResBlock(c_in, c_out, cfg.dropout)
+        self.res = _ResBlock(c_in, c_out, cfg.dropout, _emb_dim(cfg))
         self.attn = _Attention(c_out, cfg.head_dim) if attention else nn.Identity()
+        self.upsample = nn.Upsample(scale_factor=2, mode="nearest") if upsample else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(self.res(x))
+        return self.upsample(self.attn(self.res(x)))
 
 
 class PixelUNet(nn.Module):
@@ -156,6 +185,7 @@ class PixelUNet(nn.Module):
             raise ValueError(f"image size {size} is not divisible by patch * 2**{levels - 1}")
         self.channels, self.size, self.num_classes, self.patch = channels, size, num_classes, p
         self.embed = SubTokenEmbedding(base, ell, token_dim)
+        nn.init.normal_(self.embed.weight)  # the image encoder is a plain nn.Embedding
         # Class / mixture-component conditioning: a learned vector added to every pixel's
         # input features (MDM-Mixture's auxiliary label).
         self.label_embed = nn.Embedding(num_labels, width) if num_labels else None
@@ -171,20 +201,20 @@ class PixelUNet(nn.Module):
             if level < levels - 1:
                 self.down.append(nn.AvgPool2d(2))
                 skips.append(ch)
+        emb_dim = _emb_dim(config)
         self.middle = nn.Sequential(
-            _ResBlock(ch, ch, config.dropout),
+            _ResBlock(ch, ch, config.dropout, emb_dim),
             _Attention(ch, config.head_dim),
-            _ResBlock(ch, ch, config.dropout),
+            _ResBlock(ch, ch, config.dropout, emb_dim),
         )
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for i in range(config.res_blocks + 1):
                 attention = 2**level in config.attention_at
                 out = mult * config.model_channels
-                self.up.append(_Level(ch + skips.pop(), out, attention, config))
+                upsample = level > 0 and i == config.res_blocks
+                self.up.append(_Level(ch + skips.pop(), out, attention, config, upsample))
                 ch = out
-                if level and i == config.res_blocks:
-                    self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
         self.out = nn.Sequential(
             _norm(ch),
             nn.SiLU(),
@@ -217,7 +247,7 @@ class PixelUNet(nn.Module):
             hs.append(h)
         h = self.middle(h)
         for layer in self.up:
-            h = layer(torch.cat([h, hs.pop()], dim=1)) if isinstance(layer, _Level) else layer(h)
+            h = layer(torch.cat([h, hs.pop()], dim=1))
         b, s, p = y.shape[0], self.size, self.patch
         # Output channel (k, class) with k as in embed_pixels: the inverse of its layout.
         logits = self.out(h).view(b, self.channels, p, p, self.num_classes, s // p, s // p)
