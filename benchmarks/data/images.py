@@ -6,7 +6,9 @@ dataset is (N, channels, H, W), built once and cached memory-mapped like the tex
 
 * CIFAR-10 and ImageNet-32 through ``datasets`` (hub datasets in their published schema:
   an image column decoded by ``datasets.Image`` and a label column), or local parquet
-  files in the same schema;
+  files in the same schema. The hub's ImageNet-32 (``IMAGENET32``) is a community upload
+  of ImageNet-1k at 32 x 32 whose resize filter is not stated: a stand-in, not the paper's
+  data, which is the box-resized downsampled ImageNet read by :mod:`.imagenet_batches`;
 * Fashion-MNIST (28 x 28, one channel; the same token alphabet as CIFAR) from Debian's
   ``dataset-fashion-mnist`` IDX files when present, otherwise the hub.
 
@@ -57,6 +59,8 @@ class ImageSource:
 
 
 CIFAR10 = ImageSource("cifar10", "uoft-cs/cifar10", "train", "img", 3, 32)
+# A community copy of ImageNet-1k at 32 x 32 (resize filter not stated), not the paper's
+# box-resized pickles (benchmarks.data.imagenet_batches).
 IMAGENET32 = ImageSource("imagenet32", "benjamin-paine/imagenet-1k-32x32", "train", "image", 3, 32)
 FASHION_MNIST = ImageSource(
     "fashion-mnist", "zalando-datasets/fashion_mnist", "train", "image", 1, 28

@@ -75,7 +75,8 @@ def table3(ctx: ReportContext) -> None:
                 "FID / floor": ratio,
                 "FID clean-fid": f"{m['fid_cleanfid']:.2f}" if "fid_cleanfid" in m else "-",
                 "KID x 1e3": _kid_cell(m),
-                "IS": "unavailable offline",
+                "paper IS": (f"{match['is'].iloc[0]:.2f}" if len(match) else "-"),
+                "IS": f"{m['is_mean']:.2f} ± {m['is_std']:.2f}" if "is_mean" in m else "-",
                 "BPD (valid bound)": f"{m['test_bpd_valid_bound']:.3f}",
                 "invalid values": f"{100 * m.get('sample_invalid_rate', 0):.2f}%",
             }

@@ -29,19 +29,27 @@ class ImageParams:
         "fid_resamples",
         "fid_precision",
         "sample_precision",
+        "inception_score",
+        "imagenet_batches",
     )
 
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
     """The images: every 8-bit channel value is a token, C = 256 (PRIME_SPEC §7.3)."""
     path: str | None = None
     """Local parquet copy of the train split in the hub schema (CIFAR-10, ImageNet-32);
-    null: the Hugging Face hub."""
+    null: the Hugging Face hub. The hub's ImageNet-32 is a community 32 x 32 copy of
+    ImageNet-1k whose resize filter is not stated, not the paper's (imagenet_batches)."""
     reference_path: str | None = None
     """Local parquet copy of the FID reference split (CIFAR-10 train, ImageNet-32
     validation); null: the hub."""
     held_out_path: str | None = None
     """Local parquet copy of the held-out split of the likelihood (CIFAR-10 test,
     ImageNet-32 validation); null: the hub."""
+    imagenet_batches: str | None = None
+    """Directory of the downsampled-ImageNet pickles the paper's ImageNet-32 comes from
+    (box-resized; train/train_data_batch_1..10 for training, val/val_data for the FID
+    reference and the held-out likelihood; :mod:`benchmarks.data.imagenet_batches`),
+    in place of path, reference_path and held_out_path; null: those or the hub."""
     hflip: bool = True
     """Flip each training image horizontally with probability 1/2 (the paper's CIFAR-10)."""
     eval_images: int = 1000
@@ -105,6 +113,11 @@ class ImageParams:
     """R: random halves of the sample features whose spread of FID gives the standard
     error of the primary FID at N (fid_se: the noise of the N samples, not of training);
     0: none."""
+    inception_score: bool = False
+    """Also report the Inception Score of the samples (is_mean, is_std over 10 splits, as
+    torch-fidelity defines it), from the classifier of the same Inception pass as the
+    FID features. It needs torch-fidelity's weights file, which the suite never
+    downloads: a run without it stops before training, saying where to put it."""
 
     def __post_init__(self) -> None:
         for name in ("sample_precision", "fid_precision"):
@@ -140,6 +153,17 @@ class ImageParams:
                     f"{HELD_OUT_SIZE[self.dataset]} images, fewer than the {needed} the floor "
                     f"needs (sample_count{' + reference_count' if shared else ''})"
                 )
+        if self.imagenet_batches is not None:
+            if self.dataset != "imagenet32":
+                raise ConfigError(
+                    f"task.imagenet_batches: the ImageNet-32 pickles, not for {self.dataset}"
+                )
+            given = [n for n in ("path", "reference_path", "held_out_path") if getattr(self, n)]
+            if given:
+                raise ConfigError(
+                    f"task.imagenet_batches: every split comes from the pickles; drop "
+                    f"task.{', task.'.join(given)}"
+                )
         a, b, c = self.temperature
-        if min(c, a + c) <= 0:
+        if b < 0 or min(a * 0.0**b + c, a + c) <= 0:  # tau at s = 0 and s = 1 (0^0 = 1: [1, 0, 0])
             raise ConfigError(f"task.temperature: tau = a s^b + c must stay > 0, got {a, b, c}")

@@ -10,7 +10,10 @@ For N images with Inception pool features g_1..g_N and reference features r_1..r
   score, so a model's FID reads against it (a ratio of 1 is the best N samples can do);
 * the standard error of FID over the sampling of the N images, by half-sampling: the
   SD of FID over R random halves of the N features, the reference fixed. It holds the
-  noise of the samples, not that of training.
+  noise of the samples, not that of training;
+* optionally the Inception Score of the N images (mean and SD over 10 splits, as
+  torch-fidelity: :mod:`benchmarks.inception_score`), from the classifier logits of the
+  same network pass as their pool features.
 
 With N <= d (1,000 samples, d = 2048), S_g = X^T X / (N - 1) for the centred (N, d)
 features X, and the nonzero eigenvalues of S_g S_r are those of the (N, N) symmetric
@@ -34,6 +37,7 @@ from ..fid import (
     frechet_distance,
 )
 from ..fid_reference import reference_features
+from ..inception_score import inception_score
 
 __all__ = [
     "Extractors",
@@ -141,17 +145,23 @@ def image_scores(
     suffix: str = "",
     cached_images: bool = False,
     resampling: tuple[int, int] = (0, 0),
+    inception_score_splits: int = 0,
 ) -> list[Metric]:
     """fid{x}{suffix} for every extractor x (suffix "" or "_cleanfid"), and kid{suffix},
     kid_std{suffix} and, with ``resampling`` = (R > 1, seed), fid_se{suffix} from the
     primary one, of (N, channels, H, W) uint8 ``images`` against the reference images
     (whose features are cached by content). ``cached_images`` caches the images'
-    features too (real images that every run scores alike)."""
+    features too (real images that every run scores alike). With
+    ``inception_score_splits`` S > 0, is_mean{suffix} and is_std{suffix} over S splits,
+    from the primary extractor's ``pool_and_logits`` (not with ``cached_images``)."""
     out = []
     for name, extractor in extractors:
         ref = reference_features(reference, extractor, cache_dir, label=label)
+        logits = None
         if cached_images:
             feats = reference_features(images, extractor, cache_dir, label=f"{label}-floor")
+        elif inception_score_splits and not name:
+            feats, logits = extractor.pool_and_logits(images, desc=f"sample features{suffix}")
         else:
             feats = extractor(images, desc=f"sample features{suffix}")
         mu_r, sigma_r = feature_statistics(ref)  # once for the FID and its SE
@@ -170,4 +180,8 @@ def image_scores(
             if resamples > 1:
                 se = fid_half_sample_se(feats, mu_r, sigma_r, resamples, seed)
                 out.append(Metric(f"fid_se{suffix}", se, {**c, "halves": resamples}))
+            if logits is not None:
+                mean, std = inception_score(logits, splits=inception_score_splits)
+                c = {**c, "splits": inception_score_splits, "logits": "1008-way, no bias"}
+                out += [Metric(f"is_mean{suffix}", mean, c), Metric(f"is_std{suffix}", std, c)]
     return out

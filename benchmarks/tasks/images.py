@@ -11,8 +11,9 @@ random images with a random horizontal flip. Evaluation:
 * FID of the samples against the reference set with torch-fidelity's extractor on the
   offline Inception weights (the primary number), FID through clean-fid's resize as a
   cross-check, and KID; N is stated with every value (small-N FID is biased upward).
-  Inception Score needs the classifier, which the offline weights lack: reported as
-  unavailable rather than computed;
+  With ``inception_score``, the Inception Score of the samples too, from the classifier
+  of torch-fidelity's weights file in the same pass (the offline FID weights lack it; a
+  run without the file stops before training, saying where to put it);
 * optionally the same scores at further sampler step counts (``fid_steps``), and for N
   held-out real images, the floor of FID at this N (``fid_real_floor``).
 """
@@ -31,9 +32,11 @@ from prime import SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task
 from ..data.cache import default_cache_dir
+from ..data.imagenet_batches import imagenet32_split
 from ..data.images import CIFAR10, IMAGENET32, ImageRows, fashion_mnist, image_tokens
 from ..fid import CleanFIDFeatures, InceptionFeatures
 from ..fid_reference import share_references
+from ..inception_score import SPLITS, classifier_weights_file
 from ..registry import TASKS
 from ..streams import eval_generator, eval_seed
 from .image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, SHAPES, ImageParams
@@ -44,8 +47,13 @@ __all__ = ["ImageGeneration", "ImageParams", "load_images"]
 
 
 @cache
-def load_images(dataset: str, split: str, path: str | None = None) -> np.ndarray:
-    """(N, channels, H, W) uint8 images of a dataset split."""
+def load_images(
+    dataset: str, split: str, path: str | None = None, batches: str | None = None
+) -> np.ndarray:
+    """(N, channels, H, W) uint8 images of a dataset split; ``batches``: the directory of
+    ImageNet-32's downsampled-ImageNet pickles, read in place of ``path`` or the hub."""
+    if batches is not None:
+        return imagenet32_split(batches, split)
     if dataset == "fashion-mnist":
         return fashion_mnist("train" if split == "train" else "test")
     source = {"cifar10": CIFAR10, "imagenet32": IMAGENET32}[dataset]
@@ -66,7 +74,10 @@ class ImageGeneration(Task):
         return DataSpec(num_classes=256, seq_len=c * h * w, image_shape=self.shape)
 
     def train_rows(self) -> ImageRows:
-        images = load_images(self.params.dataset, "train", self.params.path)
+        p = self.params
+        if p.inception_score:  # fail before training, not after it
+            classifier_weights_file(default_cache_dir())
+        images = load_images(p.dataset, "train", p.path, p.imagenet_batches)
         return ImageRows(images, hflip=self.params.hflip)
 
     def split_copy(self, split: str) -> str | None:
@@ -86,8 +97,9 @@ class ImageGeneration(Task):
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params
         ref_split, held_split = REFERENCE_SPLIT[p.dataset], HELD_OUT_SPLIT[p.dataset]
-        reference = load_images(p.dataset, ref_split, self.split_copy(ref_split))
-        held_out = load_images(p.dataset, held_split, self.split_copy(held_split))
+        batches = p.imagenet_batches
+        reference = load_images(p.dataset, ref_split, self.split_copy(ref_split), batches)
+        held_out = load_images(p.dataset, held_split, self.split_copy(held_split), batches)
         chosen = np.linspace(0, len(held_out) - 1, min(p.eval_images, len(held_out))).astype(int)
         per_image = block_nll(
             model,
@@ -115,7 +127,9 @@ class ImageGeneration(Task):
             metrics.append(Metric(f"test_bpd_{name}", nll.value / math.log(2), nll.card))
         reference = np.asarray(reference[: p.reference_count])
         floor = self.floor_images(held_out, len(reference)) if p.fid_real_floor else None
-        primary = InceptionFeatures(default_cache_dir(), ctx.device, precision=p.fid_precision)
+        primary = InceptionFeatures(
+            default_cache_dir(), ctx.device, precision=p.fid_precision, logits=p.inception_score
+        )
         extractors: Extractors = [("", primary)]
         if p.clean_fid:
             extractors.append(("_cleanfid", CleanFIDFeatures(ctx.device)))
@@ -133,12 +147,9 @@ class ImageGeneration(Task):
             metrics += self.score_images(more, reference, extractors[:1], ctx, f"_steps{steps}")
         if floor is not None:
             metrics += self.score_images(floor, reference, extractors, ctx, "_real_floor")
+        why = "see is_mean, is_std" if p.inception_score else "task.inception_score is false"
         metrics.append(
-            Metric(
-                "inception_score_available",
-                0.0,
-                {"reason": "the offline weights have no classifier layer"},
-            )
+            Metric("inception_score_available", float(p.inception_score), {"reason": why})
         )
         path = ctx.artifact_dir / "samples.npz"
         np.savez_compressed(path, images=samples[:64])
@@ -249,4 +260,6 @@ class ImageGeneration(Task):
             suffix,
             cached_images=suffix == "_real_floor",
             resampling=resampling,
+            # The real floor's features are cached without logits: no IS for it.
+            inception_score_splits=SPLITS if p.inception_score and suffix != "_real_floor" else 0,
         )
