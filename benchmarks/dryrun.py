@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from .core import ConfigError
 from .estimate import Estimate, Layout, StepTime, estimate, measured_step_time
+from .experiments import upstream_config
 from .launch import LOCAL_TIMEOUT_MIN, validate
 from .profiles import ClusterProfile
 from .runstore import RunStore
@@ -129,7 +130,37 @@ def dry_run(
     if any(item.external for item in plan):
         say("* not part of this submission: its runs must be complete before these start")
     _summary(estimates, layout, subtotals, plan, say)
+    _shared_summary(plan, store, given, layout, say)
     return estimates
+
+
+def _shared_summary(
+    plan: Sequence[PlannedExperiment],
+    store: RunStore,
+    given: StepTime | None,
+    layout: Layout,
+    say: Callable[[str], None],
+) -> None:
+    """The runs that one experiment shares with another: listed once above, their hours
+    counted once."""
+    shared = [(item.name, v, c) for item in plan for v, c in item.shared]
+    if not shared:
+        return
+    say(f"== shared: {len(shared)} variant(s) that are runs of another experiment here")
+    trainings: dict[str, Estimate] = {}
+    for name, variant, config in shared:
+        trained = upstream_config(config) if config.upstream is not None else config
+        est = trainings.setdefault(
+            trained.run_id, estimate(trained, measured_step_time(store, trained) or given, layout)
+        )
+        via = "" if trained is config else f", evaluating {trained.experiment}/{trained.variant}"
+        say(
+            f"   {name}/{variant} is {config.experiment}/{config.variant} [{config.run_id}]"
+            f"{via}: {_hours_text(est)} {layout.unit} of training, counted once"
+        )
+    hours = [e.device_hours for e in trainings.values()]
+    text = "unknown" if None in hours else f"{sum(hours):,.1f}"
+    say(f"   their {len(trainings)} training run(s): {text} {layout.unit}, each counted once")
 
 
 def _summary(

@@ -18,6 +18,7 @@ An experiment file (YAML, under ``benchmarks/experiments/``) describes a sweep:
       paper: {...}
     variants:                   # one run each, deep-merged last
       mdm: {model: {ell: 1}}
+      prime: {same_as: ell-sweep/cifar10-l2}   # another experiment's run, trained once
     grid:                       # optional: every variant x every combination
       model.ell: [2, 4]
       model.carry_over: [true, false]
@@ -26,11 +27,16 @@ A grid multiplies each variant by the product of its axes; the variant ``v`` at
 ``ell = 2, carry_over = false`` is named ``v-ell2-no_carry_over`` (without the ``v-``
 when the file has no variants). ``Experiment.resolve`` merges defaults <- scales[scale]
 <- variant <- ``--set`` overrides and validates the result into a :class:`RunConfig`.
+
+A ``same_as`` variant is the run of another experiment's variant, resolved there (its
+config, experiment and variant names, and so its run id, are that run's): experiments that
+evaluate the same model share one training. A plan submits it once, under its own
+experiment when that is part of the plan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +76,8 @@ class Experiment:
     scales: dict[str, dict[str, Any]]
     variants: dict[str, dict[str, Any]]
     plugins: tuple[str, ...] = ()
+    shared: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """variant -> (experiment, variant) of the run it is (``same_as``)."""
 
     def reproduced(self, scale: str) -> list[str] | None:
         """The variants ``primebench reproduce`` runs at ``scale`` (None: every one)."""
@@ -94,6 +102,10 @@ class Experiment:
             )
         configs = []
         for variant in chosen:
+            if variant in self.shared:
+                experiment, target = self.shared[variant]
+                configs += load_experiment(experiment).resolve(scale, overrides, [target])
+                continue
             merged = deep_merge(self.defaults, self.scales.get(scale))
             merged = deep_merge(merged, self.variants[variant])
             merged = deep_merge(merged, overrides)
@@ -162,9 +174,11 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
     plugins = raw.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
         raise ConfigError(f"{path}: plugins must be a list of module names, got {plugins!r}")
-    variants = expand_grid(
-        {k: (v or {}) for k, v in variants.items()}, raw.get("grid"), str(path), bool(written)
-    )
+    variants = {k: (v or {}) for k, v in variants.items()}
+    shared = _shared_runs(variants, path)
+    if shared and raw.get("grid"):
+        raise ConfigError(f"{path}: a file with same_as variants takes no grid")
+    variants = expand_grid(variants, raw.get("grid"), str(path), bool(written))
     return Experiment(
         name=path.stem,
         path=path,
@@ -174,7 +188,42 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
         scales=scales,
         variants=variants,
         plugins=tuple(plugins),
+        shared=shared,
     )
+
+
+_LOADING: list[str] = []
+
+
+def _shared_runs(variants: dict[str, Any], path: Path) -> dict[str, tuple[str, str]]:
+    """The ``same_as: experiment/variant`` variants (nothing else beside the key)."""
+    out = {}
+    for name, body in variants.items():
+        if not isinstance(body, dict) or "same_as" not in body:
+            continue
+        target = body["same_as"]
+        experiment, sep, variant = str(target).partition("/")
+        if len(body) != 1 or not sep or not experiment or not variant or experiment == path.stem:
+            raise ConfigError(
+                f"{path}: variants.{name}: same_as takes 'experiment/variant' of another "
+                f"experiment and nothing beside it, got {body!r}"
+            )
+        if experiment in _LOADING:  # a file that points back: checked when it loads
+            out[name] = (experiment, variant)
+            continue
+        _LOADING.append(path.stem)
+        try:
+            target_file = load_experiment(experiment)
+        finally:
+            _LOADING.pop()
+        if variant not in target_file.variants or variant in target_file.shared:
+            raise ConfigError(
+                f"{path}: variants.{name}: same_as {target}: expected a variant that "
+                f"{experiment} runs itself, one of "
+                f"{', '.join(v for v in target_file.variants if v not in target_file.shared)}"
+            )
+        out[name] = (experiment, variant)
+    return out
 
 
 def _reproduce(

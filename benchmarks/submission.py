@@ -38,6 +38,7 @@ class PlannedExperiment:
     configs: list[RunConfig]
     upstream: tuple[str, ...] = ()  # upstream experiments of this plan: waited for
     external: tuple[str, ...] = ()  # upstream experiments outside it: must be complete
+    shared: tuple[tuple[str, RunConfig], ...] = ()  # (variant, the run it is) run by another
 
 
 def upstream_of(configs: Sequence[RunConfig]) -> list[str]:
@@ -92,6 +93,7 @@ def plan_experiments(
         exp = load_experiment(name)
         chosen = exp.reproduced(scale) if reproduction else variants
         resolved[name] = exp.resolve(scale, overrides, chosen)
+    shared = _share_runs(resolved, {n: load_experiment(n).shared for n in resolved})
     needs = {n: upstream_of(configs) for n, configs in resolved.items()}
     for name, upstream in needs.items():
         unknown = [u for u in upstream if u not in known]
@@ -106,9 +108,34 @@ def plan_experiments(
             configs=resolved[name],
             upstream=tuple(u for u in needs[name] if u in resolved),
             external=tuple(u for u in needs[name] if u not in resolved),
+            shared=shared[name],
         )
         for name in _order(list(names), needs)
     ]
+
+
+def _share_runs(
+    resolved: dict[str, list[RunConfig]], aliases: dict[str, dict[str, tuple[str, str]]]
+) -> dict[str, tuple[tuple[str, RunConfig], ...]]:
+    """Drop from ``resolved`` (in place) each run that a ``same_as`` variant names when
+    its own experiment is planned too, and every repeat of a run id: a run is submitted
+    once. Returns, per experiment, (variant, run) of the runs it left to others."""
+    shared: dict[str, tuple[tuple[str, RunConfig], ...]] = {}
+    seen: set[str] = set()
+    for name, configs in resolved.items():
+        alias = {target: variant for variant, target in aliases[name].items()}
+        kept, left = [], []
+        for config in configs:
+            variant = alias.get((config.experiment, config.variant))
+            runs_elsewhere = variant is not None and config.experiment in resolved
+            if runs_elsewhere or config.run_id in seen:
+                left.append((variant or config.variant, config))
+                continue
+            seen.add(config.run_id)
+            kept.append(config)
+        resolved[name] = kept
+        shared[name] = tuple(left)
+    return shared
 
 
 def stages(plan: Sequence[PlannedExperiment]) -> list[list[PlannedExperiment]]:
@@ -146,6 +173,9 @@ def submit_plan(
         validate(item.configs, cluster, profile)
     submissions: dict[str, Submission] = {}
     for item in plan:
+        if not item.configs:
+            say(f"== {item.name}: every run is another experiment's ({_shared_text(item)})")
+            continue
         after = [j for u in item.upstream for j in submissions[u].job_ids] if slurm else []
         sub = submit(
             item.configs,
@@ -164,5 +194,11 @@ def submit_plan(
             line += f", after {arrays} succeed"
         for name in item.external:
             line += f"; needs the complete runs of {name} (not submitted now)"
+        if item.shared:
+            line += f"; shared: {_shared_text(item)}"
         say(line)
     return submissions
+
+
+def _shared_text(item: PlannedExperiment) -> str:
+    return ", ".join(f"{v} is {c.experiment}/{c.variant}" for v, c in item.shared)

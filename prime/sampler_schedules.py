@@ -44,8 +44,9 @@ def warped_grid(num_steps: int, a: float = 1.0, beta: float = 1.0, c: float = 0.
 
 
 def temperature_schedule(a: float, beta: float, c: float) -> Callable[[float], float]:
-    """tau(t) = a (1 - t)^beta + c; must stay positive on [0, 1]."""
-    if min(c, a + c) <= 0.0:
+    """tau(t) = a (1 - t)^beta + c; must stay positive on [0, 1] (beta = 0: tau = a + c,
+    as the authors' [1, 0, 0] reads)."""
+    if beta < 0.0 or min(a * 0.0**beta + c, a + c) <= 0.0:
         raise ValueError(f"temperature [{a}, {beta}, {c}] is not positive on [0, 1]")
     return lambda t: a * (1.0 - t) ** beta + c
 

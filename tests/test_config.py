@@ -21,7 +21,9 @@ def test_every_experiment_file_resolves_at_every_scale_it_names():
         exp = load_experiment(name)
         for scale in {"cpu", *exp.reproduce, *exp.scales}:
             configs = exp.resolve(scale)
-            assert [c.variant for c in configs] == list(exp.variants)
+            # a same_as variant is the other experiment's run, under that run's name
+            names = [exp.shared.get(v, (name, v))[1] for v in exp.variants]
+            assert [c.variant for c in configs] == names
             assert len({c.run_id for c in configs}) == len(configs)
 
 

@@ -248,6 +248,12 @@ def test_paper_dry_run_lists_jobs_and_gpu_hours_without_sbatch_or_writes(
     # 1,000,000 steps * 0.5 s * 8 GPUs / 3600 = 1,111.1 GPU-h in 2 allocations of 72 h
     assert ar[3:5] == ["1x8", "GPU"] and ar[5] == "72h" and ar[-2:] == ["1,111.1", "2"]
     assert "GPU-h" in out and "nothing is submitted" in out
+    # table3's MDM and ell = 2 rows are ell-sweep's runs: listed and counted once
+    table3 = [row[1] for row in map(str.split, out.splitlines()) if row[:1] == ["table3"]]
+    assert table3 == ["cifar10-mdm-mixture", "imagenet32-mdm-mixture"]
+    assert "table3/cifar10-mdm is ell-sweep/cifar10-l1" in out
+    assert "table3/imagenet32-prime-l2 is nfe-sweep/imagenet32-l2-nfe1024" in out
+    assert "evaluating ell-sweep/imagenet32-l2" in out and "each counted once" in out
     assert not any(tmp_path.iterdir())
 
     assert main([*PAPER, "--dry-run", *where]) == 0
