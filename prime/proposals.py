@@ -48,15 +48,17 @@ def sample_categorical(
 
 
 def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Nucleus filtering over the last dim: keep the smallest set of most likely classes
-    whose mass reaches ``top_p`` (always at least the best one), renormalised."""
+    """Nucleus filtering over the last dim, MDLM's and BD3-LM's rule: keep the most likely
+    classes whose cumulative mass, themselves included, is at most ``top_p`` (and always
+    the best one), renormalised. The class whose mass crosses ``top_p`` is dropped."""
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_p == 1.0:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
-    mass_before = sorted_p.cumsum(dim=-1) - sorted_p
-    sorted_p = sorted_p.masked_fill(mass_before >= top_p, 0.0)
+    drop = sorted_p.cumsum(dim=-1) > top_p
+    drop[..., 0] = False
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
     filtered = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
     return filtered / filtered.sum(dim=-1, keepdim=True)
 

@@ -175,11 +175,14 @@ def test_prefix_is_kept_and_dtypes_are_honoured():
         Sampler(table_denoiser(codec), codec, SamplerConfig(steps=2), decoder="x")(1, 2)
 
 
-def test_top_p_keeps_the_smallest_nucleus():
-    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.9, 0.03, 0.02]], dtype=torch.float64)
-    out = top_p_filter(probs, 0.8)
-    assert torch.allclose(out[0], torch.tensor([0.625, 0.375, 0, 0], dtype=torch.float64))
+def test_top_p_keeps_the_classes_whose_cumulative_mass_stays_within_p():
+    probs = torch.tensor([[0.5, 0.25, 0.15, 0.1], [0.05, 0.9, 0.03, 0.02]], dtype=torch.float64)
+    out = top_p_filter(probs, 0.75)  # 0.5 + 0.25 = 0.75 <= p: both kept
+    assert torch.allclose(out[0], torch.tensor([2 / 3, 1 / 3, 0, 0], dtype=torch.float64))
     assert torch.allclose(out[1], torch.tensor([0, 1.0, 0, 0], dtype=torch.float64))
+    # MDLM's rule drops the class that crosses p (0.5 + 0.25 > 0.7); the best always stays
+    out = top_p_filter(probs, 0.7)
+    assert torch.allclose(out, torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], dtype=torch.float64))
     assert torch.equal(top_p_filter(probs, 1.0), probs)
 
 
