@@ -92,6 +92,8 @@ class Sampler:
             raise ValueError("top_p filtering is defined for the joint decoder only")
         if config.first_hitting and (config.temperature or config.corrector):
             raise ValueError("first_hitting takes no temperature or corrector schedule")
+        if config.final_argmax and (codec.ell != 1 or decoder != "joint"):
+            raise ValueError("final_argmax is MDLM's rule: ell = 1 with the joint decoder")
         self.denoiser = denoiser
         self.codec = codec
         self.config = config
@@ -209,7 +211,10 @@ class Sampler:
             if cache is None:
                 cache = network(float(grid[-1]))
                 nfe += 1
-            drawn = self.draw(cache, y, float(grid[-1]), masked.any(-1), generator)
+            if self.config.final_argmax:  # ell = 1: the digit is the token
+                drawn = cache.argmax(dim=-1, keepdim=True)
+            else:
+                drawn = self.draw(cache, y, float(grid[-1]), masked.any(-1), generator)
             y = torch.where(masked, drawn, y)
         return SampleResult(
             tokens=self.codec.decode(y),

@@ -41,6 +41,9 @@ class SamplerConfig:
         time_warp: [a, beta, c] of the warped grid s -> 1 - a (1 - s)^beta + c (None:
             the uniform grid t_k = 1 - k (1 - eps) / T).
         first_hitting: reveal one sub-token per network call at drawn times (§6.4).
+        final_argmax: the final noise-removal step (grids ending at t > 0) fills the masked
+            tokens with the most likely token instead of a draw, as MDLM's sampler does;
+            ell = 1 only.
         sampling_dtype: dtype of the probabilities and of the categorical noise.
         use_cache: reuse the network output after a whole-batch idle step (exact when
             the denoiser ignores t); None: when the model's denoiser ignores t (True for
@@ -56,6 +59,7 @@ class SamplerConfig:
     corrector: Triple | None = None
     time_warp: Triple | None = None
     first_hitting: bool = False
+    final_argmax: bool = False
     sampling_dtype: torch.dtype = torch.float64
     use_cache: bool | None = None
     eps: float = 1e-5

@@ -198,3 +198,25 @@ def test_time_of_alpha_inverts_every_schedule():
     for name in ("linear", "loglinear", "polynomial", "cosine"):
         schedule = get_schedule(name)
         assert torch.allclose(time_of_alpha(schedule, schedule.alpha(t)), t, atol=1e-9)
+
+
+def test_final_argmax_fills_the_last_masks_with_the_most_likely_token():
+    codec = SubTokenizer(5, 1)
+
+    def peaked(y, t):  # token 3 most likely everywhere, every token possible
+        logits = torch.zeros(*y.shape[:2], 5)
+        logits[..., 3] = 1.0
+        return logits
+
+    def run(final_argmax: bool) -> SampleResult:
+        # one step from t = 1 to t = 0.9: most positions stay masked for the final step
+        config = SamplerConfig(steps=1, eps=0.9, final_argmax=final_argmax, use_cache=False)
+        return Sampler(peaked, codec, config)(200, 16, generator=torch.Generator().manual_seed(1))
+
+    drawn, best = run(False), run(True)
+    assert (drawn.tokens != 3).float().mean() > 0.3  # a draw: other tokens too
+    revealed_early = best.subtokens[..., 0] != 3
+    # with the argmax only the first transition's reveals can be anything but 3
+    assert float(revealed_early.float().mean()) < 0.15
+    with pytest.raises(ValueError, match="ell = 1"):
+        Sampler(peaked, SubTokenizer(9, 2), SamplerConfig(final_argmax=True))

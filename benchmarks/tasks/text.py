@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from prime import SamplerConfig
+from prime import MaskedDiffusion, SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import ArrayRows
@@ -221,6 +221,9 @@ class TextLM(Task):
             top_p=top_p,
             sampling_dtype=dtype,
             first_hitting=p.sample_first_hitting,
+            # MDLM ends with the most likely tokens (its sampler and the authors' at ell = 1);
+            # MDLM-Prime's last step draws them; block diffusion keeps BD3-LM's sampler.
+            final_argmax=type(model) is MaskedDiffusion and model.ell == 1,
         )
         result = model.sample(p.sample_count, p.block_size, sampler, generator=gen)
         tokens = result.tokens
