@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 EXPERIMENTS_DIR = experiments_dir()
-FILE_KEYS = ("description", "reproduce", "plugins", "defaults", "scales", "variants", "grid")
+FILE_KEYS = tuple("description reproduce plugins defaults scales variants grid recipe".split())
 
 
 @dataclass
@@ -78,6 +78,8 @@ class Experiment:
     plugins: tuple[str, ...] = ()
     shared: dict[str, tuple[str, str]] = field(default_factory=dict)
     """variant -> (experiment, variant) of the run it is (``same_as``)."""
+    recipe: dict[str, Any] = field(default_factory=dict)
+    """Where each setting comes from (:mod:`benchmarks.recipe`)."""
 
     def reproduced(self, scale: str) -> list[str] | None:
         """The variants ``primebench reproduce`` runs at ``scale`` (None: every one)."""
@@ -189,6 +191,7 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
         variants=variants,
         plugins=tuple(plugins),
         shared=shared,
+        recipe=raw.get("recipe") or {},
     )
 
 

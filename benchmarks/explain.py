@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from .config import RunConfig
 from .precision import describe_fastest
+from .recipe import card_of, settings
 from .registry import MODELS, TASKS
 
 __all__ = ["FieldInfo", "field_docs", "describe", "explain_runs", "explain_entry"]
@@ -121,7 +122,9 @@ def _yaml(value: Any) -> str:
     return str(value)
 
 
-def _format(info: FieldInfo, changed: bool, width: int = 96) -> list[str]:
+def _format(
+    info: FieldInfo, changed: bool, source: str | None = None, width: int = 96
+) -> list[str]:
     mark = "*" if changed else " "
     facts = info.type + (f": {info.allowed}" if info.allowed else "")
     if not dataclasses.is_dataclass(info.value):
@@ -129,6 +132,9 @@ def _format(info: FieldInfo, changed: bool, width: int = 96) -> list[str]:
     text = f"[{facts}] {info.doc or UNDOCUMENTED}"
     lines = [f"{mark} {info.key} = {_yaml(info.value)}"]
     indent = dict(initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+    if source is not None:
+        where = dict(initial_indent="    from: ", subsequent_indent="          ")
+        lines += textwrap.wrap(source, width, **where, break_on_hyphens=False)
     return lines + textwrap.wrap(text, width, **indent)
 
 
@@ -171,8 +177,11 @@ def _summary(entry: type) -> str:
 
 
 def explain_runs(configs: list[RunConfig]) -> str:
-    """Every setting of ``configs[0]``, each with its meaning; ``*`` marks the values
-    that differ from the default, and the variants' differences are listed first."""
+    """Every setting of ``configs[0]``, each with its meaning and, for a paper-scale run,
+    its source on the recipe card (:mod:`benchmarks.recipe`); ``*`` marks the values that
+    differ from the default, and the variants' differences are listed first."""
+    sources = card_of(configs[0])
+    known = settings(configs[0]) if sources is not None else {}
     first = configs[0]
     lines = [
         f"{first.experiment} [{first.variant}] at scale {first.scale}, run id {first.run_id}",
@@ -196,7 +205,11 @@ def explain_runs(configs: list[RunConfig]) -> str:
         lines.append(f"{title}:")
         for info in infos:
             changed = not dataclasses.is_dataclass(info.value) and info.value != info.default
-            lines += _format(info, changed and info.default != "(required)")
+            source = None
+            if sources is not None and info.key in known:
+                entry = sources.get(info.key)
+                source = entry.describe() if entry else "no source on the recipe card"
+            lines += _format(info, changed and info.default != "(required)", source)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..core import ConfigError
+from ..recipe import render_cards
 from . import idle_steps, images, text, toy2d
 from .context import ReportContext, stored_config
 from .store import load_runs
@@ -80,7 +81,9 @@ def render_report(
 ) -> list[tuple[str, Path]]:
     """Write every table and figure for ``scale`` into ``results_dir/<scale>/`` (default:
     ``results/`` under the working directory, never the installed package), with an index
-    ``README.md``; return (title, path) pairs. ``missing``: lines naming the runs that a
+    ``README.md`` (``index.md`` at the paper scale, whose folder holds the paper's numbers
+    and their README) and, at the paper scale, the recipe cards ``recipes.md``; return
+    (title, path) pairs. ``missing``: lines naming the runs that a
     reproduction could not complete, listed in the index.
 
     A run whose stored config no longer validates (written by an older version with
@@ -108,7 +111,7 @@ def _order(cfg: RunConfig) -> tuple[str, str, int]:
 def _render_all(
     runs: Any, client: Any, scale: str, out_dir: Path, missing: Sequence[str]
 ) -> list[tuple[str, Path]]:
-    """Every renderer's files and the index README.md, into ``out_dir``."""
+    """Every renderer's files and the index, into ``out_dir``."""
     written: list[tuple[str, Path]] = []
     configs = {}
     for mlflow_run_id in runs.get("run_id", []):
@@ -129,6 +132,9 @@ def _render_all(
             for render in RENDERERS[task_name]:
                 render(ctx)
             written += ctx.written
+    if scale == "paper":
+        (out_dir / "recipes.md").write_text(render_cards("paper"))
+        written.append(("Recipe cards: the source of every setting", out_dir / "recipes.md"))
     index = [f"# primebench results, scale `{scale}`", ""]
     if not written:
         index.append("No complete runs of this scale in the tracking store yet.")
@@ -136,5 +142,8 @@ def _render_all(
     if missing:
         index += ["", "## Missing", "", "Runs of this reproduction that did not complete:", ""]
         index += [f"- {' '.join(line.split())}" for line in missing]
-    (out_dir / "README.md").write_text("\n".join(index) + "\n")
+    # results/paper/README.md documents the paper's numbers beside it: the paper scale's
+    # index is index.md.
+    name = "index.md" if scale == "paper" else "README.md"
+    (out_dir / name).write_text("\n".join(index) + "\n")
     return written
