@@ -22,6 +22,7 @@ from .config import RunConfig
 from .precision import describe_fastest
 from .recipe import card_of, settings
 from .registry import MODELS, TASKS
+from .yaml_io import yaml_text
 
 __all__ = ["FieldInfo", "field_docs", "describe", "explain_runs", "explain_entry"]
 
@@ -110,27 +111,15 @@ def describe(obj: Any, prefix: str) -> list[FieldInfo]:
     return out
 
 
-def _yaml(value: Any) -> str:
-    if dataclasses.is_dataclass(value):
-        return type(value).__name__
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_yaml(v) for v in value) + "]"
-    return str(value)
-
-
 def _format(
     info: FieldInfo, changed: bool, source: str | None = None, width: int = 96
 ) -> list[str]:
     mark = "*" if changed else " "
     facts = info.type + (f": {info.allowed}" if info.allowed else "")
     if not dataclasses.is_dataclass(info.value):
-        facts += f"; default {_yaml(info.default)}"
+        facts += f"; default {yaml_text(info.default)}"
     text = f"[{facts}] {info.doc or UNDOCUMENTED}"
-    lines = [f"{mark} {info.key} = {_yaml(info.value)}"]
+    lines = [f"{mark} {info.key} = {yaml_text(info.value)}"]
     indent = dict(initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
     if source is not None:
         where = dict(initial_indent="    from: ", subsequent_indent="          ")
@@ -190,7 +179,7 @@ def explain_runs(configs: list[RunConfig]) -> str:
     ]
     if len(configs) > 1:
         flat = [
-            {i.key: _yaml(i.value) for _, infos in _sections(c) for i in infos} for c in configs
+            {i.key: yaml_text(i.value) for _, infos in _sections(c) for i in infos} for c in configs
         ]
         keys = sorted({k for f in flat for k in f if len({g.get(k) for g in flat}) > 1})
         variants = len({c.variant for c in configs})

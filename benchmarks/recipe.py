@@ -35,7 +35,7 @@ from .config import RunConfig
 from .core import ConfigError
 from .experiments import EXPERIMENTS_DIR, Experiment, list_experiments, load_experiment
 from .recipe_tables import table_entry
-from .yaml_io import load_yaml
+from .yaml_io import load_yaml, yaml_text
 
 __all__ = ["Entry", "KINDS", "card", "card_of", "problems", "settings", "render_cards"]
 
@@ -61,7 +61,7 @@ class Entry:
         if self.kind == "source":
             return self.text
         if self.kind == "deviation":
-            return f"deviation: {self.text} (source: {self.source}, gives {_text(self.value)})"
+            return f"deviation: {self.text} (source: {self.source}, gives {yaml_text(self.value)})"
         return f"{'suite' if self.kind == 'suite' else 'execution only'}: {self.text}"
 
 
@@ -178,7 +178,7 @@ def problems(config: RunConfig, entries: dict[str, Entry]) -> list[str]:
     does not deviate."""
     values = settings(config)
     name = f"{config.experiment}/{config.variant}"
-    out = [f"{name}: {key} = {_text(v)} has no source" for key, v in values.items()]
+    out = [f"{name}: {key} = {yaml_text(v)} has no source" for key, v in values.items()]
     out = [line for line, key in zip(out, values, strict=True) if key not in entries]
     for key, entry in entries.items():
         if key not in values:
@@ -186,22 +186,12 @@ def problems(config: RunConfig, entries: dict[str, Entry]) -> list[str]:
                 out.append(f"{name}: the card names {key}, which is no setting")
         elif entry.kind == "source" and entry.checked and not _same(values[key], entry.value):
             out.append(
-                f"{name}: {key} = {_text(values[key])}, but its source "
-                f"({entry.text}) gives {_text(entry.value)} and no deviation is written"
+                f"{name}: {key} = {yaml_text(values[key])}, but its source "
+                f"({entry.text}) gives {yaml_text(entry.value)} and no deviation is written"
             )
         elif entry.kind == "deviation" and _same(values[key], entry.value):
             out.append(f"{name}: {key} is written as a deviation but equals its source")
     return out
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_text(v) for v in value) + "]"
-    return str(value)
 
 
 def paper_experiments() -> list[Experiment]:
@@ -237,6 +227,6 @@ def render_cards(scale: str = "paper") -> str:
             for key, value in settings(config).items():
                 entry = entries.get(key)
                 source = entry.describe() if entry else "**no source**"
-                lines.append(f"| `{key}` | {_text(value)} | {source.replace('|', '/')} |")
+                lines.append(f"| `{key}` | {yaml_text(value)} | {source.replace('|', '/')} |")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_yaml"]
+__all__ = ["load_yaml", "yaml_text"]
 
 _FLOAT_1_2 = re.compile(
     r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
@@ -35,3 +35,17 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+012
 def load_yaml(text: str) -> Any:
     """Parse YAML text with YAML 1.2's numbers (see the module docstring)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_text(value: Any) -> str:
+    """A setting's value as a YAML file writes it (null, true, [a, b]); a nested settings
+    dataclass by its class name."""
+    if hasattr(value, "__dataclass_fields__"):
+        return type(value).__name__
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(yaml_text(v) for v in value) + "]"
+    return str(value)
