@@ -94,7 +94,9 @@ def plan_experiments(
         chosen = exp.reproduced(scale) if reproduction else variants
         resolved[name] = exp.resolve(scale, overrides, chosen)
     shared = _share_runs(resolved, {n: load_experiment(n).shared for n in resolved})
-    needs = {n: upstream_of(configs) for n, configs in resolved.items()}
+    # A run that reads a checkpoint of its own experiment (a fine-tune of a sibling variant)
+    # is no dependency between experiments: it names the missing run if it starts first.
+    needs = {n: [u for u in upstream_of(configs) if u != n] for n, configs in resolved.items()}
     for name, upstream in needs.items():
         unknown = [u for u in upstream if u not in known]
         if unknown:
@@ -118,16 +120,21 @@ def _share_runs(
     resolved: dict[str, list[RunConfig]], aliases: dict[str, dict[str, tuple[str, str]]]
 ) -> dict[str, tuple[tuple[str, RunConfig], ...]]:
     """Drop from ``resolved`` (in place) each run that a ``same_as`` variant names when
-    its own experiment is planned too, and every repeat of a run id: a run is submitted
+    its own experiment plans it too, and every repeat of a run id: a run is submitted
     once. Returns, per experiment, (variant, run) of the runs it left to others."""
     shared: dict[str, tuple[tuple[str, RunConfig], ...]] = {}
     seen: set[str] = set()
+    own_ids = {
+        name: {c.run_id for c in configs if c.experiment == name}
+        for name, configs in resolved.items()
+    }
     for name, configs in resolved.items():
         alias = {target: variant for variant, target in aliases[name].items()}
         kept, left = [], []
         for config in configs:
             variant = alias.get((config.experiment, config.variant))
-            runs_elsewhere = variant is not None and config.experiment in resolved
+            elsewhere = own_ids.get(config.experiment, set())
+            runs_elsewhere = variant is not None and config.run_id in elsewhere
             if runs_elsewhere or config.run_id in seen:
                 left.append((variant or config.variant, config))
                 continue

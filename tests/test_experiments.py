@@ -148,7 +148,10 @@ def test_reproduce_names_the_variants_a_reproduction_runs_at_each_scale(tmp_path
     assert [c.variant for c in some.resolve("cpu", None, some.reproduced("cpu"))] == ["c", "a"]
     # The paper's claims at the cpu scale; the other variants stay runnable on request.
     (table1,) = plan_experiments(["table1-cpu"], "cpu", reproduction=True)
-    assert [c.variant for c in table1.configs] == ["ar", "mdlm", "prime-l2", "bd3lm-l4"]
+    assert [c.variant for c in table1.configs] == ["ar", "mdlm", "prime-l2"]
+    # BD3-LM fine-tunes table1-cpu's MDLM: its own file runs it after table1-cpu
+    table1, hybrid = plan_experiments(["table1-hybrid-cpu", "table1-cpu"], "cpu", reproduction=True)
+    assert [c.variant for c in hybrid.configs] == ["bd3lm-l4"] and hybrid.upstream == (table1.name,)
     (every_variant,) = plan_experiments(["table1-cpu"], "cpu")
     assert len(every_variant.configs) == len(load_experiment("table1-cpu").variants) == 6
 
