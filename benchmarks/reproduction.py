@@ -111,7 +111,9 @@ def reproduce_locally(
         )
         print_results([o.result for o in outcomes if o.error is None])
         for item in runnable:
-            mine = [o for o in outcomes if o.item.experiment == item.name]
+            # by run id: a same_as run is named for the experiment it belongs to
+            ids = {c.run_id for c in item.configs}
+            mine = [o for o in outcomes if o.item.run_id in ids]
             errors = [o for o in mine if o.error is not None]
             done.missing += [
                 f"{item.name}/{o.item.variant} [{o.item.run_id}]: failed: {summary(o.error)}"
