@@ -91,6 +91,8 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(
     nfe_table = (tmp_path / "results" / "cpu" / "table3_images_nfe.md").read_text()
     assert "| prime-l2 | 2 |" in nfe_table and "| prime-l2 | 4 |" in nfe_table
     assert (tmp_path / "results" / "cpu" / "table3_images_nfe.png").is_file()
+    # no checkpoint evaluations yet: no ell x NFE table
+    assert not (tmp_path / "results" / "cpu" / "table4_ell_nfe.md").exists()
 
     # The ell x NFE table: the same checkpoint sampled at two step counts.
     from benchmarks.config import RunConfig

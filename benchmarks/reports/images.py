@@ -245,14 +245,20 @@ def sample_grid(ctx: ReportContext) -> None:
 
 
 def table4(ctx: ReportContext) -> None:
-    """FID of each upstream checkpoint at each sampler step count."""
+    """FID of each trained model at each sampler step count: the checkpoint evaluations,
+    and a trained run's own evaluation where a cell is that run (nfe-sweep's NFE-512 cells
+    are ell-sweep's runs); only where there are checkpoint evaluations."""
+    if not any(cfg.upstream is not None for _, cfg in ctx.rows()):
+        return
     rows = []
     for run, cfg in ctx.rows():
-        p = cfg.task.params
+        p, trained = cfg.task.params, upstream_config(cfg) if cfg.upstream else cfg
+        if trained.model.name == "mdm-mixture":  # not a row of the ell x NFE table
+            continue
         rows.append(
             {
                 "dataset": p.dataset,
-                "ell": _ell(upstream_config(cfg)),
+                "ell": _ell(trained),
                 "NFE": p.sample_steps,
                 "fid": float(run["metrics.fid"]),
                 "samples": p.sample_count,

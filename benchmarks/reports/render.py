@@ -1,7 +1,8 @@
 """``render_report``: every renderer of every task with complete runs at one scale.
 
-Renderers are keyed by task name; a third-party task adds its own with
-``@renderer("my-task")`` in the module that registers the task.
+Renderers are keyed by task name (or a tuple of task names whose runs they read
+together); a third-party task adds its own with ``@renderer("my-task")`` in the module
+that registers the task.
 
 Everything is rendered into a staging directory inside the output directory first and
 moved into place file by file (``os.replace``) at the end: a report that fails half-way
@@ -31,12 +32,13 @@ log = logging.getLogger("primebench")
 
 Renderer = Callable[[ReportContext], None]
 
-RENDERERS: dict[str, list[Renderer]] = {
+RENDERERS: dict[str | tuple[str, ...], list[Renderer]] = {
     "idle-steps": [idle_steps.table1_isr, idle_steps.figure1_counts, idle_steps.figure1],
     "text-lm": [text.table1, text.table1_paired],
     "text-zero-shot": [text.table2],
     "image": [images.table3, images.table3_paired, images.table3_nfe, images.sample_grid],
-    "image-checkpoint": [images.table4],
+    # the ell x NFE table: checkpoint evaluations, and the trained runs' own NFE (same_as)
+    ("image", "image-checkpoint"): [images.table4],
     "toy2d": [
         toy2d.figure4_table,
         toy2d.figure4_paired,
@@ -104,6 +106,11 @@ def render_report(
     return [(title, out_dir / path.name) for title, path in written]
 
 
+def _tasks(key: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The tasks whose runs a renderer of ``key`` reads (a tuple: all of them together)."""
+    return (key,) if isinstance(key, str) else key
+
+
 def _order(cfg: RunConfig) -> tuple[str, str, int]:
     return cfg.task.name, cfg.variant, cfg.seed
 
@@ -122,14 +129,15 @@ def _render_all(
     # Grouped by the task and ordered by the variant, then the seed, of each stored config.
     order = sorted(configs, key=lambda r: _order(configs[r]))
     with tempfile.TemporaryDirectory(prefix="primebench-report-") as scratch:
-        for task_name in sorted({c.task.name for c in configs.values()}):
-            if task_name not in RENDERERS:
+        present = {c.task.name for c in configs.values()}
+        for key in sorted(RENDERERS, key=_tasks):
+            if not present & set(_tasks(key)):
                 continue
-            ids = [r for r in order if configs[r].task.name == task_name]
+            ids = [r for r in order if configs[r].task.name in _tasks(key)]
             group = runs.set_index("run_id").loc[ids].reset_index()
             chosen = {r: configs[r] for r in ids}
             ctx = ReportContext(scale, out_dir, group, client, chosen, scratch=Path(scratch))
-            for render in RENDERERS[task_name]:
+            for render in RENDERERS[key]:
                 render(ctx)
             written += ctx.written
     if scale == "paper":
