@@ -86,7 +86,8 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(
     assert metrics["sample_nfe_steps2"] <= 3  # 2 steps: at most 3 network calls
     render_report(uri, "cpu", results_dir=tmp_path / "results")
     table = (tmp_path / "results" / "cpu" / "table3_images.md").read_text()
-    assert "| prime-l2 | cifar10 | 2 |" in table and "| 3.26 |" in table  # paper's FID
+    # the paper's FID, at the paper's NFE (this run samples at 4 steps)
+    assert "| prime-l2 | cifar10 | 2 |" in table and "| 3.26 at NFE 512 |" in table
     assert (tmp_path / "results" / "cpu" / "image_samples.png").is_file()
     nfe_table = (tmp_path / "results" / "cpu" / "table3_images_nfe.md").read_text()
     assert "| prime-l2 | 2 |" in nfe_table and "| prime-l2 | 4 |" in nfe_table

@@ -62,14 +62,21 @@ def table3(ctx: ReportContext) -> None:
         m = _metrics(run)
         p = cfg.task.params
         floor, ratio = _floor_cells(m)
-        match = paper[(paper["dataset"] == p.dataset) & (paper["model"] == _name(cfg))]
+        trained = upstream_config(cfg) if cfg.upstream else cfg
+        match = paper[(paper["dataset"] == p.dataset) & (paper["model"] == _name(trained))]
+        at_nfe = match["nfe"] == p.sample_steps
+        match = match[at_nfe] if at_nfe.any() else match  # the paper's row, and its NFE
         rows.append(
             {
                 "variant": ctx.run_name(cfg),
                 "dataset": p.dataset,
-                "ell": _ell(cfg),
+                "ell": _ell(trained),
                 "NFE": int(m.get("sample_nfe", 0)),
-                "paper FID (50k)": (f"{match['fid'].iloc[0]:.2f}" if len(match) else "-"),
+                "paper FID (50k)": (
+                    f"{match['fid'].iloc[0]:.2f} at NFE {match['nfe'].iloc[0]:.0f}"
+                    if len(match)
+                    else "-"
+                ),
                 f"FID torch-fidelity (N={p.sample_count})": _fid_cell(m),
                 "real-data floor": floor,
                 "FID / floor": ratio,
