@@ -1,4 +1,4 @@
-"""The image sampler has the law of the authors' two image solvers (PRIME_SPEC §6.2).
+"""The image sampler has the law of the authors' two image solvers (image/utils/solver.py).
 
 Two pixels of C = 4 values, ell = 2 binary digits each: 16 outcomes. The "network" is the
 exact posterior of a fixed data law over the 16 outcomes, blurred toward uniform by a
