@@ -99,7 +99,10 @@ def card(experiment: Experiment, config: RunConfig) -> dict[str, Entry]:
     stray = set(variants) - set(experiment.variants)
     if stray:
         raise ConfigError(f"{where}.variants: no such variant(s) {', '.join(sorted(stray))}")
-    parts = [(f"base {name}", shared_card(name)) for name in recipe.get("base") or []]
+    bases = recipe.get("base") or []
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{where}.base: expected a list of shared card names, got {bases!r}")
+    parts = [(f"base {name}", shared_card(name)) for name in bases]
     parts += [("defaults", recipe.get("defaults")), (config.variant, variants.get(config.variant))]
     out = {}
     for part, raw in parts:

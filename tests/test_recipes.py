@@ -117,3 +117,17 @@ def test_the_paper_report_renders_the_cards_and_keeps_the_papers_readme(tmp_path
     assert (tmp_path / "paper" / "recipes.md").read_text() == render_cards("paper")
     assert "recipes.md" in (tmp_path / "paper" / "index.md").read_text()
     assert (tmp_path / "paper" / "README.md").read_text() == "the paper's numbers\n"
+
+
+def test_a_bad_shared_card_is_named(tmp_path):
+    path = tmp_path / "mine.yaml"
+    head = "defaults: {task: {name: toy2d}, model: {name: prime}}\n"
+    for recipe, needle in [
+        ("{base: image-paper}", "recipe.base: expected a list of shared card names"),
+        ("{base: [nowhere]}", "no shared card 'nowhere'; valid: image-paper, text-paper"),
+    ]:
+        path.write_text(head + f"recipe: {recipe}\n")
+        exp = load_experiment(path)
+        with pytest.raises(ConfigError, match="recipe") as err:
+            card(exp, exp.resolve("cpu")[0])
+        assert needle in str(err.value)
