@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from functools import cache
 from typing import Any
 
 from .config import RunConfig
@@ -44,14 +45,20 @@ def _model_row_key(config: RunConfig) -> tuple[str, int]:
     return ("MDM", 1) if name == "mdm" or ell == 1 else ("MDM-Prime", ell)
 
 
+@cache
+def _image_rows() -> tuple[dict[str, str], ...]:
+    """The rows of ``image_sampler_settings.csv``, read once (a card asks for five
+    settings of every image run)."""
+    with open(paper_dir() / "image_sampler_settings.csv", newline="") as f:
+        return tuple(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
 def authors_image_row(config: RunConfig) -> dict[str, str]:
     """The authors' row for ``config``'s dataset, model and sampler steps (ConfigError if
     they give none)."""
     params = config.task.params
     model, ell = _model_row_key(config)
-    with open(paper_dir() / "image_sampler_settings.csv", newline="") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    for row in rows:
+    for row in _image_rows():
         if (row["dataset"], row["model"], int(row["ell"]), int(row["nfe"])) == (
             params.dataset,
             model,
