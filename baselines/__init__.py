@@ -1,6 +1,7 @@
 """Baselines written on prime's shared pieces."""
 
 from .ar import AutoregressiveLM
+from .ar_transformer import ARM_PRESETS, ARMConfig, ARMTransformer
 from .bd3lm import DEFAULT_WINDOWS, BlockDiffusion
 from .block_attention import context_mask, dense_training_mask, training_mask
 from .block_sampler import sample_blocks
@@ -8,6 +9,9 @@ from .mdm import build_mdm
 from .mixture import LabelMixture
 
 __all__ = [
+    "ARM_PRESETS",
+    "ARMConfig",
+    "ARMTransformer",
     "AutoregressiveLM",
     "BlockDiffusion",
     "DEFAULT_WINDOWS",

@@ -21,7 +21,8 @@ Training times: t_b = beta + (omega - beta) u, u stratified over batch x blocks.
 window [beta, omega] ("clipped schedule") lowers the variance of the training loss but
 makes it the NELBO of no model unless it is [eps, 1]; evaluation always uses [eps, 1].
 With ``resample`` each block's realised masked fraction is kept in the window too
-(:mod:`baselines.block_masks`, BD3-LM's ``training.resample``).
+(:mod:`baselines.block_masks`, BD3-LM's ``training.resample``). With ``ignore_bos``
+position 0 is given and unscored (:mod:`baselines.first_token`).
 :meth:`BlockDiffusion.window_variances` scores candidate windows by the variance of the
 per-block mean loss, the data-driven search of BD3-LM (:mod:`baselines.clipped_windows`).
 """
@@ -41,20 +42,20 @@ from prime import (
     SampleResult,
     Schedule,
     SubTokenizer,
-    expected_idle_ratio,
     mask_subtokens,
     sample_times,
 )
 
 from .block_attention import AttentionBackend, training_mask
 from .block_masks import mask_blocks_in_window
-from .block_sampler import sample_blocks
+from .block_sampler import expected_block_idle_ratio, sample_blocks
 from .clipped_windows import DEFAULT_WINDOWS, variances_from_moments, window_moments
+from .first_token import FirstTokenGiven, give_first
 
 __all__ = ["BlockDiffusion", "DEFAULT_WINDOWS"]
 
 
-class BlockDiffusion(MaskedDiffusion):
+class BlockDiffusion(FirstTokenGiven, MaskedDiffusion):
     """Masked diffusion inside blocks of ``block_size`` tokens, autoregressive across them.
 
     Args:
@@ -69,6 +70,8 @@ class BlockDiffusion(MaskedDiffusion):
         attention: "auto" (flex attention on CUDA, SDPA elsewhere), "sdpa" or "flex".
         resample: keep each block's masked fraction in the window (an end of it that is
             eps or 1 is not enforced), as BD3-LM's ``training.resample``.
+        ignore_bos: position 0 is never masked and not scored; samples start from
+            ``bos_id`` there (BD3-LM's ``algo.ignore_bos``).
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class BlockDiffusion(MaskedDiffusion):
         window: tuple[float, float] | None = None,
         attention: AttentionBackend = "auto",
         resample: bool = False,
+        ignore_bos: bool = False,
+        bos_id: int | None = None,
     ):
-        if objective == "cross_entropy":
+        if objective in ("cross_entropy", "cross_entropy_257"):
             raise ValueError("block diffusion trains on a likelihood bound, not cross_entropy")
         super().__init__(
             network,
@@ -107,6 +112,9 @@ class BlockDiffusion(MaskedDiffusion):
         self.block_size = block_size
         self.attention: AttentionBackend = attention
         self.resample = resample
+        if ignore_bos and bos_id is None:
+            raise ValueError("ignore_bos: samples start from the BOS token, but bos_id is None")
+        self.ignore_bos, self.bos_id = ignore_bos, bos_id
         # A buffer: checkpoints keep the window the search last chose.
         self.register_buffer(
             "window", torch.tensor(self._check_window(window), dtype=torch.float64)
@@ -143,15 +151,13 @@ class BlockDiffusion(MaskedDiffusion):
             "training_window_beta": beta,
             "training_window_omega": omega,
             "note": "evaluated over the full window [eps, 1]: the unbiased block NELBO",
+            **({"ignore_bos": True} if self.ignore_bos else {}),
         }
 
     def expected_idle_ratio(self, num_steps: int, seq_len: int, eps: float = 1e-5) -> float:
-        """Closed form per block (L' in place of L), averaged over the blocks."""
-        sizes = [min(self.block_size, seq_len - s) for s in range(0, seq_len, self.block_size)]
-        ratios = [
-            expected_idle_ratio(num_steps, size, self.ell, self.schedule, eps=eps) for size in sizes
-        ]
-        return sum(ratios) / len(ratios)
+        """Closed form per block (:func:`baselines.block_sampler.expected_block_idle_ratio`)."""
+        args = (num_steps, seq_len, self.block_size, self.ell, self.schedule)
+        return expected_block_idle_ratio(*args, first_given=self.ignore_bos, eps=eps)
 
     def corrupt(
         self,
@@ -162,7 +168,8 @@ class BlockDiffusion(MaskedDiffusion):
         window: Sequence[float] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(t (B, blocks), y_t (B, L, ell)): one time per block, stratified over all the
-        blocks of the (global) batch, in ``window`` (default: the training window)."""
+        blocks of the (global) batch, in ``window`` (default: the training window);
+        position 0 unmasked with ``ignore_bos``."""
         batch, seq_len = x0.shape
         blocks = self.num_blocks(seq_len)
         beta, omega = self.training_window if window is None else self._check_window(window)
@@ -195,12 +202,12 @@ class BlockDiffusion(MaskedDiffusion):
                 generator=generator,
                 shard=shard,
             )
-            return t, y_t
-        alpha = self.schedule.alpha(self.token_times(t, seq_len).double())
-        y_t = mask_subtokens(
-            self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator, shard=shard
-        )
-        return t, y_t
+        else:
+            alpha = self.schedule.alpha(self.token_times(t, seq_len).double())
+            y_t = mask_subtokens(
+                self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator, shard=shard
+            )
+        return t, give_first(y_t, self.codec.encode(x0)) if self.ignore_bos else y_t
 
     def predict(self, x0: torch.Tensor, t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
         """Logits of the noised half of the 2L-position pass over (x_t, x_0)."""
@@ -288,4 +295,5 @@ class BlockDiffusion(MaskedDiffusion):
             context_blocks=context_blocks,
             generator=generator,
             device=self.window.device,
+            first_token=self.first_token(),
         )

@@ -22,8 +22,11 @@ absolute; with rotary embeddings only distances matter, and they stay below (c +
 
 Bookkeeping over the whole sequence: idle steps and NFE are summed over blocks, and
 ``num_steps`` is the total number of transitions, so ``idle_ratio`` is the mean of the
-blocks' ratios; for a block the closed form of :mod:`prime.idle` holds with L' in place
-of L.
+blocks' ratios; for a block the closed form of :mod:`prime.idle` holds with the number of
+tokens it reveals in place of L (:func:`expected_block_idle_ratio`).
+
+A given first token (``first_token``, BD3-LM's ``ignore_bos``) is fixed at position 0
+of the first block before it is denoised, so that block reveals L' - 1 tokens.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from prime import Sampler, SamplerConfig, SampleResult, Schedule, SubTokenizer
+from prime import Sampler, SamplerConfig, SampleResult, Schedule, SubTokenizer, expected_idle_ratio
 from prime.backbones import KVCache
 
 from .block_attention import context_mask
 
-__all__ = ["sample_blocks"]
+__all__ = ["sample_blocks", "expected_block_idle_ratio"]
 
 
 class _ContextDenoiser:
@@ -86,10 +89,12 @@ def sample_blocks(
     context_blocks: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    first_token: int | None = None,
 ) -> SampleResult:
     """Sample (batch_size, seq_len) tokens block by block, each block with a
     :class:`prime.Sampler` under ``config`` (``config.steps`` per block, idle steps
-    always cached: the network ignores t)."""
+    always cached: the network ignores t); ``first_token``: the token fixed at
+    position 0 (None: sampled)."""
     config = replace(config, use_cache=True)
     if context_blocks is not None and context_blocks < 1:
         raise ValueError(f"context_blocks must be >= 1 (or None: all), got {context_blocks}")
@@ -101,7 +106,8 @@ def sample_blocks(
         size = min(block_size, seq_len - start)
         denoiser = _ContextDenoiser(network, clean, start, block_size, cache, context_blocks)
         sampler = Sampler(denoiser, codec, config, schedule=schedule, decoder=decoder)
-        result = sampler(batch_size, size, generator=generator, device=device)
+        prefix = None if start or first_token is None else torch.tensor([first_token])
+        result = sampler(batch_size, size, generator=generator, device=device, prefix=prefix)
         results.append(result)
         clean = torch.cat([clean, result.subtokens], dim=1)
         if cache is not None:
@@ -120,3 +126,25 @@ def sample_blocks(
         num_steps=sum(r.num_steps for r in results),
         num_classes=codec.num_classes,
     )
+
+
+def expected_block_idle_ratio(
+    num_steps: int,
+    seq_len: int,
+    block_size: int,
+    ell: int,
+    schedule: str | Schedule,
+    *,
+    first_given: bool = False,
+    eps: float = 1e-5,
+) -> float:
+    """Closed-form idle-step ratio of :func:`sample_blocks` on the uniform grid: the
+    mean over blocks of :func:`prime.expected_idle_ratio` with the block's tokens to
+    reveal in place of L (L', the last block the remainder, the first one fewer when
+    ``first_given``); a block with none idles at every step."""
+    sizes = [min(block_size, seq_len - s) for s in range(0, seq_len, block_size)]
+    sizes[0] -= int(first_given)
+    ratios = [
+        expected_idle_ratio(num_steps, n, ell, schedule, eps=eps) if n else 1.0 for n in sizes
+    ]
+    return sum(ratios) / len(ratios)

@@ -21,15 +21,18 @@ def build_mdm(
     schedule: str | Schedule = "loglinear",
     *,
     time_eps: float = 1e-3,
+    train_time_eps: float | None = None,
     objective: str = "valid",
     masking: str = "independent",
 ) -> MaskedDiffusion:
     """MDLM / MDM: a masked diffusion model over C classes with the SUBS decoder.
 
-    ``network`` maps (x_t as (B, L, 1) token ids with mask id C, t (B,)) to (B, L, C).
-    ``objective``: "valid" (the NELBO, = the published loss for ell = 1) or
-    "cross_entropy" (the image models' unweighted loss). ``masking``: how training draws
-    x_t (:class:`prime.MaskedDiffusion`).
+    ``network`` maps (x_t as (B, L, 1) token ids with mask id C, t (B,)) to (B, L, C),
+    or (B, L, C + 1) for "cross_entropy_257". ``objective``: "valid" (the NELBO, = the
+    published loss for ell = 1), "cross_entropy" (the image models' unweighted loss) or
+    "cross_entropy_257" (that loss over C + 1 outputs, the mask class too: the authors'
+    image MDM; :mod:`prime.mask_class`). ``masking``: how training draws
+    x_t; ``time_eps`` / ``train_time_eps``: the times' window (:class:`prime.MaskedDiffusion`).
     """
     return MaskedDiffusion(
         network,
@@ -39,5 +42,6 @@ def build_mdm(
         carry_over=True,
         objective=objective,
         time_eps=time_eps,
+        train_time_eps=train_time_eps,
         masking=masking,
     )

@@ -1,16 +1,18 @@
 """Denoiser networks of the model entries: typed parameters -> a backbone module.
 
 ``build_backbone`` picks the network named by ``params.name`` (the 2-D toy's MLP, MDLM's
-DiT, the ADM U-Net) and sizes it for the task's data and the model's sub-token codec.
+DiT, the ADM U-Net, the authors' autoregressive transformer) and sizes it for the task's
+data and the model's sub-token codec.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import nn
 
+from baselines import ARM_PRESETS, ARMConfig, ARMTransformer
 from prime.backbones import (
     DIT_PRESETS,
     UNET_PRESETS,
@@ -23,7 +25,14 @@ from prime.backbones import (
 
 from .core import ConfigError, DataSpec, require_at_least
 
-__all__ = ["ToyMLPParams", "DiTParams", "UNetParams", "BackboneParams", "build_backbone"]
+__all__ = [
+    "ToyMLPParams",
+    "DiTParams",
+    "UNetParams",
+    "ARMParams",
+    "BackboneParams",
+    "build_backbone",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class ToyMLPParams:
 class DiTParams:
     """MDLM's diffusion transformer (PRIME_SPEC §7.1)."""
 
+    # Added after run ids were in use: left out of the run id at its default.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("head_float32",)
+
     name: Literal["dit"] = "dit"
     """Selects this backbone."""
     preset: Literal["small", "tiny", "cpu"] = "small"
@@ -65,6 +77,10 @@ class DiTParams:
     time_conditioned: bool = False
     """Feed t to the adaLN conditioning; false feeds 0 (MDLM and the paper), so the sampler
     may reuse a prediction after an idle step."""
+    head_float32: bool = False
+    """Run the final layer (adaLN modulation, LayerNorm, the D -> out_dim head) with
+    autocast disabled, in float32, while the blocks run in the training precision (the
+    authors' Prime network); false: the same precision as the blocks (MDLM's DiT)."""
 
     def config(self) -> DiTConfig:
         base = DIT_PRESETS[self.preset]
@@ -90,11 +106,33 @@ class UNetParams:
         return base if self.dropout is None else replace(base, dropout=self.dropout)
 
 
+@dataclass(frozen=True)
+class ARMParams:
+    """The authors' autoregressive network (ARM): a plain pre-LayerNorm causal transformer
+    (:mod:`baselines.ar_transformer`), for the autoregressive model only."""
+
+    name: Literal["arm"] = "arm"
+    """Selects this backbone."""
+    preset: Literal["small", "cpu"] = "small"
+    """Sizes (hidden width / blocks / heads / dropout): small is the authors' small-ar,
+    768/12/12/0.1; cpu 128/2/4/0."""
+    dropout: float | None = None
+    """Dropout probability on the attention and MLP outputs; null: the preset's."""
+
+    def __post_init__(self) -> None:
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"backbone.dropout: must be in [0, 1), got {self.dropout}")
+
+    def config(self) -> ARMConfig:
+        base = ARM_PRESETS[self.preset]
+        return base if self.dropout is None else replace(base, dropout=self.dropout)
+
+
 BackboneParams = ToyMLPParams | DiTParams | UNetParams
 
 
 def build_backbone(
-    params: BackboneParams,
+    params: BackboneParams | ARMParams,
     data: DataSpec,
     ell: int,
     base: int,
@@ -118,6 +156,13 @@ def build_backbone(
             raise ConfigError(f"model.backbone: {err}") from None
     if num_labels:
         raise ConfigError(f"model.backbone: {params.name} takes no labels; use 'unet'")
+    if params.name == "arm":
+        if not causal or ell != 1 or base != out_dim:
+            raise ConfigError(
+                "model.backbone: 'arm' is the autoregressive model's network (causal, one "
+                "output per token class); use 'dit'"
+            )
+        return ARMTransformer(params.config(), out_dim)
     if params.name == "dit":
         try:
             return DiT(
@@ -127,11 +172,12 @@ def build_backbone(
                 out_dim,
                 time_conditioned=params.time_conditioned,
                 causal=causal,
+                head_float32=params.head_float32,
             )
         except ValueError as err:
             raise ConfigError(f"model.backbone: {err}") from None
     if causal:
-        raise ConfigError(f"model.backbone: {params.name} cannot be causal; use 'dit'")
+        raise ConfigError(f"model.backbone: {params.name} cannot be causal; use 'dit' or 'arm'")
     if params.name == "toy-mlp":
         return ToyMLP(
             data.seq_len,

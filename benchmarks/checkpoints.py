@@ -12,6 +12,7 @@ intact periodic checkpoint or from scratch.
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ def kept_checkpoint(runs_dir: str | Path, run_id: str, step: int) -> Path:
     """The checkpoint a run kept at optimizer step ``step`` (``train.keep_checkpoint_steps``,
     or every periodic one at the paper scale)."""
     return Path(runs_dir) / run_id / "checkpoints" / f"step{step:08d}.ckpt"
+
+
+STEP_FILE = re.compile(r"^step(\d+)(-v\d+)?\.ckpt$")
+
+
+def kept_checkpoints(runs_dir: str | Path, run_id: str) -> list[tuple[int, Path]]:
+    """(optimizer step, file) of every periodic checkpoint a run kept, in step order
+    (empty when it kept none)."""
+    found = []
+    for path in (Path(runs_dir) / run_id / "checkpoints").glob("step*.ckpt"):
+        match = STEP_FILE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
 
 
 def _upstream_checkpoint(config: RunConfig, upstream: RunConfig, runs_dir: Path) -> Path | None:
@@ -156,11 +171,16 @@ def initialise_from(
     runs_dir: Path,
     tracker: Tracker,
     mlflow_run_id: str | None,
-) -> None:
-    """Fine-tuning: copy the network weights of ``train.init_from``'s trained run."""
+) -> dict[str, torch.Tensor] | None:
+    """Fine-tuning: copy the network weights of ``train.init_from``'s trained run. Returns
+    the weights the EMA starts from when they are not those: with ``train.ema_init:
+    random``, a copy of ``model``'s parameters (by name) as they were before the load."""
     source = config.train.init_source
     if source is None:
-        return
+        return None
+    random_start = None
+    if config.train.ema_init == "random":
+        random_start = {n: p.detach().clone() for n, p in model.named_parameters()}
     experiment, variant = source
     try:
         upstream = resolve_variant(
@@ -192,3 +212,4 @@ def initialise_from(
     if mlflow_run_id is not None:
         tags = {"init_run": upstream.run_id, "init_checkpoint": name, "init_ema": str(ema)}
         tracker.set_tags(mlflow_run_id, {f"primebench.{k}": v for k, v in tags.items()})
+    return random_start

@@ -36,13 +36,23 @@ class ComponentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Name and settings; the settings an entry lists in its ``LATER_FIELDS`` (added
         after run ids were in use) only when they differ from their defaults, so that
-        the runs started before keep their ids and resume."""
+        the runs started before keep their ids and resume (nested settings, such as the
+        backbone's, likewise)."""
         out = dataclasses.asdict(self.params)
-        defaults = {f.name: f.default for f in dataclasses.fields(self.params)}
-        for name in getattr(self.params, "LATER_FIELDS", ()):
-            if out[name] == defaults[name]:
-                out.pop(name)
+        _drop_later_defaults(self.params, out)
         return {"name": self.name, **out}
+
+
+def _drop_later_defaults(params: Any, out: dict[str, Any]) -> None:
+    """Remove from ``out`` (``asdict(params)``) the LATER_FIELDS at their defaults, at
+    every depth of nested dataclasses."""
+    later = getattr(params, "LATER_FIELDS", ())
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.name in later and value == f.default:
+            out.pop(f.name)
+        elif dataclasses.is_dataclass(value):
+            _drop_later_defaults(value, out[f.name])
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ imports nothing of ``benchmarks`` (a test checks the import graph).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -82,7 +83,10 @@ class EvalContext:
 
     ``ema``: the model carries EMA weights. ``upstream_run``: the run id of the trained
     run whose checkpoint the runner loaded for this evaluation (``upstream:`` in the
-    experiment file), else None.
+    experiment file), else None. ``kept_checkpoints``: (optimizer step, file) of every
+    periodic checkpoint that upstream run kept, in step order, and ``load_checkpoint``
+    the function that turns one of those files into (model in eval mode on ``device``,
+    whether it carries EMA weights): how a task scores a run along its training.
     """
 
     device: torch.device
@@ -90,6 +94,8 @@ class EvalContext:
     artifact_dir: Path
     ema: bool
     upstream_run: str | None = None
+    kept_checkpoints: tuple[tuple[int, Path], ...] = ()
+    load_checkpoint: Callable[[Path], tuple[torch.nn.Module, bool]] | None = None
 
 
 @dataclass

@@ -12,24 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from baselines import AutoregressiveLM, BlockDiffusion, LabelMixture, build_mdm
+from baselines import AutoregressiveLM, BlockDiffusion, build_mdm
 from prime import MaskedDiffusion, SubTokenizer, masking_problem
 
-from .backbones import BackboneParams, DiTParams, ToyMLPParams, UNetParams, build_backbone
+from .backbones import ARMParams, BackboneParams, DiTParams, ToyMLPParams, build_backbone
 from .core import ConfigError, DataSpec, ModelEntry, Task, require_at_least
+from .diffusion_settings import MaskingName, ScheduleName, check_train_time_eps
+from .mixture_model import MixtureParams  # registers mdm-mixture
 from .registry import MODELS
 from .window_search import WindowSearch
 
 __all__ = ["ModelEntry", "PrimeParams", "MDMParams", "ARParams", "BD3LMParams", "MixtureParams"]
 
-ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
-MaskingName = Literal["independent", "at_least_one"]
-
 
 @dataclass(frozen=True)
 class PrimeParams:
-    # Added after run ids were in use: left out of the run id at its default.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking",)
+    # Added after run ids were in use: left out of the run id at their defaults.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking", "train_time_eps")
 
     ell: int = 2
     """Sub-tokens per token: ell base-b digits, b the smallest integer with b^ell >= C
@@ -49,8 +48,12 @@ class PrimeParams:
     """alpha_t, the probability that a sub-token is unmasked at time t (PRIME_SPEC §3.1):
     loglinear is 1 - (1 - 1e-3) t (text), polynomial (1 - t)^3 (images), linear 1 - t (toy)."""
     time_eps: float = 1e-3
-    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1);
-    keeps the loss weight w(t) (1/t for linear and loglinear) finite. MDLM: 1e-3."""
+    """Smallest diffusion time of the likelihood estimates and (unless train_time_eps is
+    set) of training, t in [eps, 1); keeps the loss weight w(t) (1/t for linear and
+    loglinear) finite. MDLM: 1e-3."""
+    train_time_eps: float | None = None
+    """Smallest diffusion time of training, t in [train_time_eps, 1); null: time_eps. 0:
+    t ~ U[0, 1) (the authors' image training), for the cross-entropy objective only."""
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
     """The denoiser network: ``name`` picks toy-mlp (2-D toy), dit (text) or unet (images)."""
     masking: MaskingName = "independent"
@@ -65,6 +68,7 @@ class PrimeParams:
             raise ConfigError(f"model.ell: must be >= 1, got {self.ell}")
         if not 0.0 <= self.time_eps < 1.0:
             raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
+        check_train_time_eps(self.train_time_eps, self.objective)
         problem = masking_problem(self.masking, self.objective, self.carry_over)
         if problem:
             raise ConfigError(f"model.masking: {problem}")
@@ -89,23 +93,29 @@ class Prime(ModelEntry):
             carry_over=params.carry_over,
             objective=params.objective,
             time_eps=params.time_eps,
+            train_time_eps=params.train_time_eps,
             masking=params.masking,
         )
 
 
 @dataclass(frozen=True)
 class MDMParams:
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking",)  # out of run ids at its default
+    # out of run ids at their defaults
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking", "train_time_eps")
 
     schedule: ScheduleName = "loglinear"
     """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1):
     loglinear 1 - (1 - 1e-3) t for MDLM (text), polynomial (1 - t)^3 for the image MDM."""
     time_eps: float = 1e-3
-    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1);
-    keeps the loss weight w(t) finite. MDLM: 1e-3."""
-    objective: Literal["valid", "cross_entropy"] = "valid"
+    """Smallest diffusion time of the likelihood estimates and (unless train_time_eps is
+    set) of training, t in [eps, 1); keeps the loss weight w(t) finite. MDLM: 1e-3."""
+    train_time_eps: float | None = None
+    """Smallest diffusion time of training, t in [train_time_eps, 1); null: time_eps. 0:
+    t ~ U[0, 1) (the authors' image training), for the cross-entropy objectives only."""
+    objective: Literal["valid", "cross_entropy", "cross_entropy_257"] = "valid"
     """Training loss: valid is the continuous-time NELBO (MDLM's; at ell = 1 the published
-    estimator is the same); cross_entropy is unweighted -log p at every token (images)."""
+    estimator is the same); cross_entropy is unweighted -log p at every token (images);
+    cross_entropy_257 that over C + 1 outputs, the mask class too (prime.mask_class)."""
     backbone: BackboneParams = field(default_factory=ToyMLPParams)
     """The denoiser network: ``name`` picks toy-mlp (2-D toy), dit (text) or unet (images)."""
     masking: MaskingName = "independent"
@@ -113,6 +123,7 @@ class MDMParams:
     masked for sure, reweighted: the same NELBO, less variance; valid objective only)."""
 
     def __post_init__(self) -> None:
+        check_train_time_eps(self.train_time_eps, self.objective)
         problem = masking_problem(self.masking, self.objective, carry_over=True)
         if problem:
             raise ConfigError(f"model.masking: {problem}")
@@ -126,12 +137,14 @@ class MDM(ModelEntry):
 
     @classmethod
     def build(cls, params: MDMParams, data: DataSpec) -> MaskedDiffusion:
-        network = build_backbone(params.backbone, data, 1, data.num_classes, data.num_classes)
+        out_dim = data.num_classes + (params.objective == "cross_entropy_257")  # mask class
+        network = build_backbone(params.backbone, data, 1, data.num_classes, out_dim)
         return build_mdm(
             network,
             data.num_classes,
             params.schedule,
             time_eps=params.time_eps,
+            train_time_eps=params.train_time_eps,
             objective=params.objective,
             masking=params.masking,
         )
@@ -139,13 +152,14 @@ class MDM(ModelEntry):
 
 @dataclass(frozen=True)
 class ARParams:
-    backbone: DiTParams = field(default_factory=DiTParams)
-    """The transformer, run with causal attention (the paper's ARM: the small preset)."""
+    backbone: DiTParams | ARMParams = field(default_factory=DiTParams)
+    """The causal network: dit is the suite's DiT with causal attention (adaLN-zero from
+    t = 0); arm the authors' ARM, a plain pre-LayerNorm transformer (the paper's AR row)."""
 
 
 @MODELS.register("ar")
 class AR(ModelEntry):
-    """Autoregressive baseline: the same transformer, causal, next-token loss."""
+    """Autoregressive baseline: a causal transformer, next-token loss."""
 
     Params = ARParams
 
@@ -157,50 +171,10 @@ class AR(ModelEntry):
 
 
 @dataclass(frozen=True)
-class MixtureParams:
-    schedule: ScheduleName = "polynomial"
-    """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1); the
-    paper's image models use polynomial, (1 - t)^3 = s^3 in flow time s."""
-    time_eps: float = 1e-3
-    """Smallest diffusion time of training and of the likelihood estimates, t in [eps, 1);
-    keeps the loss weight w(t) finite."""
-    objective: Literal["valid", "cross_entropy"] = "cross_entropy"
-    """Training loss: valid is the continuous-time NELBO; cross_entropy is the unweighted
-    -log p(x_0^i | y_t) at every token (the paper's image training, PRIME_SPEC §3.3)."""
-    num_labels: int = 4
-    """K auxiliary labels: training conditions on a uniform random label, sampling averages
-    p_theta(x | y_t, k) over the K labels (PRIME_SPEC §7.3; the paper: 4)."""
-    backbone: UNetParams = field(default_factory=UNetParams)
-    """The label-conditioned U-Net (the only backbone that takes labels)."""
-
-    def __post_init__(self) -> None:
-        require_at_least(self, "model", ("num_labels",), minimum=2)
-
-
-@MODELS.register("mdm-mixture")
-class MDMMixture(ModelEntry):
-    """MDM-Mixture: MDM whose denoiser is a mixture over K auxiliary labels."""
-
-    Params = MixtureParams
-
-    @classmethod
-    def build(cls, params: MixtureParams, data: DataSpec) -> MaskedDiffusion:
-        c = data.num_classes
-        network = build_backbone(params.backbone, data, 1, c, c, num_labels=params.num_labels)
-        return build_mdm(
-            LabelMixture(network, params.num_labels),
-            c,
-            params.schedule,
-            time_eps=params.time_eps,
-            objective=params.objective,
-        )
-
-
-@dataclass(frozen=True)
 class BD3LMParams:
     """Block diffusion: BD3-LM (ell = 1) or block diffusion over ell sub-tokens."""
 
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("resample", "window_search_batch")
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("resample", "window_search_batch", "ignore_bos")
 
     block_size: int = 4
     """L', tokens per block: autoregressive across blocks, masked diffusion inside one
@@ -231,6 +205,10 @@ class BD3LMParams:
     resample: bool = False
     """Redraw each block's mask until its masked fraction lies in the training window
     (BD3-LM's training.resample; :mod:`baselines.block_masks`)."""
+    ignore_bos: bool = False
+    """Position 0 is given: never masked in training and evaluation, not scored (the NLL
+    per token is over L - 1 tokens), and the BOS token in samples (BD3-LM's
+    algo.ignore_bos; :mod:`baselines.first_token`)."""
     attention: Literal["auto", "sdpa", "flex"] = "auto"
     """How the block-causal training mask is applied: flex is a flex-attention BlockMask that
     skips masked tiles (CUDA), sdpa dense boolean masks; auto: flex on CUDA, else sdpa."""
@@ -292,4 +270,6 @@ class BD3LM(ModelEntry):
             window=params.window,
             attention=params.attention,
             resample=params.resample,
+            ignore_bos=params.ignore_bos,
+            bos_id=data.bos_id,
         )

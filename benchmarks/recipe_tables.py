@@ -95,6 +95,13 @@ def table_entry(table: str, key: str, config: RunConfig) -> dict[str, Any]:
             if carry
             else ("no-carry-over solver: one token per pixel")
         )
+        if carry and row["ell"] == "1":
+            solver += (
+                "; at ell = 1 the released one stops on its 257 + 1 probabilities against 257 "
+                "states (utils/solver.py:89-92, utils/utils.py:57-68): the suite runs its law, "
+                "the corrector drawing its own proposal, with the mask class dropped and the "
+                "rest renormalised (prime/mask_class.py)"
+            )
         return dict(
             kind="source", text=f"{where} ({solver})", value=("subtoken" if carry else "token")
         )

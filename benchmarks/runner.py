@@ -16,12 +16,13 @@ import logging
 import os
 from contextlib import nullcontext
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoints import initialise_from, last_checkpoint, load_trained_model
+from .checkpoints import initialise_from, kept_checkpoints, last_checkpoint, load_trained_model
 from .config import RunConfig
 from .core import ConfigError, EvalContext
 from .distributed import World, current_world, share_from_main
@@ -189,8 +190,9 @@ def _train_and_evaluate(
             "to evaluate a trained run"
         )
     if model is not None and task_cls.trainable and config.train.steps > 0:
+        ema_start = None  # a resumed run reads its EMA from its checkpoint
         if not last_checkpoint(run_dir.parent, config.run_id).exists():
-            initialise_from(model, config, run_dir.parent, tracker, mlflow_run_id)
+            ema_start = initialise_from(model, config, run_dir.parent, tracker, mlflow_run_id)
         hardware.maybe_compile(getattr(model, "network", model))
         logger = (tracker.uri, mlflow_run_id) if mlflow_run_id is not None else None
         module = fit(
@@ -202,6 +204,7 @@ def _train_and_evaluate(
             hardware,
             logger,
             extra_callbacks=entry.training_callbacks(config.model.params, task, config.seed),
+            ema_start=ema_start,
         )
         ema = module.ema
     if not world.is_main:
@@ -215,6 +218,8 @@ def _train_and_evaluate(
         task.check_upstream(upstream)
         model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
         ctx.upstream_run = upstream.run_id
+        ctx.kept_checkpoints = tuple(kept_checkpoints(run_dir.parent, upstream.run_id))
+        ctx.load_checkpoint = partial(load_trained_model, upstream, run_dir.parent, device)
         if mlflow_run_id is not None:
             tracker.set_tags(mlflow_run_id, {"primebench.upstream_run": upstream.run_id})
     if model is not None:

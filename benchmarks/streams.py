@@ -8,7 +8,7 @@ any number of ranks, and no two purposes share a stream.
   the network's own randomness (dropout, mixture labels; one stream per micro-batch and
   rank), and the block-diffusion window search.
 * Evaluation (:func:`eval_generator`): one stream per purpose, seeded with the run seed
-  plus a fixed offset.
+  plus a fixed offset; cut into batches, one seed per batch (:func:`eval_batch_seed`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ __all__ = [
     "NOISE_STREAM",
     "NETWORK_STREAM",
     "WINDOW_STREAM",
+    "EPOCH_STREAM",
     "EVAL_STREAMS",
     "step_seed",
     "eval_seed",
     "eval_generator",
+    "eval_batch_seed",
     "idle_seed",
 ]
 
 # Training streams (the third argument of step_seed).
 DATA_STREAM, NOISE_STREAM, NETWORK_STREAM = 0, 1, 2
 WINDOW_STREAM = 3  # the block-diffusion window search (benchmarks.window_search)
+EPOCH_STREAM = 4  # per-epoch row permutations (step_seed's step is then the epoch)
 
 # Evaluation streams: name -> offset added to the run seed.
 EVAL_STREAMS: dict[str, int] = {
@@ -68,6 +71,13 @@ def eval_seed(name: str, run_seed: int) -> int:
 def eval_generator(name: str, run_seed: int, device: torch.device | None = None) -> torch.Generator:
     """A generator on ``device`` seeded for evaluation stream ``name``."""
     return torch.Generator(device=device or "cpu").manual_seed(eval_seed(name, run_seed))
+
+
+def eval_batch_seed(stream_seed: int, batch: int, part: int = 0) -> int:
+    """The seed of batch ``batch`` of part ``part`` (a Monte Carlo pass) of an evaluation
+    stream seeded ``stream_seed``: a batch's draws depend on (stream, part, batch) only,
+    never on the other batches or on which rank draws it."""
+    return step_seed(stream_seed, batch, part)
 
 
 def idle_seed(run_seed: int, num_steps: int) -> int:

@@ -16,7 +16,7 @@ __all__ = ["TrainConfig"]
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings: AdamW, a linear warm-up, then a constant or cosine-decayed
-    learning rate (:meth:`lr_factor`).
+    learning rate (:meth:`lr_factor`), and a weight EMA (:class:`benchmarks.ema.EMA`).
 
     With W ranks, each rank takes ``global_batch_size / W`` rows per optimizer step, as
     ``accumulation`` micro-batches of ``micro_batch_size`` rows.
@@ -37,7 +37,14 @@ class TrainConfig:
     )
     # Added after run ids were in use: left out of the run id at their defaults, so that
     # the runs started before keep their ids and resume.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("lr_decay", "min_lr", "weight_decay_on")
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "lr_decay",
+        "min_lr",
+        "weight_decay_on",
+        "warmup_offset",
+        "ema_offset",
+        "ema_init",
+    )
 
     steps: int = 0
     """Optimizer steps to train; 0: nothing to train (evaluation only)."""
@@ -54,8 +61,12 @@ class TrainConfig:
     """Parameters the weight decay applies to: all, or the matrices and embedding tables
     only (not biases and norm gains, as in GPT-2 and nanoGPT)."""
     warmup_steps: int = 0
-    """Linear warm-up, lr_n = lr min(1, (n + 1) / warmup_steps) at step n; 0: the full lr
-    from the first step (text: 2500)."""
+    """Linear warm-up over W steps, lr_n = lr min(1, (n + warmup_offset) / W) at step n
+    (0-based); 0: the full lr from the first step (text: 2500)."""
+    warmup_offset: int = 1
+    """The warm-up's count: 1 gives lr (n + 1) / W, the full lr from step W - 1; 0 gives
+    lr n / W, lr 0 at the first step and the full lr from step W (transformers'
+    get_constant_schedule_with_warmup, the authors' text code)."""
     lr_decay: Literal["constant", "cosine"] = "constant"
     """After the warm-up: a constant lr (the paper), or a cosine from lr down to min_lr at
     the last step (nanoGPT's small-GPT recipe)."""
@@ -65,8 +76,18 @@ class TrainConfig:
     """Largest gradient norm, larger ones are scaled down; null: no clipping (text: 1.0,
     images: null)."""
     ema: float | None = None
-    """Decay d of the weight EMA, updated with d_n = min(d, (1 + n) / (10 + n)); evaluation
-    uses the EMA weights. null: no EMA (text: 0.9999, images: 0.999)."""
+    """Decay d of the weight EMA, updated with d_n = min(d, (1 + k) / (10 + k)) where
+    k = n + ema_offset and n is the number of updates before this one; evaluation uses the
+    EMA weights. null: no EMA (text: 0.9999, images: 0.999)."""
+    ema_offset: int = 0
+    """The EMA warm-up's count: 0 counts the updates before this one (d_0 = 1/10); 1
+    counts this one too (d_0 = 2/11), as the authors' EMA, which increments its counter
+    before it computes the decay."""
+    ema_init: Literal["weights", "random"] = "weights"
+    """Where the EMA starts when the run is fine-tuned (init_from): weights, the loaded
+    upstream weights training starts from; random, the random initial weights the network
+    had before they were loaded (BD3-LM's code builds its EMA before loading). Without
+    init_from both are the initial weights."""
     checkpoint_every: int = 500
     """Optimizer steps between checkpoints; a requeued job resumes from the last one."""
     keep_checkpoints: bool | None = None
@@ -126,6 +147,10 @@ class TrainConfig:
             )
         if self.loader_workers is not None and self.loader_workers < 0:
             raise ConfigError(f"train.loader_workers: must be >= 0, got {self.loader_workers}")
+        for name in ("warmup_offset", "ema_offset"):
+            value = getattr(self, name)
+            if type(value) is not int or value not in (0, 1):
+                raise ConfigError(f"train.{name}: expected 0 or 1, got {value!r}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")
         if self.grad_clip is not None and self.grad_clip <= 0:
@@ -176,18 +201,19 @@ class TrainConfig:
         return micro, per_rank // micro
 
     def lr_factor(self, step: int) -> float:
-        """lr_n / lr at optimizer step n (0-based) with W = max(1, warmup_steps):
+        """lr_n / lr at optimizer step n (0-based), with W = warmup_steps, o = warmup_offset
+        and F = max(0, W - o) the first step at the full lr:
 
-        (n + 1) / W while n + 1 < W; then 1 (constant), or (cosine, m = min_lr / lr)
-        m + (1 - m) (1 + cos(pi p)) / 2 with p = (n - W + 1) / (steps - W) in [0, 1],
+        (n + o) / W while n < F; then 1 (constant), or (cosine, m = min_lr / lr)
+        m + (1 - m) (1 + cos(pi p)) / 2 with p = (n - F) / (steps - 1 - F) in [0, 1],
         so that the first step after the warm-up has lr and the last has min_lr.
         """
-        warmup = max(1, self.warmup_steps)
-        if step + 1 < warmup:
-            return (step + 1) / warmup
+        first = max(0, self.warmup_steps - self.warmup_offset)
+        if step < first:
+            return (step + self.warmup_offset) / self.warmup_steps
         if self.lr_decay == "constant":
             return 1.0
-        progress = min(1.0, max(0.0, (step - warmup + 1) / max(1, self.steps - warmup)))
+        progress = min(1.0, max(0.0, (step - first) / max(1, self.steps - 1 - first)))
         floor = self.min_lr / self.lr
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

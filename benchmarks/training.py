@@ -3,8 +3,9 @@ save-and-stop on the scheduler's warning, automatic resume.
 
 Optimizer step s is a function of (run seed, s) alone, however many ranks share it:
 
-* data: the step's global batch is drawn from a generator seeded by the step and split
-  over ranks and micro-batches (:mod:`benchmarks.data.loader`);
+* data: the step's global batch is drawn from a generator seeded by the step (or read
+  from per-epoch permutations) and split over ranks and micro-batches
+  (:mod:`benchmarks.data.loader`);
 * masking noise: drawn for the whole global batch from a generator seeded by the step,
   each micro-batch keeping its rows (:class:`prime.BatchShard`);
 * the network's own randomness (dropout, mixture labels): the global RNG, reseeded per
@@ -17,7 +18,7 @@ exactly where it stopped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from .distributed import JobEnvironment, World
 from .ema import EMA
 from .hardware import Hardware
 from .preemption import SaveOnSignal
-from .streams import DATA_STREAM, NOISE_STREAM, network_stream, step_seed
+from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
 
 __all__ = ["DiffusionModule", "fit", "step_seed"]
@@ -80,7 +81,8 @@ class _PeriodicCheckpoints(ModelCheckpoint):
 
 class DiffusionModule(L.LightningModule):
     """Wraps a model with ``training_loss(x0, generator, shard)``; batches come from a
-    :class:`StepSampler`, whose position this module checkpoints."""
+    :class:`StepSampler`, whose position this module checkpoints. ``ema_start``: the
+    weights the EMA starts from, by parameter name (None: the model's current ones)."""
 
     def __init__(
         self,
@@ -89,6 +91,7 @@ class DiffusionModule(L.LightningModule):
         seed: int,
         sampler: StepSampler,
         run_id: str,
+        ema_start: Mapping[str, torch.Tensor] | None = None,
     ):
         super().__init__()
         self.model = model
@@ -96,7 +99,9 @@ class DiffusionModule(L.LightningModule):
         self.train_cfg = train
         self.seed = seed
         self.sampler = sampler
-        self.ema = EMA(model, train.ema) if train.ema is not None else None
+        self.ema = None
+        if train.ema is not None:
+            self.ema = EMA(model, train.ema, offset=train.ema_offset, start=ema_start)
         self._step_sums: list[torch.Tensor] = []
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -211,10 +216,12 @@ def fit(
     hardware: Hardware,
     logger: tuple[str, str] | None,
     extra_callbacks: Sequence[Callback] = (),
+    ema_start: Mapping[str, torch.Tensor] | None = None,
 ) -> DiffusionModule:
     """Train ``model`` for ``config.train.steps`` on ``world``'s ranks, resuming from
     runs/<id>/checkpoints/last.ckpt; ``logger`` = (tracking URI, MLflow run id) on the
-    main rank. Raises :class:`benchmarks.preemption.Preempted` on the warning signal."""
+    main rank; ``ema_start``: see :class:`DiffusionModule`. Raises
+    :class:`benchmarks.preemption.Preempted` on the warning signal."""
     cfg = config.train
     micro, accumulation = cfg.split(world.size)
     ckpt_dir = run_dir / "checkpoints"
@@ -231,8 +238,10 @@ def fit(
         world.size,
         lambda step: step_seed(config.seed, step, DATA_STREAM),
         rows.weights(),
+        order=getattr(rows, "order", "replacement"),
+        seed_of_epoch=lambda epoch: step_seed(config.seed, epoch, EPOCH_STREAM),
     )
-    module = DiffusionModule(model, cfg, config.seed, sampler, config.run_id)
+    module = DiffusionModule(model, cfg, config.seed, sampler, config.run_id, ema_start)
     on_signal = SaveOnSignal(last)
     callbacks: list[Callback] = [
         _PeriodicCheckpoints(

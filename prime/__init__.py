@@ -2,7 +2,7 @@
 
 Pure-torch building blocks: the sub-token codec, masking schedules, the forward
 process, decoder parameterizations (the restricted softmax as reductions over the
-digit grid), the two losses (published estimator and valid
+digit grid; a head with a mask class), the two losses (published estimator and valid
 bound), the reverse samplers (on a time grid with idle-step counting, and first-hitting),
 and the closed-form idle analysis.
 """
@@ -20,6 +20,7 @@ from .idle import (
     idle_step_probabilities,
 )
 from .losses import PrimeLosses, joint_decoder_losses, published_joint_loss, valid_marginal_bound
+from .mask_class import clean_class_logits, mask_class_cross_entropy, mask_class_losses
 from .noising import BatchShard, mask_at_least_one, mask_subtokens, masking_problem, sample_times
 from .parameterization import (
     independent_log_probs,
@@ -67,6 +68,9 @@ __all__ = [
     "valid_marginal_bound",
     "joint_decoder_losses",
     "PrimeLosses",
+    "clean_class_logits",
+    "mask_class_cross_entropy",
+    "mask_class_losses",
     "Sampler",
     "SamplerConfig",
     "time_of_alpha",

@@ -21,7 +21,7 @@ so with carry-over the two losses coincide there too.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -30,6 +30,7 @@ from .codec import SubTokenizer
 from .grid_softmax import grid_softmax
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
+from .mask_class import clean_class_logits, mask_class_cross_entropy, mask_class_losses
 from .noising import (
     BatchShard,
     mask_at_least_one,
@@ -46,7 +47,7 @@ from .schedules import Schedule, get_schedule
 __all__ = ["MaskedDiffusion", "Decoder", "Objective", "Masking"]
 
 Decoder = Literal["joint", "independent"]
-Objective = Literal["published", "valid", "cross_entropy"]
+Objective = Literal["published", "valid", "cross_entropy", "cross_entropy_257"]
 Masking = Literal["independent", "at_least_one"]
 
 
@@ -56,14 +57,17 @@ class MaskedDiffusion(nn.Module):
     Args:
         network: maps (y_t (B, L, ell) long, t (B,)) to (B, L, out_dim); out_dim = C for
             the joint decoder, ell * b for the independent one. May define
-            ``time_conditioned`` (default True: assume it uses t).
+            ``time_conditioned`` (default True: it uses t); gets :meth:`forward`'s keywords.
         codec: the sub-token codec.
         schedule: alpha_t (name or object).
         decoder: "joint" or "independent".
         carry_over: keep revealed digits fixed in the decoder's distribution.
-        objective: loss minimised in training: "published", "valid", or "cross_entropy"
-            (unweighted, every token; the image experiments).
-        time_eps: smallest training time (the weight 1/t stays finite).
+        objective: loss minimised in training: "published", "valid", "cross_entropy"
+            (unweighted, every token; the image experiments) or "cross_entropy_257" (the
+            same over C + 1 outputs, the last the mask class; :mod:`prime.mask_class`).
+        time_eps: smallest time of training and likelihood draws (w(t) stays finite).
+        train_time_eps: smallest training time instead (None: time_eps); 0 only with an
+            unweighted (cross-entropy) objective, w(t) being infinite at t = 0.
         masking: how training draws y_t given t: "independent" masks every sub-token
             with probability 1 - alpha_t (MDLM); "at_least_one" masks one uniformly chosen
             sub-token of each sequence for sure and weights the loss by q / r
@@ -82,15 +86,16 @@ class MaskedDiffusion(nn.Module):
         carry_over: bool = True,
         objective: Objective = "published",
         time_eps: float = 1e-3,
+        train_time_eps: float | None = None,
         masking: Masking = "independent",
     ):
         super().__init__()
         if decoder not in ("joint", "independent"):
             raise ValueError(f"decoder must be 'joint' or 'independent', got {decoder!r}")
-        if objective not in ("published", "valid", "cross_entropy"):
-            raise ValueError(
-                f"objective must be 'published', 'valid' or 'cross_entropy', got {objective!r}"
-            )
+        if objective not in get_args(Objective):
+            raise ValueError(f"objective must be one of {get_args(Objective)}, got {objective!r}")
+        if objective == "cross_entropy_257" and (codec.ell != 1 or decoder != "joint"):
+            raise ValueError("objective 'cross_entropy_257' needs ell = 1 and the joint decoder")
         problem = masking_problem(masking, objective, carry_over)
         if problem:
             raise ValueError(f"masking: {problem}")
@@ -101,6 +106,7 @@ class MaskedDiffusion(nn.Module):
         self.carry_over = carry_over
         self.objective: Objective = objective
         self.time_eps = time_eps
+        self.train_time_eps = time_eps if train_time_eps is None else train_time_eps
         self.masking: Masking = masking
 
     @property
@@ -114,15 +120,16 @@ class MaskedDiffusion(nn.Module):
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - nn.Module signature
         # Keep the codec's lookup tables on the parameters' device.
         out = super()._apply(fn, recurse)
-        probe = fn(torch.zeros(()))
-        self.codec.to(probe.device)
+        self.codec.to(fn(torch.zeros(())).device)
         return out
 
-    def forward(self, y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Decoder logits: (B, L, C) joint or (B, L, ell, b) independent."""
-        out = self.network(y_t, t)
+    def forward(self, y_t: torch.Tensor, t: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Decoder logits: (B, L, C) joint (a mask class dropped) or (B, L, ell, b)."""
+        out = self.network(y_t, t, **extra)
         if self.decoder == "independent":
             return out.view(*out.shape[:-1], self.codec.ell, self.codec.base)
+        if self.objective == "cross_entropy_257":
+            return clean_class_logits(out, self.codec.num_classes)
         return out
 
     def corrupt(
@@ -136,7 +143,7 @@ class MaskedDiffusion(nn.Module):
         of a global batch when given (see :class:`prime.noising.BatchShard`)."""
         t = sample_times(
             x0.shape[0],
-            eps=self.time_eps,
+            eps=self.train_time_eps,
             antithetic=antithetic,
             generator=generator,
             device=x0.device,
@@ -175,10 +182,7 @@ class MaskedDiffusion(nn.Module):
         alpha = self.schedule.alpha(self.token_times(t, x0.shape[1]).double())
         y_t = mask_subtokens(self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator)
         losses = self.losses(x0, t, y_t)
-        return {
-            "published": losses.published.double().sum(-1),
-            "valid_bound": losses.valid_bound.double().sum(-1),
-        }
+        return {name: value.double().sum(-1) for name, value in losses._asdict().items()}
 
     def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
         """The time of each token: here one per sequence, t (B,) as is."""
@@ -213,6 +217,8 @@ class MaskedDiffusion(nn.Module):
         ``which`` names the losses to return (the others are None). Both come from the
         same pass over the logits: the token's log-probability and its digits' marginals.
         """
+        if self.objective == "cross_entropy_257":  # the whole (C+1)-way head
+            return mask_class_losses(self.network(y_t, t), x0, y_t, t, self.schedule, which)
         logits = self.predict(x0, t, y_t)
         t = self.token_times(t, x0.shape[1])
         if self.decoder == "joint":
@@ -234,6 +240,8 @@ class MaskedDiffusion(nn.Module):
         training loss (the discrete flow-matching cross-entropy, not an ELBO)."""
         if self.decoder != "joint":
             raise ValueError("the cross-entropy objective needs the joint decoder")
+        if self.objective == "cross_entropy_257":  # (C+1)-way, the mask class included
+            return mask_class_cross_entropy(self.network(y_t, t), x0)
         logits = self.predict(x0, t, y_t)
         out = grid_softmax(logits, y_t, self.codec, targets=x0, carry_over=self.carry_over)
         return -out.token_log_prob
@@ -252,7 +260,7 @@ class MaskedDiffusion(nn.Module):
         weight = None
         if self.masking == "at_least_one":
             t = sample_times(
-                x0.shape[0], eps=self.time_eps, generator=generator, device=x0.device, shard=shard
+                len(x0), eps=self.train_time_eps, generator=generator, device=x0.device, shard=shard
             )
             y_t, weight = mask_at_least_one(
                 self.codec.encode(x0),
@@ -263,9 +271,9 @@ class MaskedDiffusion(nn.Module):
             )
         else:
             t, y_t = self.corrupt(x0, generator, shard=shard)
-        if self.objective == "cross_entropy":
+        if self.objective in ("cross_entropy", "cross_entropy_257"):
             per_token = self.cross_entropy(x0, t, y_t)
-            return per_token.mean(), {"cross_entropy": per_token}
+            return per_token.mean(), {self.objective: per_token}
         name = self.objective_loss
         per_token = getattr(self.losses(x0, t, y_t, which=(name,)), name)
         if weight is not None:  # q / r of each sequence's mask

@@ -178,7 +178,8 @@ def masking_problem(masking: str, objective: str, carry_over: bool) -> str | Non
     if masking not in ("independent", "at_least_one"):
         return f"expected 'independent' or 'at_least_one', got {masking!r}"
     if masking == "at_least_one" and (
-        objective == "cross_entropy" or (objective == "published" and not carry_over)
+        objective in ("cross_entropy", "cross_entropy_257")
+        or (objective == "published" and not carry_over)
     ):
         return (
             "at_least_one needs a loss that is 0 on a clean sequence: the valid objective, "

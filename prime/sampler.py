@@ -52,8 +52,9 @@ from .schedules import Schedule, get_schedule
 
 __all__ = ["Denoiser", "Sampler", "SampleResult", "sample_categorical", "top_p_filter"]
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(y_t (B, L, ell) long, t (B,) float) -> logits: (B, L, C) joint or (B, L, ell, b) independent.
+Denoiser = Callable[..., torch.Tensor]
+"""(y_t (B, L, ell) long, t (B,) float) -> logits: (B, L, C) joint or (B, L, ell, b) independent;
+with ``SamplerConfig.temper_components`` also ``temperature=`` tau (B,), applied inside.
 
 The sampler may overwrite the returned logits in place (carry-over restriction), so a
 denoiser must return a fresh tensor on every call."""
@@ -100,6 +101,8 @@ class Sampler:
         self.schedule = get_schedule(schedule)
         self.decoder = decoder
         self._temperature = config.temperature_fn()
+        # tau applied inside the denoiser (each mixture component tempered): not to its output
+        self._tau_inside = self._temperature if config.temper_components else None
         self._corrector = config.corrector_fn()
 
     def draw(
@@ -113,7 +116,8 @@ class Sampler:
         """Clean sub-token proposals (B, L, ell) from the network output at time t (None
         only without a temperature), drawn only at the positions ``where`` (all if None)."""
         c = self.config
-        if self._temperature is not None and t is not None:
+        divide = self._temperature is not None and t is not None and self._tau_inside is None
+        if divide:
             logits = logits / self._temperature(t)
         # The top-p restriction writes into its input: keep the cached network output
         # intact (dividing by a temperature already made a copy).
@@ -127,7 +131,7 @@ class Sampler:
             top_p=c.top_p,
             sampling_dtype=c.sampling_dtype,
             generator=generator,
-            inplace=self._temperature is not None,
+            inplace=divide,
             where=where,
         )
 
@@ -168,7 +172,13 @@ class Sampler:
         alpha = self.schedule.alpha(grid)
 
         def network(t: float) -> torch.Tensor:
-            return self.denoiser(y, torch.full((batch_size,), t, device=device))
+            times = torch.full((batch_size,), t, device=device)
+            if self._tau_inside is None:
+                return self.denoiser(y, times)
+            return self.denoiser(y, times, temperature=torch.full_like(times, self._tau_inside(t)))
+
+        # An output tempered inside holds tau(t) of its own step: never reused.
+        use_cache = bool(self.config.use_cache) and self._tau_inside is None
 
         idle = torch.zeros(batch_size, dtype=torch.long, device=device)
         batch_idle = 0
@@ -197,7 +207,7 @@ class Sampler:
                 y = corrector_jump(y, target, self.schedule, t, t - s, kappa, mask_id, generator)
             changed = (y != y_before).flatten(1).any(dim=1)
             idle += ~changed
-            if bool(changed.any()) or not self.config.use_cache:
+            if bool(changed.any()) or not use_cache:
                 cache = None
             else:
                 batch_idle += 1

@@ -49,6 +49,12 @@ class SamplerConfig:
             the denoiser ignores t); None: when the model's denoiser ignores t (True for
             a bare denoiser).
         eps: last time of the uniform grid (t_T = eps).
+        temper_components: hand tau(t) to the denoiser as ``temperature`` (B,) and use
+            its output as is, instead of dividing the output by tau: a mixture denoiser
+            then averages its components' softmax(logits / tau) (the authors' image
+            solver), where dividing tempers the averaged mixture. The two agree at tau = 1
+            and for one component. Needs a denoiser that takes ``temperature``; its
+            output is not reused across steps (it depends on tau(t)).
     """
 
     steps: int = 128
@@ -63,6 +69,7 @@ class SamplerConfig:
     sampling_dtype: torch.dtype = torch.float64
     use_cache: bool | None = None
     eps: float = 1e-5
+    temper_components: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1:

@@ -14,10 +14,9 @@ from tests.helpers import as_overrides
 from tests.test_hybrid_harness import TINY, _config, _spec
 
 
-def _fine_tune(init_from: str):
-    config = _config(
-        "bd3lm-l4", {"train": {"init_from": init_from, "init_overrides": as_overrides(TINY)}}
-    )
+def _fine_tune(init_from: str, ema_init: str = "weights"):
+    train = {"init_from": init_from, "init_overrides": as_overrides(TINY), "ema_init": ema_init}
+    config = _config("bd3lm-l4", {"train": train})
     return config, MODELS.get("bd3lm").build(config.model.params, _spec(config))
 
 
@@ -41,10 +40,16 @@ def test_init_from_a_step_loads_that_kept_checkpoint_and_names_a_missing_one(tmp
     last, _ = load_trained_model(mdlm, runs, torch.device("cpu"))
     config, model = _fine_tune("table1-cpu/mdlm@3")
     assert config.train.init_source == ("table1-cpu", "mdlm") and config.train.init_step == 3
-    initialise_from(model, config, runs, tracker, None)
+    assert initialise_from(model, config, runs, tracker, None) is None  # EMA: these weights
     tuned = model.network.state_dict()
     assert all(torch.equal(tuned[k], v) for k, v in at3.network.state_dict().items())
     assert not all(torch.equal(tuned[k], v) for k, v in last.network.state_dict().items())
+    # ema_init: random hands back the random weights the network had before the load.
+    config, model = _fine_tune("table1-cpu/mdlm@3", ema_init="random")
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    start = initialise_from(model, config, runs, tracker, None)
+    assert start.keys() == before.keys() and all(torch.equal(start[k], before[k]) for k in start)
+    assert not torch.equal(model.network.head.weight, start["network.head.weight"])
 
     config, model = _fine_tune("table1-cpu/mdlm@5")
     with pytest.raises(

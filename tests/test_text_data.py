@@ -31,7 +31,7 @@ def test_wrap_puts_bos_and_eos_around_every_block():
     # stream 1 2 3 E 4 5 E 6 E -> bodies of 3: [1 2 3] [E 4 5] [E 6 E]
     assert blocks.tolist() == [[9, 1, 2, 3, 8], [9, 8, 4, 5, 8], [9, 8, 6, 8, 8]]
     out = np.zeros((3, 5), dtype=np.uint16)
-    wrap_blocks(iter([[1, 2, 3], [4, 5], [6]]), 5, 9, 8, total_tokens=9, out=out)
+    wrap_blocks(iter([[1, 2, 3], [4, 5], [6]]), 5, 9, 8, out=out)
     assert out.tolist() == blocks.tolist()
     with pytest.raises(ValueError, match="block_size"):
         wrap_blocks([[1]], 2, 0, 0)

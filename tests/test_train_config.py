@@ -112,3 +112,56 @@ def test_task_settings_added_later_leave_the_image_runs_ids_alone():
         "cpu", {"task": {"inception_score": True}}, ["prime-l2"]
     )
     assert more[0].run_id != config.run_id and more[0].to_dict()["task"]["inception_score"]
+
+
+@pytest.mark.parametrize(
+    ("offset", "expected"),
+    [
+        (1, [1 / 4, 2 / 4, 3 / 4, 1.0, 1.0]),  # lr (n + 1) / W: the full lr from step W - 1
+        (0, [0.0, 1 / 4, 2 / 4, 3 / 4, 1.0]),  # lr n / W (transformers): 0 at the first step
+    ],
+)
+def test_warm_up_offset_gives_the_closed_form_learning_rates(offset, expected):
+    cfg = TrainConfig(steps=10, warmup_steps=4, lr=2e-3, warmup_offset=offset)
+    assert [cfg.lr_factor(n) for n in range(5)] == expected
+    out = _optimizer(cfg)
+    optimizer, schedule = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(3):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx([2e-3 * f for f in expected[:3]])  # lr_0, lr_1, lr_2
+    assert TrainConfig(steps=3, warmup_offset=offset).lr_factor(0) == 1.0  # no warm-up
+
+
+def test_cosine_starts_at_the_first_full_step_of_either_warm_up():
+    cfg = TrainConfig(steps=21, warmup_steps=10, lr_decay="cosine", warmup_offset=0)
+    assert cfg.lr_factor(9) == pytest.approx(0.9)  # still warming up: 9 / 10
+    assert cfg.lr_factor(10) == 1.0  # the first step at the full lr
+    assert cfg.lr_factor(15) == pytest.approx(0.5)  # half-way: p = 5 / 10
+    assert cfg.lr_factor(20) == pytest.approx(0.0)  # the last step: min_lr = 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("warmup_offset", 2, "train.warmup_offset: expected 0 or 1, got 2"),
+        ("ema_offset", -1, "train.ema_offset: expected 0 or 1, got -1"),
+        ("ema_init", "upstream", "train.ema_init: expected one of 'weights', 'random'"),
+    ],
+)
+def test_bad_warm_up_and_ema_conventions_are_named(field, value, match):
+    raw = {"experiment": "x", "variant": "a", "scale": "cpu", "task": {"name": "toy2d"}}
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict({**raw, "train": {field: value}})
+    with pytest.raises(ConfigError, match="train.warmup_offset: expected 0 or 1, got True"):
+        TrainConfig(warmup_offset=True)  # built in code, past the YAML checks
+
+
+def test_the_conventions_enter_the_run_id_only_off_their_defaults():
+    (config,) = load_experiment("toy2d").resolve("cpu", None, ["mdm"])
+    assert not {"warmup_offset", "ema_offset", "ema_init"} & set(config.train.math_dict())
+    for field, value in (("warmup_offset", 0), ("ema_offset", 1), ("ema_init", "random")):
+        (other,) = load_experiment("toy2d").resolve("cpu", {"train": {field: value}}, ["mdm"])
+        assert other.train.math_dict()[field] == value and other.run_id != config.run_id

@@ -2,9 +2,11 @@
 
 Optimizer step s draws its global batch of G rows from a generator seeded by (run seed,
 s) alone: G row indices (uniform with replacement, or by the source's weights) and one
-63-bit salt per row for augmentation. With W ranks and A micro-batches of m = G / (W A)
-rows per rank, micro-batch a of rank r takes rows [(a W + r) m, (a W + r + 1) m) of that
-draw. So
+63-bit salt per row for augmentation; with ``order = "epoch_permutation"`` the indices
+are instead positions [s G, (s + 1) G) of per-epoch permutations seeded by (run seed,
+epoch) (:mod:`benchmarks.data.row_order`). With W ranks and A micro-batches of
+m = G / (W A) rows per rank, micro-batch a of rank r takes rows [(a W + r) m,
+(a W + r + 1) m) of that draw. So
 
 * the global batch of a step is the same on 1 process, 8 GPUs or 2 CPU ranks, and a run
   resumed on a different number of devices continues with the same data order;
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..preemption import WARNING_SIGNAL
+from .row_order import ROW_ORDERS, EpochPermutations
 
 __all__ = [
     "TrainRows",
@@ -37,6 +40,7 @@ __all__ = [
     "StepBatch",
     "StepSampler",
     "draw_global_batch",
+    "draw_salts",
     "training_loader",
 ]
 
@@ -47,7 +51,8 @@ class TrainRows(Protocol):
     """Where training rows come from: ``len`` rows, optional sampling weights, and the
     (n, L) integer tokens of given row indices (with a per-row salt for augmentation),
     in the narrowest dtype that holds them: they cross from loader workers and to the
-    device that way, and training widens them to int64 there."""
+    device that way, and training widens them to int64 there. An optional ``order``
+    attribute names how steps take rows (:data:`ROW_ORDERS`; absent: "replacement")."""
 
     def __len__(self) -> int: ...
 
@@ -59,9 +64,13 @@ class TrainRows(Protocol):
 class ArrayRows:
     """Rows of an (N, ...) integer array, flattened to (n, L) (uint16 ids as int32, the
     narrowest that torch moves everywhere); a memory-mapped ``.npy`` array travels to
-    loader workers as its path and is reopened there."""
+    loader workers as its path and is reopened there. ``order``: how training steps
+    take the rows (:class:`StepSampler`)."""
 
-    def __init__(self, array: np.ndarray):
+    def __init__(self, array: np.ndarray, order: str = "replacement"):
+        if order not in ROW_ORDERS:
+            raise ValueError(f"row order must be one of {', '.join(ROW_ORDERS)}, got {order!r}")
+        self.order = order
         self._array: np.ndarray | None = array
         filename = getattr(array, "filename", None)
         self._path = str(filename) if isinstance(array, np.memmap) and filename else None
@@ -142,6 +151,12 @@ def draw_global_batch(
     return idx.numpy(), salts.numpy()
 
 
+def draw_salts(size: int, seed: int) -> np.ndarray:
+    """The ``size`` salts of a global batch whose rows are not drawn (epoch permutations)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2**SALT_BITS - 1, (size,), generator=gen).numpy()
+
+
 class StepSampler(Sampler[StepBatch]):
     """Endless micro-batch keys for one rank, from optimizer step ``start_step`` on.
 
@@ -151,6 +166,8 @@ class StepSampler(Sampler[StepBatch]):
         micro_batch: m, rows per micro-batch; accumulation: A, micro-batches per step.
         rank, world_size: this rank r of W; G must equal m A W.
         seed_of_step: the generator seed of a step's draw.
+        order: "replacement" (the step's draw) or "epoch_permutation" (the step's
+            positions of per-epoch permutations seeded ``seed_of_epoch(e)``; no weights).
     """
 
     def __init__(
@@ -163,6 +180,8 @@ class StepSampler(Sampler[StepBatch]):
         world_size: int,
         seed_of_step: Any,
         weights: torch.Tensor | None = None,
+        order: str = "replacement",
+        seed_of_epoch: Callable[[int], int] | None = None,
     ):
         if micro_batch * accumulation * world_size != global_batch:
             raise ValueError(
@@ -173,6 +192,13 @@ class StepSampler(Sampler[StepBatch]):
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
         if num_rows < 1:
             raise ValueError("the training data has no rows")
+        if order not in ROW_ORDERS:
+            raise ValueError(f"row order must be one of {', '.join(ROW_ORDERS)}, got {order!r}")
+        self.epochs = None
+        if order == "epoch_permutation":
+            if weights is not None or seed_of_epoch is None:
+                raise ValueError("epoch permutations need unweighted rows and seed_of_epoch")
+            self.epochs = EpochPermutations(num_rows, seed_of_epoch)
         self.num_rows, self.global_batch = num_rows, global_batch
         self.micro_batch, self.accumulation = micro_batch, accumulation
         self.rank, self.world_size = rank, world_size
@@ -190,12 +216,19 @@ class StepSampler(Sampler[StepBatch]):
             )
         self.start_step = int(state["start_step"])
 
+    def global_batch_rows(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, salts) of the G rows of step ``step``, over all ranks."""
+        seed = self.seed_of_step(step)
+        if self.epochs is None:
+            return draw_global_batch(self.num_rows, self.global_batch, seed, self.weights)
+        return self.epochs.global_batch(step, self.global_batch), draw_salts(
+            self.global_batch, seed
+        )
+
     def __iter__(self) -> Iterator[StepBatch]:
         m, w = self.micro_batch, self.world_size
         for step in itertools.count(self.start_step):
-            idx, salts = draw_global_batch(
-                self.num_rows, self.global_batch, self.seed_of_step(step), self.weights
-            )
+            idx, salts = self.global_batch_rows(step)
             for micro in range(self.accumulation):
                 lo = (micro * w + self.rank) * m
                 yield StepBatch(

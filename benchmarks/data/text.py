@@ -4,13 +4,16 @@ Every corpus goes through one pipeline (PRIME_SPEC §7.1, as MDLM's "wrap" mode)
 
 1. documents (a ``datasets.Dataset`` with a text column), optionally detokenized;
 2. batched, multi-process tokenization (``Dataset.map``), EOS appended to each document;
-3. the token stream concatenated and cut into blocks of ``block_size`` =
-   [BOS] + (block_size - 2) tokens + [EOS]; the incomplete tail is dropped;
+3. the token stream (the whole split, or each group of ``group_docs`` documents)
+   concatenated and cut into blocks of ``block_size`` = [BOS] + (block_size - 2) tokens
+   + [EOS], or block_size tokens without specials; each stream's tail is dropped
+   (:mod:`benchmarks.data.blocks`);
 4. the blocks written once to ``<cache>/text/<name>-<split>-<key>/blocks.npy`` and read
    back memory-mapped. The key hashes the data's fingerprint (hub revision / file
-   contents), the tokenizer's fingerprint, the block size, the split and the
-   detokenizer, so a changed setting never reuses a stale cache. Writes go to a
-   temporary directory renamed into place: an interrupted build leaves no half cache.
+   contents), the tokenizer's fingerprint, the block size, the split, the detokenizer,
+   the grouping and the block specials, so a changed setting never reuses a stale cache.
+   Writes go to a temporary directory renamed into place: an interrupted build leaves
+   no half cache.
 
 Corpora: OpenWebText from the hub (the last ``validation_docs`` = 100,000 documents are
 the validation split, as in MDLM), the seven zero-shot sets, and the embedded Shakespeare
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .blocks import block_count, wrap_blocks
 from .cache import default_cache_dir, staged_directory
 from .detokenizers import DETOKENIZERS, RULES_VERSION
 from .text_sources import TextSource
@@ -125,64 +129,6 @@ def shakespeare_documents(split: str) -> tuple[list[str], list[str]]:
     ]
 
 
-def wrap_blocks(
-    token_lists: Any,
-    block_size: int,
-    bos_id: int,
-    eos_id: int,
-    total_tokens: int | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Concatenate documents (each followed by EOS) and cut blocks [BOS] + body + [EOS].
-
-    Args:
-        token_lists: iterable of per-document token id lists.
-        block_size: tokens per block (>= 3); the body holds block_size - 2.
-        total_tokens: sum of (document length + 1), if known; required with ``out``.
-        out: (N, block_size) array to fill (e.g. a memory map); streams the documents
-            without holding the corpus in memory.
-
-    Returns:
-        (N, block_size) blocks; N = floor(total_tokens / (block_size - 2)).
-    """
-    if block_size < 3:
-        raise ValueError(f"block_size must be >= 3, got {block_size}")
-    body = block_size - 2
-    if total_tokens is None:
-        token_lists = list(token_lists)
-        total_tokens = sum(len(t) + 1 for t in token_lists)
-    n_blocks = total_tokens // body
-    if out is None:
-        out = np.empty((n_blocks, block_size), dtype=np.int64)
-    if out.shape != (n_blocks, block_size):
-        raise ValueError(f"out must have shape {(n_blocks, block_size)}, got {out.shape}")
-    out[:, 0] = bos_id
-    out[:, -1] = eos_id
-    pending: list[np.ndarray] = []
-    pending_len = row = 0
-    rows_per_flush = 4096
-    for tokens in token_lists:
-        if row == n_blocks:
-            break
-        pending.append(np.asarray(tokens, dtype=np.int64))
-        pending.append(np.array([eos_id], dtype=np.int64))
-        pending_len += len(tokens) + 1
-        if pending_len >= rows_per_flush * body:
-            row, pending, pending_len = _flush(out, row, pending, body)
-    _flush(out, row, pending, body)
-    return out
-
-
-def _flush(
-    out: np.ndarray, row: int, pending: list[np.ndarray], body: int
-) -> tuple[int, list[np.ndarray], int]:
-    stream = np.concatenate(pending) if pending else np.empty(0, dtype=np.int64)
-    rows = min(len(stream) // body, out.shape[0] - row)
-    out[row : row + rows, 1:-1] = stream[: rows * body].reshape(rows, body)
-    rest = stream[rows * body :]
-    return row + rows, [rest], len(rest)
-
-
 @dataclass
 class TokenBlocks:
     """Wrapped blocks of one split and where they came from."""
@@ -210,6 +156,8 @@ def tokenized_blocks(
     split_name: str | None = None,
     cache_dir: Path | None = None,
     num_proc: int = 1,
+    group_docs: int = 0,
+    specials: bool = True,
 ) -> TokenBlocks:
     """Wrapped, tokenized blocks of ``source``, built once and then read from the cache.
 
@@ -220,7 +168,9 @@ def tokenized_blocks(
         select: keep documents [start, stop) (negative indices count from the end), e.g.
             OpenWebText's (-100000, None) validation split.
         split_name: name of the split in the cache key (default ``source.split``).
-        num_proc: tokenization processes.
+        num_proc: tokenization processes (the blocks do not depend on it).
+        group_docs, specials: the grouping and block layout of
+            :func:`benchmarks.data.blocks.wrap_blocks`.
     """
     docs = documents if documents is not None else load_documents(source)
     if select is not None:
@@ -241,6 +191,11 @@ def tokenized_blocks(
     if source.detokenizer:
         # only detokenized sets carry it, so undetokenized caches (OpenWebText) keep their key
         key_fields["detokenizer_rules"] = RULES_VERSION
+    # likewise only when not the one-stream [BOS] ... [EOS] layout the caches were built with
+    if group_docs:
+        key_fields["group_docs"] = group_docs
+    if not specials:
+        key_fields["specials"] = False
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
     root = (cache_dir or default_cache_dir()) / "text"
     folder = root / f"{source.name}-{split_name}-b{block_size}-{tokenizer.name}-{key}"
@@ -264,8 +219,9 @@ def tokenized_blocks(
         remove_columns=["text"],
         desc=f"tokenizing {source.name} ({split_name})",
     )
-    total = int(np.sum(tokenized["n"], dtype=np.int64))
-    n_blocks = total // (block_size - 2)
+    doc_tokens = np.asarray(tokenized["n"], dtype=np.int64)
+    total = int(doc_tokens.sum())
+    n_blocks = block_count(doc_tokens, block_size, group_docs, specials)
     dtype = np.uint16 if tokenizer.num_classes <= 2**16 else np.int32
     with staged_directory(folder) as tmp:
         blocks = np.lib.format.open_memmap(
@@ -283,7 +239,15 @@ def tokenized_blocks(
             )
             for ids in batch["ids"]
         )
-        wrap_blocks(docs_ids, block_size, tokenizer.bos_id, tokenizer.eos_id, total, out=blocks)
+        wrap_blocks(
+            docs_ids,
+            block_size,
+            tokenizer.bos_id,
+            tokenizer.eos_id,
+            group_docs=group_docs,
+            specials=specials,
+            out=blocks,
+        )
         blocks.flush()
         del blocks
         meta = {

@@ -21,7 +21,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.checkpoints import kept_checkpoints as kept_steps
 from benchmarks.checkpoints import last_checkpoint, load_trained_model
 from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError, EvalContext
@@ -42,20 +42,14 @@ from benchmarks.tasks.image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, Image
 from benchmarks.tasks.images import ImageGeneration, load_images
 from benchmarks.validation import build_dataclass
 
-STEP_FILE = re.compile(r"^step(\d+)(-v\d+)?\.ckpt$")
-
 
 def kept_checkpoints(runs_dir: Path, run_id: str) -> list[tuple[int | None, Path]]:
     """(training step, file) of every kept periodic checkpoint of a run, in step order;
     ``last.ckpt`` alone (step None) when the run kept none."""
-    last = last_checkpoint(runs_dir, run_id)
-    found = []
-    for path in last.parent.glob("step*.ckpt"):
-        match = STEP_FILE.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
+    found: list[tuple[int | None, Path]] = list(kept_steps(runs_dir, run_id))
     if found:
-        return sorted(found)
+        return found
+    last = last_checkpoint(runs_dir, run_id)
     if not last.is_file():
         raise FileNotFoundError(f"{last.parent}: no checkpoint of run {run_id}; train it first")
     return [(None, last)]

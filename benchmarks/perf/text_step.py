@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.core import DataSpec
+from benchmarks.data.corpora import shakespeare_dataset
 from benchmarks.data.text import tokenized_blocks
 from benchmarks.data.text_sources import TextSource
 from benchmarks.data.tokenizers import get_tokenizer
 from benchmarks.registry import MODELS
-from benchmarks.tasks.text import _shakespeare_dataset
 from benchmarks.validation import build_dataclass
 
 from .memory import peak_cpu_bytes
@@ -62,7 +62,7 @@ def step_times(
 
 def tokenization_throughput() -> tuple[float, float]:
     """(MB/s, documents) of GPT-2 tokenization + wrapping on the Shakespeare corpus."""
-    docs = _shakespeare_dataset("train")
+    docs = shakespeare_dataset("train")
     megabytes = sum(len(t.encode()) for t in docs["text"]) / 1e6
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any
 from ..config import RunConfig
 from ..core import ConfigError
 from ..recipe import render_cards
-from . import idle_steps, images, text, toy2d
+from . import fid_curve, idle_steps, images, text, toy2d
 from .context import ReportContext, stored_config
 from .store import load_runs
 
@@ -40,6 +40,8 @@ RENDERERS: dict[str | tuple[str, ...], list[Renderer]] = {
     # Tables 3 and 4 read the checkpoint evaluations beside the trained runs: table3's
     # ImageNet-32 rows at NFE 1024 are nfe-sweep's, nfe-sweep's NFE-512 cells ell-sweep's.
     ("image", "image-checkpoint"): [images.table3, images.table4],
+    # The curves read their trained rows' own FID beside them.
+    ("image", "image-checkpoint", "image-fid-curve"): [fid_curve.fid_curves],
     "toy2d": [
         toy2d.figure4_table,
         toy2d.figure4_paired,

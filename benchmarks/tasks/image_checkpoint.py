@@ -20,6 +20,7 @@ class ImageCheckpointEval(ImageGeneration):
     trainable = False
 
     def check_upstream(self, upstream: RunConfig) -> None:
+        self.check_mixture_temper(upstream.model)
         trained = upstream.task.params.dataset
         if trained != self.params.dataset:
             raise ConfigError(

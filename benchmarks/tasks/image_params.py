@@ -31,6 +31,7 @@ class ImageParams:
         "sample_precision",
         "inception_score",
         "imagenet_batches",
+        "mixture_temper",
     )
 
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
@@ -76,6 +77,11 @@ class ImageParams:
     temperature: tuple[float, float, float] = (0.0, 1.0, 1.0)
     """[a, beta, c] of tau(s) = a s^beta + c, s = 1 - t, dividing the logits; [0, 1, 1]:
     tau = 1 (the paper's CIFAR-10 best: [-0.2, 2, 1])."""
+    mixture_temper: Literal["mean", "components"] = "mean"
+    """Where tau acts on an mdm-mixture model: mean tempers the averaged mixture,
+    p = (mean_k p_k)^(1/tau) renormalised; components averages the K labels'
+    softmax(logits_k / tau) (the authors' solver). The same law at tau = 1; only for
+    mdm-mixture (one network has one component: mean)."""
     corrector: tuple[float, float, float] = (0.0, 1.0, 0.0)
     """[a, beta, c] of the remasking strength kappa(s) = a s^beta (1 - s)^beta after each
     step, c ignored as in the released code; a = 0: off (the paper: [16, 2, 0.75])."""

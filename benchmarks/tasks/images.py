@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,19 @@ def load_images(
 @TASKS.register("image")
 class ImageGeneration(Task):
     Params = ImageParams
+
+    def __init__(self, params: ImageParams, config: Any):
+        super().__init__(params, config)
+        self.check_mixture_temper(getattr(config, "model", None))
+
+    def check_mixture_temper(self, model: Any) -> None:
+        """ConfigError if ``model`` (a ComponentConfig or None) is no mixture but the task
+        tempers mixture components."""
+        if self.params.mixture_temper == "components" and model and model.name != "mdm-mixture":
+            raise ConfigError(
+                f"task.mixture_temper: components tempers each label of an mdm-mixture model; "
+                f"model {model.name!r} has one distribution (use mean, the same law)"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -135,7 +149,7 @@ class ImageGeneration(Task):
             extractors.append(("_cleanfid", CleanFIDFeatures(ctx.device)))
         # Runs that reach this point together split the real images' features between
         # them rather than each computing all of them.
-        label = self._reference_label()
+        label = self.reference_label()
         real = [(reference, label)] + ([(floor, f"{label}-floor")] if floor is not None else [])
         for _, extractor in extractors:
             share_references(real, extractor, default_cache_dir())
@@ -190,6 +204,7 @@ class ImageGeneration(Task):
             corrector=p.corrector if p.corrector[0] > 0 else None,
             time_warp=p.time_warp,
             sampling_dtype=torch.float64 if p.sampling_dtype == "float64" else torch.float32,
+            temper_components=p.mixture_temper == "components",
         )
 
     def sample_images(
@@ -218,6 +233,7 @@ class ImageGeneration(Task):
             "proposal": p.proposal,
             "carry_over": p.sampler_carry_over,
             "temperature": list(p.temperature),
+            "mixture_temper": p.mixture_temper,
             "corrector": list(p.corrector),
             "time_warp": list(p.time_warp),
             "sampling_dtype": p.sampling_dtype,
@@ -231,7 +247,7 @@ class ImageGeneration(Task):
         ]
         return torch.cat(images).numpy(), metrics
 
-    def _reference_label(self) -> str:
+    def reference_label(self) -> str:
         return f"{self.params.dataset}-{REFERENCE_SPLIT[self.params.dataset]}"
 
     def score_images(
@@ -245,7 +261,7 @@ class ImageGeneration(Task):
         """FID (with its half-sample SE) and KID of ``images`` against ``reference``, for
         each extractor, metric names suffixed ``suffix``."""
         p = self.params
-        label = self._reference_label()
+        label = self.reference_label()
         card = {"weights": "2015-12-05 FID Inception (offline copy)", "ema": ctx.ema}
         resampling = (p.fid_resamples, eval_seed("image.fid_resampling", ctx.seed))
         if suffix == "_real_floor":

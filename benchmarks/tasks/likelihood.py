@@ -1,16 +1,18 @@
 """Likelihood estimates over a fixed evaluation set, shared by the text and image tasks.
 
 AR models: the exact next-token NLL. Masked diffusion models: the published estimator and
-the valid bound, each averaged over Monte Carlo passes whose times are stratified over
-the *whole* evaluation set (one stratum per sequence, or per block of a sequence for
-block diffusion) from a fixed seed, over the full window [eps, 1], accumulated in
-float64, with a standard error over sequences.
+the valid bound, each averaged over Monte Carlo passes whose times are stratified (one
+stratum per sequence, or per block of a sequence for block diffusion) over the *whole*
+evaluation set from a fixed seed, or within each evaluation batch from a seed per batch
+(MDLM's and BD3-LM's validation), over the full window [eps, 1], accumulated in float64,
+with a standard error over sequences.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,8 +21,19 @@ from tqdm import tqdm
 from prime import sample_times
 
 from ..core import Metric
+from ..streams import eval_batch_seed
 
-__all__ = ["block_nll", "nll_metrics", "save_per_block", "ESTIMATORS", "PER_BLOCK_ARTIFACT"]
+__all__ = [
+    "block_nll",
+    "nll_metrics",
+    "save_per_block",
+    "scored_tokens",
+    "ESTIMATORS",
+    "PER_BLOCK_ARTIFACT",
+    "Strata",
+]
+
+Strata = Literal["set", "batch"]
 
 # Where each run keeps its per-block values, for comparisons paired over the same blocks.
 PER_BLOCK_ARTIFACT = ("likelihood", "per_block_nll.npz")
@@ -42,16 +55,20 @@ def block_nll(
     seed: int,
     device: torch.device,
     desc: str = "evaluating",
+    strata: Strata = "set",
 ) -> dict[str, torch.Tensor]:
     """Per-block NLL sums (float64, nats) of every estimator the model gives
     (``model.block_nll``).
 
     AR (no time draws): {"exact": (N,)} over the L - 1 predicted tokens, in one pass.
     Diffusion: {"published", "valid_bound"} summed over the L tokens and averaged over
-    ``passes``; in each pass the times are stratified over all N sequences x k time
-    blocks (``model.time_draws``: k = 1 but for block diffusion), drawn from a generator
-    seeded with ``seed``, in [eps, 1] whatever window the model trained in (any other
-    window is not a bound).
+    ``passes``, each sequence taking k times (``model.time_draws``: k = 1 but for block
+    diffusion) in [eps, 1] whatever window the model trained in (any other window is not
+    a bound). ``strata``: "set" stratifies a pass's times over all N x k draws, from one
+    generator seeded ``seed`` that also draws the masks; "batch" stratifies them over the
+    B x k draws of each batch of ``batch`` rows, time m = 0..Bk-1 of batch j in pass p
+    being eps + (1 - eps) (u_m + m) / (Bk), u ~ U(0, 1) from a generator seeded
+    ``eval_batch_seed(seed, j, p)`` that then draws the batch's masks.
     """
     n = blocks.shape[0]
     rows = list(torch.split(torch.arange(n), batch))
@@ -61,20 +78,33 @@ def block_nll(
     sums: dict[str, torch.Tensor] = {}
     for p in range(passes):
         t_all = None
-        if draws:
+        if draws and strata == "set":
             t_all = sample_times(n * draws, eps=model.time_eps, generator=gen, device=device)
             t_all = t_all.view(n, draws)
         label = f"{desc} (pass {p + 1}/{passes})" if draws else desc
-        for idx in tqdm(rows, desc=label, unit="batch"):
+        for j, idx in enumerate(tqdm(rows, desc=label, unit="batch")):
             # One batch at a time: the (memory-mapped) evaluation set is never copied whole.
             x0 = torch.from_numpy(np.asarray(blocks[idx.numpy()], dtype=np.int64)).to(device)
             t = None
             if t_all is not None:
                 t = t_all[idx.to(device)]
-                t = t[:, 0] if draws == 1 else t  # one time per sequence: (B,)
+            elif draws:
+                gen = torch.Generator(device=device).manual_seed(eval_batch_seed(seed, j, p))
+                t = sample_times(len(idx) * draws, eps=model.time_eps, generator=gen, device=device)
+                t = t.view(len(idx), draws)
+            if t is not None and draws == 1:
+                t = t[:, 0]  # one time per sequence: (B,)
             for name, value in model.block_nll(x0, t, gen).items():
                 sums.setdefault(name, torch.zeros(n, dtype=torch.float64))[idx] += value.cpu()
     return {k: v / passes for k, v in sums.items()}
+
+
+def scored_tokens(model: torch.nn.Module | None, seq_len: int) -> dict[str, int]:
+    """Tokens each estimator's per-block sum covers: L - 1 for AR's exact NLL (the first
+    token is given), L for the diffusion estimators, L - 1 for a model that keeps the
+    first token given and unscored (``ignore_bos``, BD3-LM's)."""
+    given = 1 if getattr(model, "ignore_bos", False) else 0
+    return {"exact": seq_len - 1, "published": seq_len - given, "valid_bound": seq_len - given}
 
 
 def nll_metrics(

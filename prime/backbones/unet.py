@@ -150,7 +150,8 @@ class PixelUNet(nn.Module):
         size: image side H = W; must be divisible by 2**(levels - 1).
         base: b, the sub-token alphabet size.
         ell: sub-tokens per pixel-channel value; must divide the token width.
-        num_classes: C (256 for 8-bit pixels): logits per token.
+        num_classes: logits per token: C (256 for 8-bit pixels), or C + 1 = 257 for a head
+            with a mask class (:mod:`prime.mask_class`, the authors' ell = 1 network).
     """
 
     time_conditioned = False
