@@ -17,7 +17,7 @@ one time per block, and a network that sees x_t next to x_0 under the mask of
 :mod:`baselines.block_attention`. With L' = L it is MDLM / MDLM-Prime (one block, no
 context); with L' = 1 and t = 1 its loss is the next-token NLL.
 
-Training times: t_b = beta + (omega - beta) u, u stratified over batch x blocks. The
+Training times: t_b = beta + (omega - beta) u, u stratified over rows x blocks. The
 window [beta, omega] ("clipped schedule") lowers the variance of the training loss but
 makes it the NELBO of no model unless it is [eps, 1]; evaluation always uses [eps, 1].
 With ``resample`` each block's realised masked fraction is kept in the window too
@@ -168,16 +168,14 @@ class BlockDiffusion(FirstTokenGiven, MaskedDiffusion):
         window: Sequence[float] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(t (B, blocks), y_t (B, L, ell)): one time per block, stratified over all the
-        blocks of the (global) batch, in ``window`` (default: the training window);
-        position 0 unmasked with ``ignore_bos``."""
+        blocks of the (global) batch, or of each group of ``shard.strata`` rows, in
+        ``window`` (default: the training window); position 0 unmasked with ``ignore_bos``."""
         batch, seq_len = x0.shape
         blocks = self.num_blocks(seq_len)
         beta, omega = self.training_window if window is None else self._check_window(window)
-        block_shard = (
-            None
-            if shard is None
-            else BatchShard(shard.start * blocks, shard.size * blocks, shard.total * blocks)
-        )
+        # Row-major (row, block): a group of n rows has n x blocks strata, as bd3lms's
+        # _sample_t over the rows x blocks of each forward call (diffusion.py:768-789).
+        block_shard = None if shard is None else shard.per_row(blocks)
         t = sample_times(
             batch * blocks,
             eps=beta,

@@ -7,9 +7,10 @@ Elsewhere every bfloat16 kernel converts its operands to float32 and back around
 arithmetic: on a Zen 3 CPU (AVX2 only) a 96-channel 3 x 3 convolution, forward and
 backward, took 31x as long under bfloat16 autocast as in float32.
 
-A setting whose value is ``fastest`` (``train.precision``, and the image task's
-``sample_precision`` and ``fid_precision``) is replaced, when the run config is built, by
-bfloat16 where the machine computes it natively and float32 elsewhere. The replacement
+A setting whose value is ``fastest`` (``train.precision``, the image task's
+``sample_precision`` and ``fid_precision``, the text tasks' ``network_precision``) is
+replaced, when the run config is built, by bfloat16 where the machine computes it
+natively and float32 elsewhere. The replacement
 happens before the run id is computed, so the id says which precision trained and
 evaluated the run: a float32 run never resumes a bfloat16 checkpoint, and the stored
 config records the choice. The choice is made on the machine that resolves the

@@ -44,6 +44,7 @@ class TrainConfig:
         "warmup_offset",
         "ema_offset",
         "ema_init",
+        "time_strata",
     )
 
     steps: int = 0
@@ -88,6 +89,13 @@ class TrainConfig:
     upstream weights training starts from; random, the random initial weights the network
     had before they were loaded (BD3-LM's code builds its EMA before loading). Without
     init_from both are the initial weights."""
+    time_strata: int | None = None
+    """Training times stratified over each run of n consecutive rows of the global batch:
+    row j draws r_j ~ U(0, 1) and takes t_j = eps + (1 - eps) (r_j + (j mod n)) / n (block
+    diffusion: strata over each group's rows x blocks, in its window); n divides
+    global_batch_size, and no rank or micro-batch split changes the times. null: strata
+    over the whole global batch; 1: an independent uniform time per row (the authors'
+    image training); 16: their text training's forward calls of 16 rows."""
     checkpoint_every: int = 500
     """Optimizer steps between checkpoints; a requeued job resumes from the last one."""
     keep_checkpoints: bool | None = None
@@ -141,6 +149,14 @@ class TrainConfig:
         )
         if self.micro_batch_size is not None:
             positive("train", micro_batch_size=self.micro_batch_size)
+        strata = self.time_strata
+        if strata is not None and not (
+            type(strata) is int and strata >= 1 and self.global_batch_size % strata == 0
+        ):
+            raise ConfigError(
+                f"train.time_strata: expected null or a divisor of train.global_batch_size="
+                f"{self.global_batch_size}, got {strata}"
+            )
         if not 0.0 <= self.min_lr <= self.lr:
             raise ConfigError(
                 f"train.min_lr: must be in [0, train.lr={self.lr}], got {self.min_lr}"

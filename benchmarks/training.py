@@ -7,7 +7,8 @@ Optimizer step s is a function of (run seed, s) alone, however many ranks share 
   from per-epoch permutations) and split over ranks and micro-batches
   (:mod:`benchmarks.data.loader`);
 * masking noise: drawn for the whole global batch from a generator seeded by the step,
-  each micro-batch keeping its rows (:class:`prime.BatchShard`);
+  each micro-batch keeping its rows (:class:`prime.BatchShard`), the times stratified
+  over groups of global rows (``train.time_strata``);
 * the network's own randomness (dropout, mixture labels): the global RNG, reseeded per
   (step, rank, micro-batch); this one stream depends on the split.
 
@@ -112,7 +113,8 @@ class DiffusionModule(L.LightningModule):
             )
         # Rows travel in their narrow stored dtype; widened on the device.
         x0 = batch["x0"].to(self.device, non_blocking=True).long()
-        shard = BatchShard(batch["row_start"], x0.shape[0], batch["global_size"])
+        strata = self.train_cfg.time_strata
+        shard = BatchShard(batch["row_start"], x0.shape[0], batch["global_size"], strata)
         noise_gen = torch.Generator(device=self.device).manual_seed(
             step_seed(self.seed, step, NOISE_STREAM)
         )

@@ -8,6 +8,9 @@ Times are drawn per sequence (or per block of a sequence), t = eps + (high - eps
 high = 1 except for clipped windows [eps, high] (block diffusion's [beta, omega]).
 With ``antithetic=True`` the batch is stratified as in MDLM: u_k = (r_k + k) / n,
 r_k ~ U(0, 1), k = 0..n-1, so each of the n strata of [0, 1) holds exactly one time.
+With ``BatchShard.strata = n`` the strata restart every n rows of the global batch: row j
+takes stratum j mod n (MDLM's ``_sample_t`` over each forward call of n rows); n = 1 gives
+independent u_j ~ U(0, 1).
 
 Data parallelism splits one global batch of n rows over ranks and micro-batches. With a
 :class:`BatchShard` the draws are made for all n rows from the step's generator and only
@@ -26,11 +29,14 @@ __all__ = ["BatchShard", "sample_times", "mask_subtokens", "mask_at_least_one", 
 
 @dataclass(frozen=True)
 class BatchShard:
-    """Rows [start, start + size) of a global batch of ``total`` rows."""
+    """Rows [start, start + size) of a global batch of ``total`` rows; ``strata``: the
+    times are stratified over each run of that many consecutive rows of the global batch
+    (row j in stratum j mod strata), None: over all ``total`` rows."""
 
     start: int
     size: int
     total: int
+    strata: int | None = None
 
     def __post_init__(self) -> None:
         if not (0 <= self.start and self.size >= 1 and self.start + self.size <= self.total):
@@ -38,6 +44,16 @@ class BatchShard:
                 f"shard rows [{self.start}, {self.start + self.size}) do not lie in a "
                 f"global batch of {self.total}"
             )
+        if self.strata is not None and not (1 <= self.strata and self.total % self.strata == 0):
+            raise ValueError(
+                f"strata: expected a divisor of the global batch of {self.total}, got {self.strata}"
+            )
+
+    def per_row(self, k: int) -> BatchShard:
+        """The same rows, each widened to k consecutive entries (row-major (rows, k)),
+        the strata too: k times per row, stratified over each group's rows x k."""
+        strata = None if self.strata is None else self.strata * k
+        return BatchShard(self.start * k, self.size * k, self.total * k, strata)
 
 
 def _uniform(
@@ -76,7 +92,8 @@ def sample_times(
         high: largest time (1: the full window; below 1: a clipped window).
         antithetic: stratify u over the batch (one draw per stratum [k/n, (k+1)/n)).
         generator: random stream for reproducible draws.
-        shard: these rows are part of a larger global batch (strata span all its rows).
+        shard: these rows are part of a larger global batch (strata span all its rows,
+            or each run of ``shard.strata`` of them).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -84,8 +101,11 @@ def sample_times(
         raise ValueError(f"times must lie in a window 0 <= eps < high <= 1, got [{eps}, {high}]")
     u = _uniform((batch_size,), shard, generator, device)
     if antithetic:
-        n, first = (shard.total, shard.start) if shard is not None else (batch_size, 0)
-        u = (u + torch.arange(first, first + batch_size, device=u.device, dtype=u.dtype)) / n
+        n, first = (
+            (shard.strata or shard.total, shard.start) if shard is not None else (batch_size, 0)
+        )
+        k = torch.arange(first, first + batch_size, device=u.device) % n
+        u = (u + k.to(u.dtype)) / n
     return (eps + (high - eps) * u).to(dtype)
 
 

@@ -26,6 +26,22 @@ def test_every_paper_setting_has_a_source_and_agrees_with_it():
     assert not found, "\n".join(found[:40])
 
 
+def test_a_deviation_is_a_named_variant_never_a_reproduced_row():
+    # What `reproduce --scale paper` runs is the authors' experiment; a setting of the
+    # suite's own that differs from its source lives in a variant run only on request.
+    found = []
+    for exp, config in _own_runs():
+        reproduced = exp.reproduced("paper")
+        if reproduced is not None and config.variant not in reproduced:
+            continue
+        found += [
+            f"{exp.name}/{config.variant}: {key}"
+            for key, entry in card(exp, config).items()
+            if entry.kind == "deviation"
+        ]
+    assert not found, "\n".join(found)
+
+
 def test_the_image_cells_are_the_authors_readme_rows():
     # Independently of the card: the sampler of every image cell is its README row (the
     # FID curve takes its upstream row's sampler, checked where that row is).

@@ -22,6 +22,7 @@ from prime import sample_times
 
 from ..core import Metric
 from ..streams import eval_batch_seed
+from .network_autocast import network_autocast
 
 __all__ = [
     "block_nll",
@@ -56,6 +57,7 @@ def block_nll(
     device: torch.device,
     desc: str = "evaluating",
     strata: Strata = "set",
+    precision: str = "float32",
 ) -> dict[str, torch.Tensor]:
     """Per-block NLL sums (float64, nats) of every estimator the model gives
     (``model.block_nll``).
@@ -68,7 +70,9 @@ def block_nll(
     generator seeded ``seed`` that also draws the masks; "batch" stratifies them over the
     B x k draws of each batch of ``batch`` rows, time m = 0..Bk-1 of batch j in pass p
     being eps + (1 - eps) (u_m + m) / (Bk), u ~ U(0, 1) from a generator seeded
-    ``eval_batch_seed(seed, j, p)`` that then draws the batch's masks.
+    ``eval_batch_seed(seed, j, p)`` that then draws the batch's masks. ``precision``
+    bfloat16: the network's calls under bfloat16 autocast, the estimators after them as in
+    float32 (:mod:`benchmarks.tasks.network_autocast`).
     """
     n = blocks.shape[0]
     rows = list(torch.split(torch.arange(n), batch))
@@ -94,7 +98,9 @@ def block_nll(
                 t = t.view(len(idx), draws)
             if t is not None and draws == 1:
                 t = t[:, 0]  # one time per sequence: (B,)
-            for name, value in model.block_nll(x0, t, gen).items():
+            with network_autocast(model, precision, device):
+                values = model.block_nll(x0, t, gen)
+            for name, value in values.items():
                 sums.setdefault(name, torch.zeros(n, dtype=torch.float64))[idx] += value.cpu()
     return {k: v / passes for k, v in sums.items()}
 

@@ -30,6 +30,7 @@ from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task,
 from ..data.corpora import load_blocks
 from ..data.loader import ArrayRows
 from ..data.tokenizers import get_tokenizer
+from ..precision import FASTEST, fastest_network_precision
 from ..registry import TASKS
 from ..streams import eval_seed
 from .likelihood import (
@@ -40,6 +41,7 @@ from .likelihood import (
     save_per_block,
     scored_tokens,
 )
+from .network_autocast import NetworkPrecision
 from .text_samples import draw_text_samples
 
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
@@ -64,6 +66,7 @@ class TextLMParams:
         "group_docs",
         "block_specials",
         "row_order",
+        "network_precision",
     )
 
     dataset: Literal["shakespeare", "openwebtext"] = "shakespeare"
@@ -117,8 +120,18 @@ class TextLMParams:
     Gumbel tail and lowers the effective temperature (the paper: float64)."""
     sample_first_hitting: bool = False
     """Reveal one sub-token per network call at its exact time (no grid, no idle steps)."""
+    network_precision: NetworkPrecision = "float32"
+    """Precision of the network's calls in the likelihood evaluation and the sampler
+    (training: train.precision): bfloat16 runs them under bfloat16 autocast (the authors'
+    text networks' hard-coded one; slow where the machine does not compute bfloat16
+    natively) and hands their output on in float32, so the estimators' sums and the
+    sampler's probabilities and noise (sampling_dtype) compute as in float32
+    (benchmarks.tasks.network_autocast). fastest: bfloat16 where the machine computes it
+    natively, else float32, chosen before the run id is computed (benchmarks.precision)."""
 
     def __post_init__(self) -> None:
+        if self.network_precision == FASTEST:
+            object.__setattr__(self, "network_precision", fastest_network_precision())
         if self.block_size < 3:
             raise ConfigError(f"task.block_size: must be >= 3, got {self.block_size}")
         require_at_least(
@@ -185,6 +198,7 @@ class TextLM(Task):
             device=ctx.device,
             desc="validation NLL",
             strata=p.eval_strata,
+            precision=p.network_precision,
         )
         card = {
             "split": f"{p.dataset} validation",
@@ -194,6 +208,7 @@ class TextLM(Task):
             "tokenizer": p.tokenizer,
             "ema": ctx.ema,
             "dtype": "float64 accumulation",
+            "network_precision": p.network_precision,
         }
         if "exact" not in per_block:
             card.update(
@@ -226,6 +241,7 @@ class TextLM(Task):
             "sample_batch": p.sample_batch or p.sample_count,
             "sampling_dtype": p.sampling_dtype,
             "top_p": p.sample_top_p,
+            "network_precision": p.network_precision,
             "ema": ctx.ema,
         }
         sampler = SamplerConfig(
@@ -239,7 +255,14 @@ class TextLM(Task):
         )
         seed = eval_seed("text.samples", ctx.seed)
         result = draw_text_samples(
-            model, p.sample_count, p.sample_batch, p.block_size, sampler, seed, ctx.device
+            model,
+            p.sample_count,
+            p.sample_batch,
+            p.block_size,
+            sampler,
+            seed,
+            ctx.device,
+            p.network_precision,
         )
         metrics = [Metric("sample_nfe", result.nfe, card)]
         if model.time_draws(p.block_size):  # a diffusion model: steps, blocks, idle steps

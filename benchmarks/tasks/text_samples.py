@@ -26,6 +26,7 @@ from tqdm import tqdm
 from prime import SamplerConfig, SampleResult
 
 from ..streams import eval_batch_seed
+from .network_autocast import network_autocast
 
 __all__ = ["TextSamples", "draw_text_samples", "sample_batches"]
 
@@ -76,13 +77,17 @@ def draw_text_samples(
     config: SamplerConfig,
     seed: int,
     device: torch.device,
+    precision: str = "float32",
 ) -> TextSamples:
     """``count`` samples of ``seq_len`` tokens from ``model.sample``, ``batch`` per call
-    (:func:`sample_batches`), from the sampling stream seeded ``seed``."""
+    (:func:`sample_batches`), from the sampling stream seeded ``seed``; ``precision``
+    bfloat16 runs the network's calls under bfloat16 autocast, the probabilities and noise
+    staying in the sampler's ``sampling_dtype`` (:mod:`benchmarks.tasks.network_autocast`)."""
     sizes = sample_batches(count, batch)
     results = []
     for j, size in enumerate(tqdm(sizes, desc="sampling", unit="batch")):
         batch_seed = seed if len(sizes) == 1 else eval_batch_seed(seed, j)
         gen = torch.Generator(device=device).manual_seed(batch_seed)
-        results.append(model.sample(size, seq_len, config, generator=gen))
+        with network_autocast(model, precision, device):
+            results.append(model.sample(size, seq_len, config, generator=gen))
     return TextSamples(tuple(results))

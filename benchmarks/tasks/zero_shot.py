@@ -13,9 +13,11 @@ from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Task, require
 from ..data.text import tokenized_blocks
 from ..data.text_sources import ZERO_SHOT, TextSource
 from ..data.tokenizers import get_tokenizer
+from ..precision import FASTEST, fastest_network_precision
 from ..registry import TASKS
 from ..streams import eval_seed
 from .likelihood import Strata, block_nll, nll_metrics, scored_tokens
+from .network_autocast import NetworkPrecision
 from .text import subset
 
 __all__ = ["TextZeroShot", "ZeroShotParams"]
@@ -23,8 +25,8 @@ __all__ = ["TextZeroShot", "ZeroShotParams"]
 
 @dataclass(frozen=True)
 class ZeroShotParams:
-    # Added after run ids were in use: left out of the run id at its default.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("eval_strata", "group_docs")
+    # Added after run ids were in use: left out of the run id at their defaults.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("eval_strata", "group_docs", "network_precision")
 
     sets: tuple[str, ...] = tuple(ZERO_SHOT)
     """Zero-shot sets to evaluate, of lambada, wikitext, ptb, lm1b, ag_news, pubmed and
@@ -51,8 +53,16 @@ class ZeroShotParams:
     """How a pass stratifies its times: set, over every block (x time block) of a set
     from one seed; batch, within each batch of eval_batch blocks from a seed per batch
     (MDLM's and BD3-LM's evaluation: antithetic times per batch)."""
+    network_precision: NetworkPrecision = "float32"
+    """Precision of the network's calls: bfloat16 runs them under bfloat16 autocast (the
+    authors' text networks' hard-coded one; slow where the machine does not compute
+    bfloat16 natively), their output handed on in float32 to the float64-accumulated
+    estimators (benchmarks.tasks.network_autocast). fastest: bfloat16 where the machine
+    computes it natively, else float32, chosen before the run id is computed."""
 
     def __post_init__(self) -> None:
+        if self.network_precision == FASTEST:
+            object.__setattr__(self, "network_precision", fastest_network_precision())
         require_at_least(self, "task", ("group_docs",), 0)
         unknown = sorted(set(self.sets) - set(ZERO_SHOT))
         if unknown:
@@ -112,12 +122,14 @@ class TextZeroShot(Task):
                 device=ctx.device,
                 desc=f"{name} NLL",
                 strata=p.eval_strata,
+                precision=p.network_precision,
             )
             card = {
                 "split": f"{name} ({ZERO_SHOT[name].split})",
                 "blocks": len(chosen),
                 "checkpoint_run": ctx.upstream_run,
                 "ema": ctx.ema,
+                "network_precision": p.network_precision,
             }
             tokens = scored_tokens(model, p.block_size)
             metrics += nll_metrics(f"zs_{name}", per_block, tokens, card)

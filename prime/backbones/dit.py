@@ -17,7 +17,10 @@ cache for block diffusion: :mod:`prime.backbones.attention`), the MLP is
 D -> 4D -> D with tanh-GELU, LayerNorms have no bias. A final adaLN-modulated LayerNorm
 and a zero-initialised linear head give (B, L, out_dim); with ``head_float32`` that final
 layer runs with autocast disabled, in the parameters' dtype (float32 under mixed
-precision), whatever precision the blocks run in.
+precision), whatever precision the blocks run in. The conditioning MLP (t -> c) always
+runs with autocast disabled, in the parameters' dtype, as the authors' text DiTs compute
+it outside their blocks' bf16 autocast; without autocast (float32 runs) that changes
+nothing, and under it only the blocks' and the final layer's own layers take c in bf16.
 """
 
 from __future__ import annotations
@@ -220,7 +223,9 @@ class DiT(nn.Module):
         x = self.embed(y)
         if t is None or not self.time_conditioned:
             t = torch.zeros(y.shape[0], device=y.device)
-        c = F.silu(self.time(t))
+        # In float32 under any autocast: the authors' conditioning runs outside theirs.
+        with torch.autocast(y.device.type, enabled=False):
+            c = F.silu(self.time(t))
         if positions is None:
             positions = torch.arange(y.shape[1], device=y.device)
         rope = rotary(positions, self.config.hidden // self.config.heads)
