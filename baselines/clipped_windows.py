@@ -13,11 +13,13 @@ the unbiased variance of these block means over the whole batch (all devices, al
 blocks) is summed over the batches; the least sum wins, the first in candidate order
 on a tie (diffusion.py:902 compares with ``<``).
 
-:func:`window_moments` computes each batch's (count, sum, sum of squares) of the block
-means over the rows one rank holds, so ranks can add their moments and every rank choose
-the same window. Every window sees the same times and masks (one generator seed per
-batch; bd3lms draws them afresh per window): the comparison is paired, its target the
-same.
+:func:`window_moments` draws each batch's block times stratified over all its rows x
+blocks, or over each group of ``strata`` consecutive rows x blocks (bd3lms: each GPU's
+validation call of loader.eval_batch_size = 16 rows, diffusion.py:768-789 ``_sample_t``),
+and computes the batch's (count, sum, sum of squares) of the block means over the rows
+one rank holds, so ranks can add their moments and every rank choose the same window.
+Every window sees the same times and masks (one generator seed per batch; bd3lms draws
+them afresh per window): the comparison is paired, its target the same.
 """
 
 from __future__ import annotations
@@ -77,11 +79,14 @@ def window_moments(
     world: int = 1,
     chunk_rows: int | None = None,
     device: torch.device | None = None,
+    strata: int | None = None,
 ) -> torch.Tensor:
     """(K, batches, 3) float64: (count, sum, sum of squares) of the per-block mean losses
     (``model.block_mean_losses``) of each window on each batch of ``batch_rows`` rows of
     ``rows`` (N, L) (0: one batch of all N), over the part of every batch this ``rank``
-    of ``world`` holds (a contiguous slice), ``chunk_rows`` rows per forward pass.
+    of ``world`` holds (a contiguous slice), ``chunk_rows`` rows per forward pass; the
+    times stratified over each run of ``strata`` rows of a batch (None: the whole batch),
+    which must divide every batch's size.
 
     A row's times and masks depend only on (seed, its batch, its place in the batch):
     the moments added over ranks are those of one process."""
@@ -100,7 +105,7 @@ def window_moments(
         for first in range(start, stop, step):
             last = min(stop, first + step)
             x0 = rows[first:last].to(device).long()
-            shard = BatchShard(first - lo, last - first, size)
+            shard = BatchShard(first - lo, last - first, size, strata)
             for k, window in enumerate(windows):
                 gen = torch.Generator(device=device).manual_seed(_batch_seed(seed, b))
                 means = model.block_mean_losses(x0, window, gen, shard).double().flatten()

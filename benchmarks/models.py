@@ -174,7 +174,12 @@ class AR(ModelEntry):
 class BD3LMParams:
     """Block diffusion: BD3-LM (ell = 1) or block diffusion over ell sub-tokens."""
 
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("resample", "window_search_batch", "ignore_bos")
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "resample",
+        "window_search_batch",
+        "ignore_bos",
+        "window_search_strata",
+    )
 
     block_size: int = 4
     """L', tokens per block: autoregressive across blocks, masked diffusion inside one
@@ -202,6 +207,10 @@ class BD3LMParams:
     """Held-out rows (the first of the validation split) the window search scores on."""
     window_search_batch: int = 0
     """Rows of one search batch: variances are taken per batch and summed; 0: one batch."""
+    window_search_strata: int | None = None
+    """The search's block times are stratified over each run of n rows x blocks of a
+    search batch (bd3lms: each GPU's validation call of 16 rows); n divides the rows of
+    every search batch. null: over the whole batch's rows x blocks."""
     resample: bool = False
     """Redraw each block's mask until its masked fraction lies in the training window
     (BD3-LM's training.resample; :mod:`baselines.block_masks`)."""
@@ -221,6 +230,12 @@ class BD3LMParams:
         for name in ("window_search_every", "window_search_batch"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"model.{name}: must be >= 0, got {getattr(self, name)}")
+        strata, batch = self.window_search_strata, self.window_search_batch
+        if strata is not None and not (strata >= 1 and (batch or strata) % strata == 0):
+            divides = f" dividing model.window_search_batch={batch}" if batch else ""
+            raise ConfigError(
+                f"model.window_search_strata: expected null or an n >= 1{divides}, got {strata}"
+            )
         if not 0.0 <= self.time_eps < 1.0:
             raise ConfigError(f"model.time_eps: must be in [0, 1), got {self.time_eps}")
         if self.window is not None and not 0.0 <= self.window[0] < self.window[1] <= 1.0:
@@ -249,7 +264,8 @@ class BD3LM(ModelEntry):
             return []
         rows = task.validation_rows()
         every, count = params.window_search_every, params.window_search_rows
-        return [WindowSearch(rows, every, count, seed, params.window_search_batch)]
+        batch, strata = params.window_search_batch, params.window_search_strata
+        return [WindowSearch(rows, every, count, seed, batch, strata)]
 
     @classmethod
     def build(cls, params: BD3LMParams, data: DataSpec) -> BlockDiffusion:

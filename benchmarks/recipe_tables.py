@@ -87,7 +87,12 @@ def table_entry(table: str, key: str, config: RunConfig) -> dict[str, Any]:
     )
     if key in ("task.temperature", "task.corrector", "task.time_warp"):
         column = key.split(".")[1]
-        return dict(kind="source", text=where, value=_triple(row[column]))
+        text = where
+        if column == "time_warp" and _triple(row[column]) == (1.0, 0.0, 0.0):
+            # Read literally, 1 - a (1 - t)^beta + c sends every time to 0 at [1, 0, 0];
+            # the README rows use it for the unwarped grid.
+            text += " ([1, 0, 0] read as the uniform grid; literally 0, utils/solver.py:29, 131)"
+        return dict(kind="source", text=text, value=_triple(row[column]))
     if key == "task.proposal":
         carry = row["carry_over"] == "true"
         solver = (

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import Callback
 from baselines import DEFAULT_WINDOWS, BlockDiffusion
 from baselines.clipped_windows import variances_from_moments, window_moments
 
+from .core import ConfigError
 from .data.loader import TrainRows
 from .streams import WINDOW_STREAM, step_seed
 
@@ -37,13 +38,29 @@ class WindowSearch(Callback):
         every: optimizer steps between searches.
         seed: the random stream of the search (one per step, the same on every rank).
         batch_rows: rows of one variance batch (0: all ``count`` rows in one).
+        strata: the block times of each batch are stratified over each run of this many
+            rows x blocks (None: over the whole batch); it must divide every batch's rows.
     """
 
-    def __init__(self, rows: TrainRows, every: int, count: int, seed: int, batch_rows: int = 0):
-        self.every, self.seed, self.batch_rows = every, seed, batch_rows
+    def __init__(
+        self,
+        rows: TrainRows,
+        every: int,
+        count: int,
+        seed: int,
+        batch_rows: int = 0,
+        strata: int | None = None,
+    ):
+        self.every, self.seed, self.batch_rows, self.strata = every, seed, batch_rows, strata
         n = min(count, len(rows))
         if n < 2:
             raise ValueError(f"the window search needs >= 2 held-out rows, got {len(rows)}")
+        sizes = {min(batch_rows or n, n), n % (batch_rows or n) or n}
+        if strata is not None and any(size % strata for size in sizes):
+            raise ConfigError(
+                f"model.window_search_strata: expected a divisor of the rows of every search "
+                f"batch ({sorted(sizes)} of {n} held-out rows), got {strata}"
+            )
         index = np.arange(n)
         self.rows = rows.get(index, np.zeros(n, dtype=np.int64))
 
@@ -76,6 +93,7 @@ class WindowSearch(Callback):
                     world=trainer.world_size,
                     chunk_rows=pl_module.sampler.micro_batch,
                     device=pl_module.device,
+                    strata=self.strata,
                 )
         if trainer.world_size > 1:
             moments = trainer.strategy.reduce(moments, reduce_op="sum")

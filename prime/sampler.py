@@ -112,9 +112,11 @@ class Sampler:
         t: float | None,
         where: torch.Tensor | None,
         generator: torch.Generator | None,
+        top_p: bool = True,
     ) -> torch.Tensor:
         """Clean sub-token proposals (B, L, ell) from the network output at time t (None
-        only without a temperature), drawn only at the positions ``where`` (all if None)."""
+        only without a temperature), drawn only at the positions ``where`` (all if None);
+        ``top_p`` False: from the whole distribution whatever ``config.top_p``."""
         c = self.config
         divide = self._temperature is not None and t is not None and self._tau_inside is None
         if divide:
@@ -128,7 +130,7 @@ class Sampler:
             decoder=self.decoder,
             carry_over=bool(c.carry_over),
             proposal=c.proposal,
-            top_p=c.top_p,
+            top_p=c.top_p if top_p else None,
             sampling_dtype=c.sampling_dtype,
             generator=generator,
             inplace=divide,
@@ -214,8 +216,9 @@ class Sampler:
             if on_step is not None:
                 on_step(k, y_before, y)
 
-        # Final noise removal at t_T > 0: fill whatever is still masked (always a call, as
-        # in MDLM's sampler). A grid down to t = 0 has nothing left to fill.
+        # Final noise removal at t_T > 0: fill whatever is still masked from the whole
+        # distribution, without nucleus filtering, as the MDLM code base's last step. A
+        # grid down to t = 0 has nothing left to fill.
         if float(grid[-1]) > 0.0:
             masked = y == mask_id
             if cache is None:
@@ -224,7 +227,7 @@ class Sampler:
             if self.config.final_argmax:  # ell = 1: the digit is the token
                 drawn = cache.argmax(dim=-1, keepdim=True)
             else:
-                drawn = self.draw(cache, y, float(grid[-1]), masked.any(-1), generator)
+                drawn = self.draw(cache, y, float(grid[-1]), masked.any(-1), generator, False)
             y = torch.where(masked, drawn, y)
         return SampleResult(
             tokens=self.codec.decode(y),

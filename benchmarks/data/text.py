@@ -3,7 +3,8 @@
 Every corpus goes through one pipeline (PRIME_SPEC §7.1, as MDLM's "wrap" mode):
 
 1. documents (a ``datasets.Dataset`` with a text column), optionally detokenized;
-2. batched, multi-process tokenization (``Dataset.map``), EOS appended to each document;
+2. batched, multi-process tokenization (``Dataset.map``), EOS appended to each document
+   (unless ``doc_eos=False``);
 3. the token stream (the whole split, or each group of ``group_docs`` documents)
    concatenated and cut into blocks of ``block_size`` = [BOS] + (block_size - 2) tokens
    + [EOS], or block_size tokens without specials; each stream's tail is dropped
@@ -11,9 +12,9 @@ Every corpus goes through one pipeline (PRIME_SPEC §7.1, as MDLM's "wrap" mode)
 4. the blocks written once to ``<cache>/text/<name>-<split>-<key>/blocks.npy`` and read
    back memory-mapped. The key hashes the data's fingerprint (hub revision / file
    contents), the tokenizer's fingerprint, the block size, the split, the detokenizer,
-   the grouping and the block specials, so a changed setting never reuses a stale cache.
-   Writes go to a temporary directory renamed into place: an interrupted build leaves
-   no half cache.
+   the grouping, the block specials and the document EOS, so a changed setting never
+   reuses a stale cache. Writes go to a temporary directory renamed into place: an
+   interrupted build leaves no half cache.
 
 Corpora: OpenWebText from the hub (the last ``validation_docs`` = 100,000 documents are
 the validation split, as in MDLM), the seven zero-shot sets, and the embedded Shakespeare
@@ -158,6 +159,7 @@ def tokenized_blocks(
     num_proc: int = 1,
     group_docs: int = 0,
     specials: bool = True,
+    doc_eos: bool = True,
 ) -> TokenBlocks:
     """Wrapped, tokenized blocks of ``source``, built once and then read from the cache.
 
@@ -169,7 +171,7 @@ def tokenized_blocks(
             OpenWebText's (-100000, None) validation split.
         split_name: name of the split in the cache key (default ``source.split``).
         num_proc: tokenization processes (the blocks do not depend on it).
-        group_docs, specials: the grouping and block layout of
+        group_docs, specials, doc_eos: the grouping, block layout and document EOS of
             :func:`benchmarks.data.blocks.wrap_blocks`.
     """
     docs = documents if documents is not None else load_documents(source)
@@ -196,6 +198,8 @@ def tokenized_blocks(
         key_fields["group_docs"] = group_docs
     if not specials:
         key_fields["specials"] = False
+    if not doc_eos:
+        key_fields["doc_eos"] = False
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
     root = (cache_dir or default_cache_dir()) / "text"
     folder = root / f"{source.name}-{split_name}-b{block_size}-{tokenizer.name}-{key}"
@@ -209,7 +213,7 @@ def tokenized_blocks(
     def encode(batch: dict[str, list[str]]) -> dict[str, list]:
         texts = [detok(t) for t in batch["text"]] if detok else batch["text"]
         ids = tokenizer.encode_batch(texts)
-        return {"ids": ids, "n": [len(i) + 1 for i in ids]}
+        return {"ids": ids, "n": [len(i) + int(doc_eos) for i in ids]}
 
     tokenized = docs.map(
         encode,
@@ -246,6 +250,7 @@ def tokenized_blocks(
             tokenizer.eos_id,
             group_docs=group_docs,
             specials=specials,
+            doc_eos=doc_eos,
             out=blocks,
         )
         blocks.flush()

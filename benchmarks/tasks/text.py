@@ -42,7 +42,7 @@ from .likelihood import (
     scored_tokens,
 )
 from .network_autocast import NetworkPrecision
-from .text_samples import draw_text_samples
+from .text_samples import SampleRetry, draw_text_samples
 
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
 
@@ -67,6 +67,8 @@ class TextLMParams:
         "block_specials",
         "row_order",
         "network_precision",
+        "heldout_doc_eos",
+        "sample_retry",
     )
 
     dataset: Literal["shakespeare", "openwebtext"] = "shakespeare"
@@ -89,6 +91,10 @@ class TextLMParams:
     (benchmarks.data.blocks); 0: the whole split is one stream (the authors': 1000)."""
     block_specials: bool = True
     """Blocks of [BOS] + L - 2 text tokens + [EOS]; false: L text tokens (BD3-LM's)."""
+    heldout_doc_eos: bool = True
+    """An EOS after each document in the held-out rows scored during training (the
+    validation documents, wrapped as the other blocks: BD3-LM's window search); false:
+    the documents' tokens alone (bd3lms's training validation). The evaluation keeps EOS."""
     row_order: RowOrder = "replacement"
     """How a training step takes its rows: replacement, drawn uniformly per step; or
     epoch_permutation, the next rows of per-epoch permutations (the authors' loader)."""
@@ -120,6 +126,8 @@ class TextLMParams:
     Gumbel tail and lowers the effective temperature (the paper: float64)."""
     sample_first_hitting: bool = False
     """Reveal one sub-token per network call at its exact time (no grid, no idle steps)."""
+    sample_retry: SampleRetry = "none"
+    """Redraw degenerate batches: none, or bd3lms (BD3-LM's, benchmarks.tasks.sample_retry)."""
     network_precision: NetworkPrecision = "float32"
     """Precision of the network's calls in the likelihood evaluation and the sampler
     (training: train.precision): bfloat16 runs them under bfloat16 autocast (the authors'
@@ -160,7 +168,7 @@ class TextLMParams:
 class TextLM(Task):
     Params = TextLMParams
 
-    def _blocks(self, split: str) -> np.ndarray:
+    def _blocks(self, split: str, doc_eos: bool = True) -> np.ndarray:
         p = self.params
         return load_blocks(
             p.dataset,
@@ -173,6 +181,7 @@ class TextLM(Task):
             num_proc=p.num_proc,
             group_docs=p.group_docs,
             specials=p.block_specials,
+            doc_eos=doc_eos,
         ).blocks
 
     def data_spec(self) -> DataSpec:
@@ -183,7 +192,7 @@ class TextLM(Task):
         return ArrayRows(self._blocks("train"), order=self.params.row_order)
 
     def validation_rows(self) -> ArrayRows:
-        return ArrayRows(self._blocks("validation"))
+        return ArrayRows(self._blocks("validation", self.params.heldout_doc_eos))
 
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params
@@ -263,6 +272,7 @@ class TextLM(Task):
             seed,
             ctx.device,
             p.network_precision,
+            p.sample_retry,
         )
         metrics = [Metric("sample_nfe", result.nfe, card)]
         if model.time_draws(p.block_size):  # a diffusion model: steps, blocks, idle steps
@@ -282,6 +292,7 @@ class TextLM(Task):
                 Metric("sample_nfe", result.nfe, card),
                 Metric("sample_invalid_rate", result.invalid_rate, card),
             ]
+        metrics += result.retry_metrics(card)
         rows = result.tokens
         texts = [tok.decode([i for i in row.tolist() if i < tok.num_classes]) for row in rows]
         path = ctx.artifact_dir / "samples.txt"

@@ -13,7 +13,9 @@ Pooled over the batches:
   (mdm-prime image/utils/eval_loop.py, ``reset_nfe_counter``). A transition is skipped
   (cached) only when no sequence of the batch changed, so NFE depends on the batch size:
   the batch is part of what is computed, not of how;
-* invalid rate: the fraction of invalid codes (>= C) over all tokens.
+* invalid rate: the fraction of invalid codes (>= C) over all tokens;
+* rejected: draws of a batch that ``retry`` redrew (:mod:`benchmarks.tasks.sample_retry`;
+  the statistics above are the kept draws').
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from tqdm import tqdm
 
 from prime import SamplerConfig, SampleResult
 
+from ..core import Metric
 from ..streams import eval_batch_seed
 from .network_autocast import network_autocast
+from .sample_retry import SampleRetry, draw_accepted
 
-__all__ = ["TextSamples", "draw_text_samples", "sample_batches"]
+__all__ = ["SampleRetry", "TextSamples", "draw_text_samples", "sample_batches"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,16 @@ class TextSamples:
     """The sampler calls' results, in batch order."""
 
     results: tuple[SampleResult, ...]
+    rejected: int = 0
+    """Draws rejected and drawn again, over all batches."""
+    retry: SampleRetry = "none"
+    """The rule that rejected them."""
+
+    def retry_metrics(self, card: dict) -> list[Metric]:
+        """sample_rejected, the draws rejected over all batches ([] when none may be)."""
+        if self.retry == "none":
+            return []
+        return [Metric("sample_rejected", float(self.rejected), {**card, "retry": self.retry})]
 
     @property
     def tokens(self) -> torch.Tensor:
@@ -78,16 +92,26 @@ def draw_text_samples(
     seed: int,
     device: torch.device,
     precision: str = "float32",
+    retry: SampleRetry = "none",
 ) -> TextSamples:
     """``count`` samples of ``seq_len`` tokens from ``model.sample``, ``batch`` per call
     (:func:`sample_batches`), from the sampling stream seeded ``seed``; ``precision``
     bfloat16 runs the network's calls under bfloat16 autocast, the probabilities and noise
-    staying in the sampler's ``sampling_dtype`` (:mod:`benchmarks.tasks.network_autocast`)."""
+    staying in the sampler's ``sampling_dtype`` (:mod:`benchmarks.tasks.network_autocast`);
+    ``retry``: which draws are drawn again (:mod:`benchmarks.tasks.sample_retry`), from the
+    batch's generator where the rejected draw left it."""
     sizes = sample_batches(count, batch)
-    results = []
+    block_size = getattr(model, "block_size", seq_len)
+    results, rejected = [], 0
     for j, size in enumerate(tqdm(sizes, desc="sampling", unit="batch")):
         batch_seed = seed if len(sizes) == 1 else eval_batch_seed(seed, j)
         gen = torch.Generator(device=device).manual_seed(batch_seed)
-        with network_autocast(model, precision, device):
-            results.append(model.sample(size, seq_len, config, generator=gen))
-    return TextSamples(tuple(results))
+
+        def draw(size: int = size, gen: torch.Generator = gen) -> SampleResult:
+            with network_autocast(model, precision, device):
+                return model.sample(size, seq_len, config, generator=gen)
+
+        result, redrawn = draw_accepted(draw, retry, block_size)
+        results.append(result)
+        rejected += redrawn
+    return TextSamples(tuple(results), rejected, retry)

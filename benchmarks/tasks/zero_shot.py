@@ -26,7 +26,12 @@ __all__ = ["TextZeroShot", "ZeroShotParams"]
 @dataclass(frozen=True)
 class ZeroShotParams:
     # Added after run ids were in use: left out of the run id at their defaults.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("eval_strata", "group_docs", "network_precision")
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "eval_strata",
+        "group_docs",
+        "network_precision",
+        "doc_eos",
+    )
 
     sets: tuple[str, ...] = tuple(ZERO_SHOT)
     """Zero-shot sets to evaluate, of lambada, wikitext, ptb, lm1b, ag_news, pubmed and
@@ -42,6 +47,10 @@ class ZeroShotParams:
     group_docs: int = 0
     """Documents per wrapping group, each cut into blocks on its own, its tail dropped
     (benchmarks.data.blocks); 0: the whole set is one stream (the authors': 1000)."""
+    doc_eos: bool = True
+    """An EOS after each document before wrapping (MDLM's and the authors' zero-shot sets);
+    false: the documents' tokens alone, each block still [BOS] + L - 2 tokens + [EOS]
+    (BD3-LM's zero-shot script)."""
     eval_blocks: int = 0
     """Blocks per set, evenly spaced, whose NLL is estimated; 0: every block."""
     eval_passes: int = 4
@@ -111,6 +120,7 @@ class TextZeroShot(Task):
                 p.block_size,
                 num_proc=p.num_proc,
                 group_docs=p.group_docs,
+                doc_eos=p.doc_eos,
             )
             chosen = subset(blocks.blocks.shape[0], p.eval_blocks)
             per_block = block_nll(
