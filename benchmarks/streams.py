@@ -48,6 +48,10 @@ EVAL_STREAMS: dict[str, int] = {
     "toy.steps_sweep": 100_000,  # the toy's samples at each number of steps
     "toy.steps_sweep_exact": 110_000,  # their exact-draw floor
     "image.fid_resampling": 120_000,  # the halves of the sample features for FID's SE
+    # The FID curve's training-loader reference: offset 0, so that at run seed 0 its
+    # torch.randperm is that of DistributedSampler's seed 0 at epoch 0 (the authors').
+    "image.loader_reference_order": 0,
+    "image.loader_reference_flips": 130_000,  # its random horizontal flips
 }
 
 

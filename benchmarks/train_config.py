@@ -45,6 +45,7 @@ class TrainConfig:
         "ema_offset",
         "ema_init",
         "time_strata",
+        "loss_scale",
     )
 
     steps: int = 0
@@ -76,6 +77,12 @@ class TrainConfig:
     grad_clip: float | None = None
     """Largest gradient norm, larger ones are scaled down; null: no clipping (text: 1.0,
     images: null)."""
+    loss_scale: Literal["none", "dynamic"] = "none"
+    """none: backward on the loss. dynamic: torch's GradScaler law (the authors' image
+    training, which passes its float32 loss through one): backward on S * loss, the
+    gradients unscaled before the step, a step whose scaled gradients hold an inf or NaN
+    skipped with S halved, S doubled after 2000 clean steps, from S = 2^16
+    (:mod:`benchmarks.loss_scale`). Not with 16-mixed, which scales by itself."""
     ema: float | None = None
     """Decay d of the weight EMA, updated with d_n = min(d, (1 + k) / (10 + k)) where
     k = n + ema_offset and n is the number of updates before this one; evaluation uses the
@@ -169,6 +176,15 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}: expected 0 or 1, got {value!r}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"train.ema: must be in (0, 1) or null, got {self.ema}")
+        if self.loss_scale not in ("none", "dynamic"):
+            raise ConfigError(
+                f"train.loss_scale: expected 'none' or 'dynamic', got {self.loss_scale!r}"
+            )
+        if self.loss_scale == "dynamic" and self.precision == "16-mixed":
+            raise ConfigError(
+                "train.loss_scale: 'dynamic' with train.precision=16-mixed would scale twice "
+                "(Lightning's float16 precision has its own scaler); use 'none'"
+            )
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"train.grad_clip: must be > 0 or null, got {self.grad_clip}")
         if self.init_from is not None:

@@ -38,6 +38,7 @@ from .data.loader import StepSampler, TrainRows, training_loader
 from .distributed import JobEnvironment, World
 from .ema import EMA
 from .hardware import Hardware
+from .loss_scale import DynamicLossScale, LossScaledModule
 from .preemption import SaveOnSignal
 from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
@@ -80,7 +81,7 @@ class _PeriodicCheckpoints(ModelCheckpoint):
         pass
 
 
-class DiffusionModule(L.LightningModule):
+class DiffusionModule(LossScaledModule):
     """Wraps a model with ``training_loss(x0, generator, shard)``; batches come from a
     :class:`StepSampler`, whose position this module checkpoints. ``ema_start``: the
     weights the EMA starts from, by parameter name (None: the model's current ones)."""
@@ -98,9 +99,9 @@ class DiffusionModule(L.LightningModule):
         self.model = model
         self.run_id = run_id
         self.train_cfg = train
-        self.seed = seed
-        self.sampler = sampler
+        self.seed, self.sampler = seed, sampler
         self.ema = None
+        self.loss_scale = DynamicLossScale() if train.loss_scale == "dynamic" else None
         if train.ema is not None:
             self.ema = EMA(model, train.ema, offset=train.ema_offset, start=ema_start)
         self._step_sums: list[torch.Tensor] = []

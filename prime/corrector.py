@@ -13,6 +13,11 @@ mask -> y_hat, (1 - alpha) * B alpha, so adding kappa D changes no marginal and 
 lets revealed sub-tokens be remasked and drawn again. A value other than y_hat moves to
 either at those rates. Over a step of length h a sub-token jumps with probability
 1 - exp(-h sum(u)), to Cat(u / sum(u)).
+
+At kappa = 0 the step is the predictor term alone: a sub-token other than y_hat (masked
+or revealed) moves to y_hat with probability 1 - exp(-h A), and none is remasked; the
+authors' solvers take this step whenever their corrector is on, strength 0 included
+(``SamplerConfig.corrector_at_zero``).
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ def corrector_jump(
     mask_id: int,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """One remasking/unmasking jump of every sub-token over a step of length h (§6.2)."""
+    """One remasking/unmasking jump of every sub-token over a step of length h (§6.2);
+    y, y_hat: (...) sub-tokens, kappa >= 0."""
+    if kappa < 0.0:
+        raise ValueError(f"corrector strength kappa must be >= 0, got {kappa}")
     tt = torch.tensor(t, dtype=torch.float64)
     a, da = float(schedule.alpha(tt)), -float(schedule.d_alpha(tt))  # flow-time derivative
-    if kappa <= 0.0 or not 0.0 < a < 1.0:  # the rates are 0/0 at the ends of time
+    if not 0.0 < a < 1.0:  # the rates are 0/0 at the ends of time
         return y
     to_value = da / (1 - a) + kappa * da / (a * (1 - a)) * a
     to_mask = kappa * da / (a * (1 - a)) * (1 - a)

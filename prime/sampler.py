@@ -197,12 +197,17 @@ class Sampler:
             # A transition that reveals every masked sub-token (alpha_s = 1) is the last
             # one of a grid down to t = 0: it only fills, as the image solvers' last step.
             fills = reveal_prob >= 1.0
-            kappa = self._corrector(t) if self._corrector is not None and not fills else 0.0
+            on = self._corrector is not None and not fills
+            kappa = self._corrector(t) if on else 0.0
+            # At strength 0 only where its rates are finite (0 < alpha < 1), so that at
+            # a > 0 corrector_at_zero changes no draw.
+            at_zero = self.config.corrector_at_zero and 0.0 < float(alpha[k]) < 1.0
+            correct = on and (kappa > 0.0 or at_zero)
             # A proposal matters only where something is revealed (the corrector reads all).
-            y_hat = self.draw(cache, y, t, reveal.any(-1) if kappa <= 0.0 else None, generator)
+            y_hat = self.draw(cache, y, t, None if correct else reveal.any(-1), generator)
             y_before = y
             y = torch.where(reveal, y_hat, y)
-            if kappa > 0.0:
+            if correct:
                 target = y_hat if self.config.proposal == "token" else None
                 if target is None:  # sub-token proposals: the corrector draws its own
                     target = self.draw(cache, y_before, t, None, generator)

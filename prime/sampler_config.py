@@ -39,6 +39,10 @@ class SamplerConfig:
         temperature: [a, beta, c] of tau(s) = a s^beta + c, s = 1 - t (None: tau = 1).
         corrector: [a, beta, c] of kappa(s) = a s^beta (1 - s)^beta, the strength of the
             divergence-free remasking term added after every step (None: off).
+        corrector_at_zero: run the corrector step also where kappa(t) = 0, where its
+            predictor term alpha' / (1 - alpha) still moves sub-tokens to the proposal
+            (the authors' solver whenever its corrector is on, a = 0 included); False: a
+            zero strength skips the step.
         time_warp: [a, beta, c] of the warped grid s -> 1 - a (1 - s)^beta + c (None:
             the uniform grid t_k = 1 - k (1 - eps) / T).
         first_hitting: reveal one sub-token per network call at drawn times (§6.4).
@@ -64,6 +68,7 @@ class SamplerConfig:
     top_p: float | None = None
     temperature: Triple | None = None
     corrector: Triple | None = None
+    corrector_at_zero: bool = False
     time_warp: Triple | None = None
     first_hitting: bool = False
     final_argmax: bool = False

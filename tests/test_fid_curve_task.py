@@ -156,3 +156,20 @@ def test_an_upstream_without_kept_checkpoints_names_the_setting(tmp_path, monkey
 def test_bad_settings_are_named(tmp_path, task, needle):
     with pytest.raises(ConfigError, match=needle):
         _curve_file(tmp_path, "bad", task)
+
+
+def test_the_training_loader_reference_is_scored_and_cached_apart(trained, monkeypatch):
+    tmp_path, uri, runs, upstream_metrics = trained
+    _stand_ins(monkeypatch, tmp_path)
+    config = _curve_file(
+        tmp_path, "loader", {"sample_count": 6, "sample_batch": 6, "reference": "training_loader"}
+    )
+    assert "reference" not in _curve_file(tmp_path, "plain", {}).task.to_dict()  # a later field
+    out = execute(config, uri, runs)
+    last = sorted(_history(uri, out["mlflow_run_id"], "fid_curve"))[-1]
+    # 16 reference images in whole batches of 4: all of them, permuted, some flipped
+    assert last[0] == 6 and last[1] != pytest.approx(upstream_metrics["fid"], rel=1e-9)
+    cached = sorted(p.name for p in (tmp_path / "cache" / "fid-reference").glob("*.npy"))
+    loader = [n for n in cached if n.startswith("cifar10-train-training-loader-")]
+    plain = [n for n in cached if n.startswith("cifar10-train-test-stand-in")]
+    assert len(loader) == 1 and len(plain) == 1

@@ -182,10 +182,11 @@ def random_hflip(batch: torch.Tensor, salts: np.ndarray) -> torch.Tensor:
 
 
 class ImageRows(ArrayRows):
-    """Training rows of an (N, C, H, W) uint8 image array, randomly flipped by salt."""
+    """Training rows of an (N, C, H, W) uint8 image array, randomly flipped by salt;
+    ``order``: how steps take them (:class:`ArrayRows`)."""
 
-    def __init__(self, images: np.ndarray, hflip: bool):
-        super().__init__(images)
+    def __init__(self, images: np.ndarray, hflip: bool, order: str = "replacement"):
+        super().__init__(images, order=order)
         self.hflip = hflip
 
     def get(self, indices: np.ndarray, salts: np.ndarray) -> torch.Tensor:

@@ -5,8 +5,10 @@ The authors score 2,000 samples every 250 epochs of training (their ``--fid_samp
 does the same from the checkpoints an upstream run kept: for every kept periodic
 checkpoint (optimizer step n), ``sample_count`` images from its EMA weights with the
 upstream row's sampler (or the settings given here), FID against the upstream's
-reference statistics. Every checkpoint starts the same seeded sampling stream, so the
-points differ by their weights, not by their noise.
+reference statistics or, with ``reference: training_loader``, against one epoch of a
+shuffled, flipped loader over the reference split, as the authors' in-training FID
+(:mod:`benchmarks.tasks.loader_reference`). Every checkpoint starts the same seeded
+sampling stream, so the points differ by their weights, not by their noise.
 
 Metrics: ``fid_curve``, ``fid_curve_se`` (when ``fid_resamples`` > 1) and ``kid_curve``
 logged at step n, one point per checkpoint; ``fid_curve_best`` and
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ from ..fid_reference import share_references
 from ..registry import TASKS
 from .image_params import REFERENCE_SPLIT, ImageParams
 from .images import ImageGeneration, load_images
+from .loader_reference import loader_reference
 
 __all__ = ["FidCurveParams", "ImageFidCurve"]
 
@@ -42,6 +45,9 @@ Triple = tuple[float, float, float]
 
 @dataclass(frozen=True)
 class FidCurveParams:
+    # Added after run ids were in use: left out of the run id at their defaults.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("reference",)
+
     sample_count: int = 2000
     """Images generated per checkpoint (the authors' --fid_samples: 2,000)."""
     sample_batch: int = 100
@@ -61,6 +67,12 @@ class FidCurveParams:
     """[a, beta, c] of the corrector; null: the upstream row's."""
     time_warp: Triple | None = None
     """[a, beta, c] of the time warp; null: the upstream row's."""
+    reference: Literal["fid_reference", "training_loader"] = "fid_reference"
+    """The real images: fid_reference, the upstream row's FID reference (its first
+    reference_count images of the reference split); training_loader, the first
+    floor(N / G) G images of a seeded permutation of the whole reference split, each
+    flipped with probability 1/2, G the upstream's global batch (the authors' in-training
+    FID: one epoch of their loader), cached under a label of their own."""
 
     def __post_init__(self) -> None:
         require_at_least(self, "task", ("sample_batch", "every"))
@@ -136,20 +148,25 @@ class ImageFidCurve(Task):
         reference = load_images(
             params.dataset, split, row.split_copy(split), params.imagenet_batches
         )
-        reference = np.asarray(reference[: params.reference_count])
+        label = row.reference_label()
+        if self.params.reference == "training_loader":
+            batch = self.upstream.train.global_batch_size
+            reference = loader_reference(reference, batch, ctx.seed)
+            label = f"{label}-training-loader"
+        else:
+            reference = np.asarray(reference[: params.reference_count])
         extractor = InceptionFeatures(
             default_cache_dir(), ctx.device, precision=params.fid_precision
         )
-        share_references([(reference, row.reference_label())], extractor, default_cache_dir())
+        share_references([(reference, label)], extractor, default_cache_dir())
         metrics: list[Metric] = []
         points: list[tuple[int, float]] = []
         for step, path in self.checkpoints(ctx):
             network, ema = ctx.load_checkpoint(path)
             point = dataclasses.replace(ctx, ema=ema)
             images, _ = row.sample_images(network, point, params.sample_steps)
-            scores = {
-                m.name: m for m in row.score_images(images, reference, [("", extractor)], point)
-            }
+            scored = row.score_images(images, reference, [("", extractor)], point, label=label)
+            scores = {m.name: m for m in scored}
             card = {
                 **scores["fid"].card,
                 "train_step": step,
@@ -159,6 +176,7 @@ class ImageFidCurve(Task):
                 "temperature": list(params.temperature),
                 "corrector": list(params.corrector),
                 "time_warp": list(params.time_warp),
+                "reference": self.params.reference,
                 "selection": "by test-set FID: optimistic",
             }
             for name, curve in (

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from ..core import ConfigError, require_at_least
+from ..data.row_order import RowOrder
 from ..precision import FASTEST, fastest_network_precision
 
 __all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams"]
@@ -32,6 +33,9 @@ class ImageParams:
         "inception_score",
         "imagenet_batches",
         "mixture_temper",
+        "row_order",
+        "invalid_pixels",
+        "corrector_on",
     )
 
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
@@ -53,6 +57,10 @@ class ImageParams:
     in place of path, reference_path and held_out_path; null: those or the hub."""
     hflip: bool = True
     """Flip each training image horizontally with probability 1/2 (the paper's CIFAR-10)."""
+    row_order: RowOrder = "replacement"
+    """How a training step takes its images: replacement, drawn uniformly per step; or
+    epoch_permutation, the next images of per-epoch permutations of the N images
+    (:mod:`benchmarks.data.row_order`; the authors' shuffled loader)."""
     eval_images: int = 1000
     """Held-out images, evenly spaced over the split, whose NLL in bits per dimension is
     estimated."""
@@ -64,6 +72,10 @@ class ImageParams:
     """Generated images for FID, NFE and the idle-step ratio (the paper: 50,000)."""
     sample_batch: int = 100
     """Images generated per sampler call."""
+    invalid_pixels: Literal["clamp", "wrap"] = "clamp"
+    """What a sampled value v >= 256 (a code past 255 when b^ell > 256, as ell = 3's 343)
+    becomes as a pixel: clamp, 255; wrap, v mod 256 (the authors' uint8 cast). The rate
+    of such values is reported either way (sample_invalid_rate)."""
     sample_steps: int = 512
     """N, steps of the sampler's time grid: the NFE of the paper's tables (CIFAR-10: 512,
     ImageNet-32: 1024)."""
@@ -84,7 +96,13 @@ class ImageParams:
     mdm-mixture (one network has one component: mean)."""
     corrector: tuple[float, float, float] = (0.0, 1.0, 0.0)
     """[a, beta, c] of the remasking strength kappa(s) = a s^beta (1 - s)^beta after each
-    step, c ignored as in the released code; a = 0: off (the paper: [16, 2, 0.75])."""
+    step, c ignored as in the released code; a = 0: off unless corrector_on is always
+    (the paper: [16, 2, 0.75])."""
+    corrector_on: Literal["auto", "always"] = "auto"
+    """auto: the corrector step runs where kappa > 0 (a = 0: no corrector); always: it
+    runs after every step but the last whatever kappa, so at a = 0 its predictor term
+    alpha' / (1 - alpha) still moves a sub-token to a fresh proposal
+    (:mod:`prime.corrector`; the authors' solver with --use_corrector_step)."""
     time_warp: tuple[float, float, float] = (1.0, 0.0, 0.0)
     """[a, beta, c] of the grid warp s -> 1 - a (1 - s)^beta + c of s_k = k / N; [1, 0, 0]:
     the uniform grid down to t = 0 (the paper: [1, 1.7, 0])."""

@@ -44,7 +44,7 @@ from .image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, SHAPES, ImageParams
 from .image_scores import Extractors, image_scores
 from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
 
-__all__ = ["ImageGeneration", "ImageParams", "load_images"]
+__all__ = ["ImageGeneration", "ImageParams", "load_images", "to_pixels"]
 
 
 @cache
@@ -60,6 +60,14 @@ def load_images(
     source = {"cifar10": CIFAR10, "imagenet32": IMAGENET32}[dataset]
     hub_split = {"cifar10": {"validation": "test"}}.get(dataset, {}).get(split, split)
     return image_tokens(replace(source, split=hub_split, path=path or source.path))
+
+
+def to_pixels(tokens: torch.Tensor, invalid_pixels: str) -> torch.Tensor:
+    """uint8 pixels of sampled values (any shape): a value v >= 256 becomes 255 (clamp)
+    or v mod 256 (wrap, the authors' integer-to-uint8 cast)."""
+    if invalid_pixels == "wrap":
+        return torch.remainder(tokens, 256).to(torch.uint8)
+    return tokens.clamp(max=255).to(torch.uint8)
 
 
 @TASKS.register("image")
@@ -92,7 +100,7 @@ class ImageGeneration(Task):
         if p.inception_score:  # fail before training, not after it
             classifier_weights_file(default_cache_dir())
         images = load_images(p.dataset, "train", p.path, p.imagenet_batches)
-        return ImageRows(images, hflip=self.params.hflip)
+        return ImageRows(images, hflip=p.hflip, order=p.row_order)
 
     def split_copy(self, split: str) -> str | None:
         """The local copy of ``split`` among ``path`` (train), ``reference_path`` (the FID
@@ -201,7 +209,8 @@ class ImageGeneration(Task):
             proposal=p.proposal,
             carry_over=p.sampler_carry_over,
             temperature=None if p.temperature == (0.0, 1.0, 1.0) else p.temperature,
-            corrector=p.corrector if p.corrector[0] > 0 else None,
+            corrector=p.corrector if p.corrector[0] > 0 or p.corrector_on == "always" else None,
+            corrector_at_zero=p.corrector_on == "always",
             time_warp=p.time_warp,
             sampling_dtype=torch.float64 if p.sampling_dtype == "float64" else torch.float32,
             temper_components=p.mixture_temper == "components",
@@ -226,7 +235,8 @@ class ImageGeneration(Task):
             invalid += int((result.tokens >= 256).sum())
             idle.append(result.idle_ratio.cpu())
             nfe = result.nfe
-            images.append(result.tokens.clamp(max=255).to(torch.uint8).view(n, c, h, w).cpu())
+            pixels = to_pixels(result.tokens, p.invalid_pixels)
+            images.append(pixels.view(n, c, h, w).cpu())
         card = {
             "samples": p.sample_count,
             "steps": steps,
@@ -235,7 +245,9 @@ class ImageGeneration(Task):
             "temperature": list(p.temperature),
             "mixture_temper": p.mixture_temper,
             "corrector": list(p.corrector),
+            "corrector_on": p.corrector_on,
             "time_warp": list(p.time_warp),
+            "invalid_pixels": p.invalid_pixels,
             "sampling_dtype": p.sampling_dtype,
             "network_precision": p.sample_precision,
             "ema": ctx.ema,
@@ -257,11 +269,13 @@ class ImageGeneration(Task):
         extractors: Extractors,
         ctx: EvalContext,
         suffix: str = "",
+        label: str | None = None,
     ) -> list[Metric]:
-        """FID (with its half-sample SE) and KID of ``images`` against ``reference``, for
-        each extractor, metric names suffixed ``suffix``."""
+        """FID (with its half-sample SE) and KID of ``images`` against ``reference`` (its
+        features cached under ``label``; None: the reference split's), for each
+        extractor, metric names suffixed ``suffix``."""
         p = self.params
-        label = self.reference_label()
+        label = label or self.reference_label()
         card = {"weights": "2015-12-05 FID Inception (offline copy)", "ema": ctx.ema}
         resampling = (p.fid_resamples, eval_seed("image.fid_resampling", ctx.seed))
         if suffix == "_real_floor":

@@ -29,6 +29,7 @@ from prime import MaskedDiffusion, SamplerConfig
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.corpora import load_blocks
 from ..data.loader import ArrayRows
+from ..data.row_order import RowOrder
 from ..data.tokenizers import get_tokenizer
 from ..precision import FASTEST, fastest_network_precision
 from ..registry import TASKS
@@ -47,7 +48,6 @@ from .text_samples import SampleRetry, draw_text_samples
 __all__ = ["TextLM", "TextLMParams", "load_blocks", "subset"]
 
 Dtype = Literal["float32", "float64"]
-RowOrder = Literal["replacement", "epoch_permutation"]
 
 
 def subset(n: int, limit: int) -> np.ndarray:
