@@ -12,6 +12,7 @@ intact periodic checkpoint or from scratch.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -117,6 +118,20 @@ def check_checkpoint(path: Path) -> None:
         )
 
 
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The contents of a torch checkpoint, read as data: tensors, numbers, strings and
+    containers only (``weights_only``), so a file whose unpickling would run code is
+    refused with :class:`CheckpointError` before anything of it runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data, which "
+            f"are never unpickled (that could run code): {first}; {_aside(path)}"
+        ) from None
+
+
 def check_run_id(checkpoint: dict[str, Any], path: Path, run_id: str) -> None:
     """Raise :class:`CheckpointError` if the loaded ``checkpoint`` was saved by another run."""
     saved = checkpoint.get(RUN_ID_KEY)
@@ -150,7 +165,7 @@ def load_trained_model(
     check_checkpoint(path)
     task = TASKS.get(config.task.name)(config.task.params, config)
     model = MODELS.get(config.model.name).build(config.model.params, task.data_spec())
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path)
     check_run_id(checkpoint, path, config.run_id)
     state = checkpoint["state_dict"]
     model.load_state_dict(

@@ -13,8 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
-from benchmarks.checkpoints import CheckpointError, load_trained_model
+from benchmarks.checkpoints import RUN_ID_KEY, CheckpointError, load_trained_model
 from benchmarks.cli import main
 from benchmarks.data.images import CIFAR10, image_tokens
 from benchmarks.data.text import load_documents
@@ -71,6 +72,30 @@ def test_a_damaged_checkpoint_is_reported_and_kept(trained, tmp_path, damage):
     assert path.read_bytes() == content  # neither trained over nor replaced
     with pytest.raises(CheckpointError, match=str(path)):
         load_trained_model(config, runs_here)
+
+
+class _RunsCode:
+    """Unpickling this makes a directory: a stand-in for a payload that runs code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def test_a_checkpoint_whose_unpickling_runs_code_is_refused_before_it_runs(trained, tmp_path):
+    _, _, (config, _) = trained
+    marker = tmp_path / "payload-ran"
+    runs = tmp_path / "runs"
+    path = _checkpoint(runs, config)
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, RUN_ID_KEY: config.run_id, "x": _RunsCode(marker)}, path)
+    content = path.read_bytes()
+    with pytest.raises(CheckpointError, match="never unpickled") as err:
+        load_trained_model(config, runs)
+    assert str(path) in str(err.value) and "move it aside" in str(err.value)
+    assert not marker.exists() and path.read_bytes() == content
 
 
 def test_a_checkpoint_of_another_config_is_refused(trained, tmp_path):
