@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime.backbones import SubTokenEmbedding
-from prime.backbones.attention import apply_rotary, attend, rotary
+from prime.backbones.attention import apply_rotary, attend, check_rotary_heads, rotary
 
 __all__ = ["ARMConfig", "ARM_PRESETS", "ARMTransformer"]
 
@@ -55,10 +55,7 @@ class ARMConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.hidden % self.heads:
-            raise ValueError(f"ARM hidden={self.hidden} must be divisible by heads={self.heads}")
-        if (self.hidden // self.heads) % 2:
-            raise ValueError("ARM head dimension must be even for rotary embeddings")
+        check_rotary_heads("ARM", self.hidden, self.heads)
 
 
 ARM_PRESETS = {

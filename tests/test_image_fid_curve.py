@@ -7,7 +7,7 @@ import pytest
 from benchmarks.core import ConfigError
 from benchmarks.experiments import load_experiment, parse_overrides
 from benchmarks.perf import image_fid_curve
-from benchmarks.perf.image_fid_curve import fid_curve, kept_checkpoints, sampler_settings
+from benchmarks.perf.image_fid_curve import curve_checkpoints, fid_curve, sampler_settings
 from benchmarks.runner import execute
 from benchmarks.tasks import images
 from tests.helpers import StandInFeatures
@@ -40,7 +40,7 @@ def test_kept_checkpoints_give_fid_per_training_step_and_sampler(tmp_path, monke
     assert config.run_id == experiment.resolve("cpu", plain, ["mdm"])[0].run_id
     runs = tmp_path / "runs"
     metrics = execute(config, f"sqlite:///{tmp_path / 'm.db'}", runs)["metrics"]
-    assert [step for step, _ in kept_checkpoints(runs, config.run_id)] == [2, 4]
+    assert [step for step, _ in curve_checkpoints(runs, config.run_id)] == [2, 4]
 
     settings = ["{}", '{"temperature": [0, 1, 0.8], "steps": 2}']
     rows = fid_curve(config, runs, settings, None)
@@ -62,14 +62,14 @@ def test_kept_checkpoints_give_fid_per_training_step_and_sampler(tmp_path, monke
 def test_a_run_that_kept_no_periodic_checkpoint_is_read_from_last(tmp_path):
     ckpt = tmp_path / "abc" / "checkpoints"
     with pytest.raises(FileNotFoundError, match="no checkpoint of run abc"):
-        kept_checkpoints(tmp_path, "abc")
+        curve_checkpoints(tmp_path, "abc")
     ckpt.mkdir(parents=True)
     (ckpt / "last.ckpt").write_bytes(b"x")
     (ckpt / "step-notes.ckpt").write_bytes(b"x")  # not a step file
-    assert kept_checkpoints(tmp_path, "abc") == [(None, ckpt / "last.ckpt")]
+    assert curve_checkpoints(tmp_path, "abc") == [(None, ckpt / "last.ckpt")]
     (ckpt / "step00000010.ckpt").write_bytes(b"x")
     (ckpt / "step00000002-v1.ckpt").write_bytes(b"x")  # Lightning's name for a second save
-    assert [s for s, _ in kept_checkpoints(tmp_path, "abc")] == [2, 10]
+    assert [s for s, _ in curve_checkpoints(tmp_path, "abc")] == [2, 10]
 
 
 def test_sampler_settings_are_validated_and_name_the_argument():

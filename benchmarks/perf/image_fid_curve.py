@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.checkpoints import kept_checkpoints as kept_steps
-from benchmarks.checkpoints import last_checkpoint, load_trained_model
+from benchmarks.checkpoints import kept_checkpoints, last_checkpoint, load_trained_model
 from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError, EvalContext
 from benchmarks.data.cache import default_cache_dir
@@ -43,10 +42,10 @@ from benchmarks.tasks.images import ImageGeneration, load_images
 from benchmarks.validation import build_dataclass
 
 
-def kept_checkpoints(runs_dir: Path, run_id: str) -> list[tuple[int | None, Path]]:
+def curve_checkpoints(runs_dir: Path, run_id: str) -> list[tuple[int | None, Path]]:
     """(training step, file) of every kept periodic checkpoint of a run, in step order;
     ``last.ckpt`` alone (step None) when the run kept none."""
-    found: list[tuple[int | None, Path]] = list(kept_steps(runs_dir, run_id))
+    found: list[tuple[int | None, Path]] = list(kept_checkpoints(runs_dir, run_id))
     if found:
         return found
     last = last_checkpoint(runs_dir, run_id)
@@ -117,7 +116,7 @@ def fid_curve(
     if not isinstance(base, ImageParams):
         raise ConfigError(f"{config.experiment}: task {config.task.name!r} is not an image task")
     settings = sampler_settings(raw_settings, base)
-    checkpoints = kept_checkpoints(runs_dir, config.run_id)
+    checkpoints = curve_checkpoints(runs_dir, config.run_id)
     if only_steps:
         checkpoints = [(s, p) for s, p in checkpoints if s in only_steps]
         if not checkpoints:

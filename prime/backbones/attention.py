@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention
 
-__all__ = ["KVCache", "rotary", "apply_rotary", "attend", "AttentionMask"]
+__all__ = ["KVCache", "rotary", "apply_rotary", "attend", "AttentionMask", "check_rotary_heads"]
 
 AttentionMask = torch.Tensor | object  # a bool tensor, a BlockMask, or has .attend(q, k, v)
 
@@ -68,6 +68,15 @@ class KVCache:
             if k is not None:
                 start = max(0, k.shape[2] - positions)
                 self.keys[i], self.values[i] = k[:, :, start:], v[:, :, start:]
+
+
+def check_rotary_heads(network: str, hidden: int, heads: int) -> None:
+    """Raise ValueError unless ``hidden`` splits into ``heads`` heads of an even size (the
+    rotary embedding rotates pairs of channels)."""
+    if hidden % heads:
+        raise ValueError(f"{network} hidden={hidden} must be divisible by heads={heads}")
+    if (hidden // heads) % 2:
+        raise ValueError(f"{network} head dimension must be even for rotary embeddings")
 
 
 def rotary(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionMask, KVCache, apply_rotary, attend, rotary
+from .attention import AttentionMask, KVCache, apply_rotary, attend, check_rotary_heads, rotary
 
 __all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "SubTokenEmbedding"]
 
@@ -47,10 +47,7 @@ class DiTConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.hidden % self.heads:
-            raise ValueError(f"DiT hidden={self.hidden} must be divisible by heads={self.heads}")
-        if (self.hidden // self.heads) % 2:
-            raise ValueError("DiT head dimension must be even for rotary embeddings")
+        check_rotary_heads("DiT", self.hidden, self.heads)
 
 
 DIT_PRESETS = {
