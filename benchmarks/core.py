@@ -111,7 +111,8 @@ class Task:
     Subclasses define ``Params`` (a frozen dataclass of settings) and register with
     ``@TASKS.register(name)``. A task with ``trainable = False`` trains nothing: it
     evaluates the model the runner hands it, which is the checkpoint of the run named by
-    the experiment's ``upstream:`` section when there is one.
+    the experiment's ``upstream:`` section when there is one. A task with ``needs_model =
+    False`` is handed none (it simulates, or loads the upstream's kept checkpoints itself).
     """
 
     Params: ClassVar[type]

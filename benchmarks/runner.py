@@ -216,7 +216,8 @@ def _train_and_evaluate(
     if config.upstream is not None:
         upstream = upstream_config(config)
         task.check_upstream(upstream)
-        model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
+        if task_cls.needs_model:  # a task that reads the kept checkpoints loads its own
+            model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
         ctx.upstream_run = upstream.run_id
         ctx.kept_checkpoints = tuple(kept_checkpoints(run_dir.parent, upstream.run_id))
         ctx.load_checkpoint = partial(load_trained_model, upstream, run_dir.parent, device)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -85,6 +86,7 @@ class ImageFidCurve(Task):
 
     Params = FidCurveParams
     trainable = False
+    needs_model = False  # it loads each kept checkpoint itself (EvalContext.load_checkpoint)
 
     upstream: RunConfig | None = None
 
@@ -119,7 +121,7 @@ class ImageFidCurve(Task):
             **sampler,
         )
 
-    def checkpoints(self, ctx: EvalContext) -> list[tuple[int, object]]:
+    def checkpoints(self, ctx: EvalContext) -> list[tuple[int, Path]]:
         """Every ``every``-th periodic checkpoint of the upstream run and its last one, in
         step order; an error naming the remedy when the run did not keep them all."""
         up = self.upstream
