@@ -7,7 +7,7 @@ data and the model's sub-token codec.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from torch import nn
@@ -24,6 +24,7 @@ from prime.backbones import (
 )
 
 from .core import ConfigError, DataSpec, require_at_least
+from .validation import within
 
 __all__ = [
     "ToyMLPParams",
@@ -33,6 +34,8 @@ __all__ = [
     "BackboneParams",
     "build_backbone",
 ]
+
+DROPOUT_RANGE = within(0, 1, high_open=True, why="a dropout probability, or null: the preset's")
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class DiTParams:
     preset: Literal["small", "tiny", "cpu"] = "small"
     """Sizes (hidden width / blocks / heads / conditioning width / dropout): small is the
     paper's 768/12/12/128/0.1, tiny 512/8/8/128/0.1, cpu 128/2/4/64/0."""
-    dropout: float | None = None
+    dropout: float | None = field(default=None, metadata=DROPOUT_RANGE)
     """Dropout probability; null: the preset's."""
     time_conditioned: bool = False
     """Feed t to the adaLN conditioning; false feeds 0 (MDLM and the paper), so the sampler
@@ -98,7 +101,7 @@ class UNetParams:
     dropout): paper 96, (3, 4, 4), 5, 64, 0.4; cpu 32, (3, 3), 1, 32, 0.1, both attending
     at half resolution (16 x 16 for 32 x 32 images); cpu-patch is cpu on 2 x 2 pixel
     patches (a quarter of the positions, attention at a quarter resolution)."""
-    dropout: float | None = None
+    dropout: float | None = field(default=None, metadata=DROPOUT_RANGE)
     """Dropout probability; null: the preset's."""
 
     def config(self) -> UNetConfig:

@@ -4,9 +4,11 @@ A checkpoint lives at ``runs/<run id>/checkpoints/last.ckpt`` and carries the ru
 was saved by (``primebench_run_id``). Before a run resumes from it, or another run
 loads its weights, :func:`check_checkpoint` refuses a file that is empty, truncated or
 not a torch checkpoint, and one saved by another config (copied into the wrong run
-directory), with an error naming the file. Nothing is deleted or overwritten: the
-message says how to move the file aside, after which the run starts from its last
-intact periodic checkpoint or from scratch.
+directory), with an error naming the file. A run whose ``last.ckpt`` is damaged resumes
+from its newest whole periodic checkpoint (:func:`resume_checkpoint`); with none, the
+error says how to move the file aside to start from scratch. Nothing is deleted or
+overwritten. Checkpoints are read as data (:func:`read_checkpoint`), never unpickled
+as code; they are written by :mod:`benchmarks.checkpoint_writer`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "last_checkpoint",
     "kept_checkpoint",
     "check_checkpoint",
+    "resume_checkpoint",
     "check_run_id",
     "load_trained_model",
     "initialise_from",
@@ -116,6 +119,34 @@ def check_checkpoint(path: Path) -> None:
         raise CheckpointError(
             f"checkpoint {path} is a zip archive but not a torch checkpoint; {_aside(path)}"
         )
+
+
+def resume_checkpoint(folder: Path) -> tuple[Path | None, str | None]:
+    """The checkpoint a run in ``folder`` resumes from: ``last.ckpt`` if it is whole, else
+    the newest whole ``step<n>.ckpt`` (a damaged or missing ``last.ckpt`` never sends a
+    run back to step 0 while intact periodic checkpoints are there). Returns (file or
+    None to start from scratch, a note saying why a fallback was taken). Raises
+    :class:`CheckpointError` when ``last.ckpt`` is damaged and no periodic one is whole."""
+    last = folder / "last.ckpt"
+    damage = None
+    if last.exists():
+        try:
+            check_checkpoint(last)
+            return last, None
+        except CheckpointError as err:
+            damage = err
+    for step, path in reversed(kept_checkpoints(folder.parent.parent, folder.parent.name)):
+        try:
+            check_checkpoint(path)
+        except CheckpointError as err:
+            log.warning("skipping damaged periodic checkpoint: %s", err)
+            continue
+        what = str(damage).split("; move it aside")[0]
+        why = f"{what}" if damage else f"there is no {last.name}"
+        return path, f"{why}; resuming from {path.name} (step {step}), the newest whole one"
+    if damage is not None:
+        raise CheckpointError(f"{damage}; no whole periodic checkpoint to fall back on")
+    return None, None
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -9,6 +9,9 @@ primebench reproduce --scale paper --cluster slurm --profile P   submit all (dep
                                                   between experiments) and exit [--dry-run]
 primebench status [EXPERIMENT] [--scale S]        state and step of every run, Slurm jobs
 primebench explain EXPERIMENT | task:NAME | model:NAME   every setting, with its meaning
+
+Errors are one line naming the setting or file, and nothing waits for input (``--debug``:
+tracebacks, and pdb on a run that fails in this process; :mod:`benchmarks.cli_errors`).
 """
 
 from __future__ import annotations
@@ -16,22 +19,22 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
 
-from .checkpoints import CheckpointError
+from .cli_errors import check_arguments, parse_set, report_error
 from .cli_parser import build_parser
 from .core import ConfigError
 from .dryrun import dry_run
-from .experiments import Experiment, list_experiments, load_experiment, parse_overrides
+from .experiments import Experiment, list_experiments, load_experiment
 from .explain import explain_entry, explain_runs
-from .launch import LaunchError, launch, wait
-from .lease import RunBusy
-from .preemption import Interrupted
+from .launch import launch, wait_jobs
+from .preemption import Interrupted, Terminated
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
-from .reports import ReportError, render_report
+from .reports import render_report
 from .reproduction import (
     Reproduction,
     default_parallel,
@@ -42,14 +45,13 @@ from .reproduction import (
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
 from .submitted import SweepInterrupted, print_results
-from .tracking import TrackingError
 
 __all__ = ["main", "COMMANDS"]
 
 
 def _configs(args: argparse.Namespace, experiment: str):
     exp = load_experiment(experiment)
-    return exp.resolve(args.scale, parse_overrides(args.set), args.variant)
+    return exp.resolve(args.scale, parse_set(args.set), args.variant)
 
 
 def _reproduced(exp: Experiment, scale: str) -> str:
@@ -77,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
         runs_dir=args.runs_dir,
         if_busy=args.if_busy,
+        post_mortem=args.debug,
     )
     print_results(results)
     return 0
@@ -116,6 +119,7 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
         runs_dir=args.runs_dir,
         parallel=1 if args.parallel is None else args.parallel,  # unset: reproduce's default
         if_busy=args.if_busy,
+        post_mortem=args.debug,
     )
     print_results(results)
     return results
@@ -132,7 +136,7 @@ def _report(args: argparse.Namespace, missing: Sequence[str] = ()) -> list:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
-        overrides = parse_overrides(args.set)
+        overrides = parse_set(args.set)
         return _dry_run(
             args, plan_experiments([args.experiment], args.scale, overrides, args.variant)
         )
@@ -144,7 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.variant and not args.experiment:
         raise ConfigError("--variant: name the experiment too, e.g. primebench status toy2d")
     names = [args.experiment] if args.experiment else _scale_experiments(args.scale)
-    overrides = parse_overrides(args.set)
+    overrides = parse_set(args.set)
     configs = [
         c for n in names for c in load_experiment(n).resolve(args.scale, overrides, args.variant)
     ]
@@ -178,7 +182,7 @@ def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
     if args.wait:
         for item in plan:
             print(f"== waiting for {item.name}", flush=True)
-            print_results(wait(submissions[item.name]))
+            print_results(wait_jobs(submissions[item.name], tracebacks=args.debug))
         return True
     follow = f"primebench status --scale {args.scale}"
     follow += f" --runs-dir {args.runs_dir}" if args.runs_dir != "runs" else ""
@@ -194,7 +198,7 @@ def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     names = _scale_experiments(args.scale)
-    plan = plan_experiments(names, args.scale, parse_overrides(args.set), reproduction=True)
+    plan = plan_experiments(names, args.scale, parse_set(args.set), reproduction=True)
     if args.dry_run:
         return _dry_run(args, plan)
     done = Reproduction()
@@ -213,7 +217,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
     else:  # debug: in this process, one run after the other
         done = reproduce_in_process(
-            plan, tracking_uri=args.tracking_uri, runs_dir=args.runs_dir, if_busy=args.if_busy
+            plan,
+            tracking_uri=args.tracking_uri,
+            runs_dir=args.runs_dir,
+            if_busy=args.if_busy,
+            post_mortem=args.debug,
         )
     print("== report")
     began = time.perf_counter()
@@ -253,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
     try:
+        check_arguments(args)
         return args.func(args)
     except SweepInterrupted as stop:
         print(
@@ -276,17 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (
-        ConfigError,
-        TrackingError,
-        LaunchError,
-        FileNotFoundError,
-        RunBusy,
-        CheckpointError,
-        ReportError,
-    ) as err:
-        print(f"primebench: error: {err}", file=sys.stderr)
-        return 2
+    except Terminated:
+        print(
+            "primebench: terminated (SIGTERM); the run stopped is marked interrupted; run it "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGTERM
+    except Exception as err:  # noqa: BLE001 - one line, the traceback only with --debug
+        return report_error(err, args.debug)
 
 
 if __name__ == "__main__":

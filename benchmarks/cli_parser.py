@@ -6,12 +6,16 @@ import argparse
 from collections.abc import Callable, Mapping
 
 from .config import SCALES
-from .launch import CLUSTERS
 from .lease import IF_BUSY
+from .preflight import CLUSTERS
 
 __all__ = ["build_parser"]
 
 _OUT_HELP = "reports go to OUT/<scale>/ (default: results, under the working directory)"
+_DEBUG_HELP = (
+    "on an error, print its traceback; a run that fails in this process (primebench run, "
+    "--cluster debug) opens the pdb debugger. Without it no command waits for input"
+)
 
 
 def build_parser(
@@ -23,9 +27,13 @@ def build_parser(
         description="Reproducibility suite for MDM-Prime (masked diffusion with partial masking).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    common = argparse.ArgumentParser(add_help=False)
+    # --debug after the command too; SUPPRESS keeps a --debug given before it.
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    common = argparse.ArgumentParser(add_help=False, parents=[flags])
     common.add_argument(
         "--tracking-uri",
         help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
@@ -42,7 +50,9 @@ def build_parser(
         "lists every setting with its meaning)",
     )
 
-    p = sub.add_parser("list", help="experiments, models, tasks and cluster profiles")
+    p = sub.add_parser(
+        "list", parents=[flags], help="experiments, models, tasks and cluster profiles"
+    )
     p.set_defaults(func=commands["list"])
 
     p = sub.add_parser("run", parents=[running], help="run an experiment in this process")

@@ -21,9 +21,19 @@ from .registry import MODELS, TASKS, Registry, import_plugins
 from .train_config import TrainConfig
 from .validation import build_dataclass, coerce
 
-__all__ = ["ComponentConfig", "UpstreamConfig", "RunConfig", "SCALES"]
+__all__ = [
+    "ComponentConfig",
+    "UpstreamConfig",
+    "RunConfig",
+    "SCALES",
+    "SEED_MAX",
+    "check_runnable",
+]
 
 SCALES = ("cpu", "paper")
+# torch.manual_seed takes at most 2^64 - 1, and the evaluation streams add offsets to the
+# run seed (benchmarks.streams): a seed up to 2^63 - 1 leaves them room.
+SEED_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,8 @@ class RunConfig:
     scale: Literal["cpu", "paper"]
     """cpu: minutes on a laptop, relative comparisons only; paper: the paper's settings."""
     seed: int
-    """The run seed: every random stream of training and evaluation derives from it
-    (:mod:`benchmarks.streams`)."""
+    """The run seed, in [0, 2^63 - 1]: every random stream of training and evaluation
+    derives from it (:mod:`benchmarks.streams`)."""
     task: ComponentConfig
     """The benchmark task by name, with its settings."""
     model: ComponentConfig | None
@@ -93,7 +103,19 @@ class RunConfig:
     """The trained run an evaluation-only task reads (null: the task trains its model)."""
     plugins: tuple[str, ...] = ()
     """Modules imported before validation, where third-party models and tasks register;
-    not part of the run id (they say where code is, not what it computes)."""
+    not part of the run id (they say where code is, not what it computes). Only a config
+    the user resolves imports them (an experiment file, ``--set``); a report reads every
+    stored run's list as names and imports none of them (:mod:`benchmarks.reports.stored`:
+    it imports the installed packages' entry points and the plugins of this
+    installation's experiment files, and leaves out, by name, a run that needs more)."""
+
+    def __post_init__(self) -> None:
+        if type(self.seed) is not int or not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(
+                f"seed: must be an integer in [0, 2^63 - 1], got {self.seed!r} (torch's "
+                "manual_seed takes at most 2^64 - 1, and evaluation streams add offsets "
+                "to the run seed)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -158,19 +180,44 @@ class RunConfig:
                     "model: must be null when upstream is set (the model is the upstream "
                     f"run's: {upstream.experiment})"
                 )
+        task = _component(raw["task"], TASKS, "task")
+        model = None if model is None else _component(model, MODELS, "model")
+        _check_model_meets_task(task, model)
         return cls(
             experiment=coerce(raw["experiment"], str, "experiment"),
             variant=coerce(raw["variant"], str, "variant"),
             scale=coerce(raw["scale"], Literal["cpu", "paper"], "scale"),
             seed=coerce(raw.get("seed", 0), int, "seed"),
-            task=_component(raw["task"], TASKS, "task"),
-            model=None if model is None else _component(model, MODELS, "model"),
+            task=task,
+            model=model,
             train=build_dataclass(TrainConfig, raw.get("train"), "train"),
             upstream=None
             if upstream is None
             else build_dataclass(UpstreamConfig, upstream, "upstream"),
             plugins=plugins,
         )
+
+
+def check_runnable(config: RunConfig) -> None:
+    """ConfigError unless a task that evaluates a model has one, its own or the upstream
+    run's: checked where experiments resolve, before anything runs (a config built by hand
+    or read from a store may be a fragment)."""
+    if config.model is None and config.upstream is None:
+        if TASKS.get(config.task.name, path="task.name").needs_model:
+            raise ConfigError(
+                f"model: task {config.task.name!r} needs a model: set model.name, or "
+                "upstream to evaluate a trained run"
+            )
+
+
+def _check_model_meets_task(task: ComponentConfig, model: ComponentConfig | None) -> None:
+    """The model's settings fit the data the task's settings declare (``model.ell``
+    against the vocabulary, ...): the checks that need both."""
+    if model is None:
+        return
+    data = TASKS.get(task.name, path="task.name").declared_data(task.params)
+    if data is not None:
+        MODELS.get(model.name, path="model.name").check_data(model.params, data)
 
 
 def _component(raw: Any, registry: Registry, path: str) -> ComponentConfig:

@@ -126,6 +126,13 @@ class Task:
     def data_spec(self) -> DataSpec:
         raise NotImplementedError
 
+    @classmethod
+    def declared_data(cls, params: Any) -> DataSpec | None:
+        """The DataSpec the settings alone fix, without reading any file: validation
+        checks the model's settings against it (:meth:`ModelEntry.check_data`) before
+        anything runs. None: known only once the data is loaded."""
+        return None
+
     def train_rows(self) -> TrainRows:
         """The rows training batches are drawn from (see :mod:`benchmarks.data.loader`)."""
         raise NotImplementedError(f"task {type(self).__name__} has no training data")
@@ -150,6 +157,12 @@ class ModelEntry:
     @classmethod
     def build(cls, params: Any, data: DataSpec) -> nn.Module:
         raise NotImplementedError
+
+    @classmethod
+    def check_data(cls, params: Any, data: DataSpec) -> None:
+        """Raise ConfigError naming the setting with which ``params`` cannot model
+        ``data`` (e.g. more sub-tokens than the vocabulary has digits); run at validation
+        against the task's :meth:`Task.declared_data`. Default: nothing to check."""
 
     @classmethod
     def training_callbacks(cls, params: Any, task: Task, seed: int) -> list[Any]:

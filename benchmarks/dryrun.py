@@ -14,10 +14,13 @@ from collections.abc import Callable, Sequence
 from .core import ConfigError
 from .estimate import Estimate, Layout, StepTime, estimate, measured_step_time
 from .experiments import upstream_config
-from .launch import LOCAL_TIMEOUT_MIN, validate
+from .launch import LOCAL_TIMEOUT_MIN
+from .preflight import validate
 from .profiles import ClusterProfile
 from .runstore import RunStore
+from .sqlite_cluster import check_sqlite_for_slurm
 from .submission import PlannedExperiment
+from .tracking_store import TrackingError, resolve_tracking_uri
 
 __all__ = ["layout_of", "dry_run", "UNKNOWN_STEP_TIME"]
 
@@ -91,6 +94,11 @@ def dry_run(
         validate(item.configs, cluster, profile, check_sbatch=False)
     layout = layout_of(cluster, profile)
     store = RunStore(tracking_uri)
+    if cluster == "slurm":
+        try:
+            check_sqlite_for_slurm(resolve_tracking_uri(tracking_uri), profile)
+        except TrackingError as refused:
+            say(f"== warning: the submission would be refused: {refused}")
     given = StepTime(step_time, None, "--step-time") if step_time is not None else None
     rows: list[tuple[str, ...]] = [_HEADER]
     estimates: list[Estimate] = []

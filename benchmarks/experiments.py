@@ -42,11 +42,11 @@ from typing import Any
 
 import yaml
 
-from .config import SCALES, RunConfig
+from .config import SCALES, RunConfig, check_runnable
 from .core import ConfigError
 from .overrides import deep_merge, expand_grid, parse_overrides
 from .resources import experiments_dir
-from .yaml_io import load_yaml
+from .yaml_io import load_yaml, yaml_problem
 
 __all__ = [
     "Experiment",
@@ -118,6 +118,7 @@ class Experiment:
             for seed in _training_seeds(merged, overrides or {}, where):
                 try:
                     configs.append(RunConfig.from_dict({**merged, "seed": seed}))
+                    check_runnable(configs[-1])
                 except ConfigError as err:
                     raise ConfigError(f"{where}: {err}") from None
         return configs
@@ -157,7 +158,7 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
     try:
         raw = load_yaml(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(raw) - set(FILE_KEYS))

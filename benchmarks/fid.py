@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.cache import staged_file
 from .inception_score import classifier_weights
+from .safe_files import atomic_write, check_not_symlink
 
 __all__ = [
     "InceptionFeatures",
@@ -159,9 +159,11 @@ def converted_weights_path(cache_dir: Path) -> Path:
     source = offline_weights_file()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     target = Path(cache_dir) / f"inception-2015-12-05-torch-fidelity-{digest}.pth"
+    check_not_symlink(target, "converted Inception weights")
     if not target.is_file():
-        with staged_file(target) as tmp:
-            torch.save(convert(source), tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(target, "converted Inception weights") as handle:
+            torch.save(convert(source), handle)
     return target
 
 

@@ -11,7 +11,9 @@ compute every set. An exclusive ``flock`` on ``<entry>.lock`` lets one process c
 entry while the others wait for it; ``share_references`` first takes, without waiting,
 the entries that no one else is computing, so two runs needing two sets compute one each
 instead of both computing both. A lock dies with its process, so a crash leaves no stale
-lock, only a missing entry that the next run computes.
+lock, only a missing entry that the next run computes. The cache may be shared, so an
+entry or lock that is a symbolic link is refused (:class:`benchmarks.safe_files.UnsafePath`)
+rather than read or written through, and entries are published by rename.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .data.cache import staged_file
 from .fid import CleanFIDFeatures, InceptionFeatures
+from .safe_files import atomic_write, check_not_symlink, ensure_directory, open_nofollow
 
 __all__ = ["reference_entry", "reference_features", "share_references"]
 
@@ -47,8 +50,10 @@ def reference_entry(images: np.ndarray, extractor: Extractor, cache_dir: Path, l
 def _entry_lock(entry: Path, wait: bool) -> Iterator[bool]:
     """Hold the exclusive lock of ``entry``; yields False (without waiting) when ``wait``
     is False and another process holds it."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with open(entry.with_name(entry.name + ".lock"), "a") as handle:
+    ensure_directory(entry.parent, "FID reference cache")
+    lock = entry.with_name(entry.name + ".lock")
+    fd = open_nofollow(lock, os.O_RDWR | os.O_CREAT, "FID reference cache lock")
+    with os.fdopen(fd, "rb+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -62,6 +67,7 @@ def _entry_lock(entry: Path, wait: bool) -> Iterator[bool]:
 
 def _load(entry: Path, count: int) -> np.ndarray:
     """The cached features, checked: (count, D) floats, else an error naming the file."""
+    check_not_symlink(entry, "FID reference cache entry")
     try:
         features = np.load(entry)
     except (OSError, ValueError, EOFError) as exc:
@@ -79,8 +85,8 @@ def _load(entry: Path, count: int) -> np.ndarray:
 
 def _compute(images: np.ndarray, extractor: Extractor, entry: Path, label: str) -> np.ndarray:
     features = extractor(np.ascontiguousarray(images), desc=f"{label} features")
-    with staged_file(entry) as tmp:
-        np.save(tmp, features)
+    with atomic_write(entry, "FID reference cache entry") as handle:
+        np.save(handle, features)
     return features
 
 
@@ -107,6 +113,7 @@ def share_references(
     computed = 0
     for images, label in sets:
         entry = reference_entry(images, extractor, cache_dir, label)
+        check_not_symlink(entry, "FID reference cache entry")
         if entry.is_file():
             continue
         with _entry_lock(entry, wait=False) as held:

@@ -23,12 +23,17 @@ import submitit
 
 from .config import RunConfig
 from .core import ConfigError
+from .inprocess import InProcessExecutor
+from .job_errors import one_line, wait_jobs
 from .jobs import TrainJob, job_threads
 from .lease import IF_BUSY
 from .ledger import record
 from .pool import Outcome, run_pool
 from .preemption import Interrupted, StopRequest, sigint_ignored
-from .profiles import ClusterProfile, check_slurm_can_run
+from .preflight import validate
+from .profiles import ClusterProfile
+from .safe_files import ensure_private_directory
+from .sqlite_cluster import check_sqlite_for_slurm
 from .submitted import (
     LaunchError,
     Submission,
@@ -42,12 +47,11 @@ from .submitted import (
 from .tracking import Tracker, resolve_tracking_uri
 
 __all__ = [
-    "CLUSTERS",
     "LOCAL_TIMEOUT_MIN",
     "Submission",
-    "validate",
     "submit",
     "wait",
+    "wait_jobs",
     "launch",
     "launch_local",
     "raise_failures",
@@ -57,47 +61,19 @@ __all__ = [
 
 log = logging.getLogger("primebench")
 
-CLUSTERS = ("debug", "local", "slurm")
 LOCAL_TIMEOUT_MIN = 24 * 60  # time limit of a local job without a profile
 
 
-def _check_layout(configs: list[RunConfig], profile: ClusterProfile | None) -> None:
-    """Every config's global batch splits over the profile's ranks (ConfigError if not)."""
-    world = profile.world_size if profile is not None else 1
-    for config in configs:
-        try:
-            config.train.split(world)
-        except ConfigError as err:
-            raise ConfigError(
-                f"{config.experiment}/{config.variant} on {world} rank(s): {err}"
-            ) from None
-
-
-def validate(
-    configs: list[RunConfig],
-    cluster: str,
-    profile: ClusterProfile | None = None,
-    *,
-    after: list[str] | None = None,
-    check_sbatch: bool = True,
-) -> None:
-    """The checks of :func:`submit` that need no store: cluster, profile, batch split over
-    the profile's ranks and, on Slurm, the partition (and sbatch unless ``check_sbatch`` is
-    false, for dry runs). Raises ConfigError naming the field."""
-    if cluster not in CLUSTERS:
-        raise ConfigError(f"--cluster: expected one of {', '.join(CLUSTERS)}, got {cluster!r}")
-    if cluster == "debug" and profile is not None and profile.world_size > 1:
-        raise ConfigError("--cluster debug runs in this process: a profile with one rank only")
-    if after and cluster != "slurm":
-        raise ConfigError("job dependencies need --cluster slurm")
-    _check_layout(configs, profile)
-    if cluster == "slurm":
-        check_slurm_can_run(profile or ClusterProfile(), require_sbatch=check_sbatch)
-
-
 def _executor(
-    cluster: str, folder: Path, profile: ClusterProfile | None, after: list[str] | None
+    cluster: str,
+    folder: Path,
+    profile: ClusterProfile | None,
+    after: list[str] | None,
+    post_mortem: bool = False,
 ) -> Any:
+    if cluster == "debug" and not post_mortem:
+        # submitit's DebugExecutor opens pdb on a failed job (benchmarks.inprocess).
+        return InProcessExecutor(folder)
     if cluster == "slurm":
         profile = profile or ClusterProfile()
         # Time-outs after which submitit stops requeueing (preemptions are not counted).
@@ -127,6 +103,7 @@ def submit(
     after: list[str] | None = None,
     threads: int | None = None,
     if_busy: str = "wait",
+    post_mortem: bool = False,
 ) -> Submission:
     """Submit one job per config and return without waiting.
 
@@ -134,22 +111,28 @@ def submit(
     ``threads``: CPU threads per local rank (default: the machine's cores over the ranks).
     ``if_busy``: a job whose run is being run elsewhere waits for it ("wait") or fails
     naming the holder ("exit").
-    Everything is checked (:func:`validate`, tracking store) before anything is
-    submitted; local and Slurm jobs are recorded in the ledger (``benchmarks.ledger``).
+    ``post_mortem``: a failed ``debug`` job opens pdb (submitit's DebugExecutor), for a
+    person at the terminal; otherwise its exception is raised.
+    Everything is checked (:func:`validate`, tracking store; on Slurm, a sqlite store
+    that the jobs would write from several nodes or over a network filesystem is refused,
+    :mod:`benchmarks.sqlite_cluster`) before anything is submitted; local and Slurm jobs
+    are recorded in the ledger (``benchmarks.ledger``).
     """
     validate(configs, cluster, profile, after=after)
     if if_busy not in IF_BUSY:
         raise ConfigError(f"--if-busy: expected one of {', '.join(IF_BUSY)}, got {if_busy!r}")
     uri = resolve_tracking_uri(tracking_uri)
+    if cluster == "slurm":  # before the store is created on this machine
+        check_sqlite_for_slurm(uri, profile)
     # Fails fast on an unreachable store, and creates the store's tables and the MLflow
     # experiments here, once, rather than in concurrent jobs racing on a sqlite file.
     tracker = Tracker(uri)
     for name in sorted({c.experiment for c in configs}):
         tracker.experiment_id(name)
     runs_dir = Path(runs_dir).resolve()
-    folder = runs_dir / "submitit" / cluster
-    folder.mkdir(parents=True, exist_ok=True)
-    executor = _executor(cluster, folder, profile, after)
+    ensure_private_directory(runs_dir / "submitit", "job folder")
+    folder = ensure_private_directory(runs_dir / "submitit" / cluster, "job folder")
+    executor = _executor(cluster, folder, profile, after, post_mortem)
     n = len(configs)
     jobs = executor.map_array(
         TrainJob(job_threads(cluster, profile, threads), if_busy),
@@ -171,12 +154,15 @@ def launch(
     runs_dir: str | Path = "runs",
     parallel: int = 1,
     if_busy: str = "wait",
+    post_mortem: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``configs`` on ``cluster`` and wait for them; returns each job's result.
 
     ``parallel`` (local only) caps simultaneous jobs (:func:`launch_local`); every
-    local config is attempted before the failures are raised together. A Slurm sweep
-    is one job array limited by ``profile.array_parallelism``.
+    local config is attempted before the failures are raised together, a line each (the
+    exception a job's traceback ends with, and its log; the whole traceback with
+    ``post_mortem``). A Slurm sweep is one job array limited by
+    ``profile.array_parallelism``. ``post_mortem``: a failed ``debug`` job opens pdb.
     """
     if parallel < 1:
         raise ConfigError(f"--parallel: must be >= 1, got {parallel}")
@@ -187,14 +173,16 @@ def launch(
         "if_busy": if_busy,
     }
     if cluster != "local":
-        submission = submit(configs, cluster, **kwargs)
+        submission = submit(configs, cluster, post_mortem=post_mortem, **kwargs)
         if cluster == "slurm":
             say(
                 f"submitted job array {submission.array_id} ({len(configs)} tasks); "
                 f"logs under {submission.folder}"
             )
-        return wait(submission)
+        return wait_jobs(submission, tracebacks=post_mortem)
     outcomes = launch_local(configs, parallel=parallel, **kwargs)
+    if not post_mortem:  # a job's error holds its whole traceback: keep its last line
+        outcomes = [one_line(o) for o in outcomes]
     raise_failures(outcomes)
     return [o.result for o in outcomes]
 

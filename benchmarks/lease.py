@@ -8,6 +8,12 @@ when its holder exits, however it exits, so a crash leaves no stale lock to clea
 The holder writes its host, pid, job id and start time into the file, for the messages
 of whoever finds it taken; that record stays after release (the next holder rewrites it).
 
+Run ids are predictable and a runs directory may be shared, so nothing in it is
+followed through a symbolic link (:mod:`benchmarks.safe_files`): the lease is opened
+with ``O_NOFOLLOW`` relative to the run directory's own descriptor, and a run directory,
+``checkpoints/`` or ``artifacts/`` that is a link, or a lease that is not a regular
+file, stops the start with :class:`benchmarks.safe_files.UnsafePath` naming it.
+
 A second starter either waits for the holder to finish (``if_busy="wait"``; it then
 usually finds the run complete and skips it) or stops at once with :class:`RunBusy`
 naming the holder (``if_busy="exit"``).
@@ -26,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from .safe_files import UnsafePath, ensure_directory, open_directory, open_nofollow
+
 __all__ = ["IF_BUSY", "LEASE_FILE", "RunBusy", "RunLease", "describe_holder"]
 
 log = logging.getLogger("primebench")
@@ -33,6 +41,8 @@ log = logging.getLogger("primebench")
 LEASE_FILE = "lease"
 IF_BUSY = ("wait", "exit")
 _REMIND_EVERY_S = 600.0
+# What the run writes into its directory; a link in their place would take its writes.
+_RUN_SUBDIRS = ("checkpoints", "artifacts")
 
 
 class RunBusy(RuntimeError):
@@ -66,18 +76,40 @@ class RunLease:
         return self._file is not None
 
     def holder(self) -> dict[str, Any] | None:
-        """The record of the last process that took the lease (None if unreadable)."""
+        """The record of the last process that took the lease (None if unreadable, or if
+        the lease or the run directory is a symbolic link)."""
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            with os.fdopen(self._open(os.O_RDONLY), encoding="utf-8") as handle:
+                record = json.loads(handle.read())
+        except (OSError, ValueError, UnsafePath):
             return None
+        return record if isinstance(record, dict) else None
+
+    def _open(self, flags: int) -> int:
+        """The lease file's descriptor, opened in the real run directory without
+        following a link (:class:`UnsafePath` otherwise)."""
+        dir_fd = open_directory(self.run_dir, "run directory")
+        try:
+            return open_nofollow(self.path, flags, "run lease", 0o644, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _check_run_dir(self) -> None:
+        """Create the run directory; refuse it, or a subdirectory the run writes into,
+        if it is a symbolic link or not a directory."""
+        ensure_directory(self.run_dir, "run directory")
+        for name in _RUN_SUBDIRS:
+            sub = self.run_dir / name
+            if os.path.lexists(sub):
+                ensure_directory(sub, f"run's {name} directory")
 
     def try_acquire(self) -> bool:
         """Take the lease if it is free; False if another process holds it."""
         if self._file is not None:
             return True
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - kept open while the lease is held
+        self._check_run_dir()
+        fd = self._open(os.O_RDWR | os.O_CREAT)
+        handle = os.fdopen(fd, "r+", encoding="utf-8")  # kept open while the lease is held
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -9,7 +9,9 @@ cluster, the jobs it waits for, and the submit time.
 Each line is written with a single ``write`` on a file opened for appending, so
 concurrent submitters do not interleave partial lines on a local file system. A line
 that does not parse (a crash mid-write, a hand edit) is skipped with a warning: the
-ledger is a convenience, never a reason for ``status`` to fail.
+ledger is a convenience, never a reason for ``status`` to fail. Neither the ledger nor
+its folder is followed through a symbolic link (the runs directory may be shared): a
+link is reported and left alone, and the submission stands.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import RunConfig
+from .safe_files import (
+    UnsafePath,
+    check_not_symlink,
+    ensure_directory,
+    open_nofollow,
+    read_nofollow,
+)
 
 __all__ = ["LedgerEntry", "ledger_path", "record", "read_ledger", "latest_by_run_id"]
 
@@ -64,9 +73,13 @@ def record(
 ) -> Path:
     """Append one line per (config, job id) to the ledger of ``runs_dir``; return its path."""
     path = ledger_path(runs_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        ensure_directory(path.parent, "submission folder")
+        fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "submission ledger")
+    except UnsafePath as err:
+        log.error("%s; jobs %s are not recorded in it", err, ", ".join(map(str, job_ids)))
+        return path
     try:
         for config, job_id in zip(configs, job_ids, strict=True):
             entry = LedgerEntry(
@@ -106,8 +119,14 @@ def read_ledger(runs_dir: str | Path) -> list[LedgerEntry]:
     path = ledger_path(runs_dir)
     if not path.is_file():
         return []
+    try:
+        check_not_symlink(path.parent, "submission folder")
+        text = read_nofollow(path, "submission ledger").decode(errors="replace")
+    except UnsafePath as err:
+        log.warning("%s; not reading it", err)
+        return []
     entries = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -11,7 +11,7 @@ from prime import MaskedDiffusion
 
 from .backbones import UNetParams, build_backbone
 from .core import DataSpec, ModelEntry, require_at_least
-from .diffusion_settings import ScheduleName, check_train_time_eps
+from .diffusion_settings import TIME_EPS_RANGE, ScheduleName, check_train_time_eps
 from .registry import MODELS
 
 __all__ = ["MixtureParams", "MDMMixture"]
@@ -25,7 +25,7 @@ class MixtureParams:
     schedule: ScheduleName = "polynomial"
     """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1); the
     paper's image models use polynomial, (1 - t)^3 = s^3 in flow time s."""
-    time_eps: float = 1e-3
+    time_eps: float = field(default=1e-3, metadata=TIME_EPS_RANGE)
     """Smallest diffusion time of the likelihood estimates, t in [eps, 1], and of training
     unless train_time_eps is set; keeps the loss weight w(t) finite."""
     train_time_eps: float | None = None

@@ -38,6 +38,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from .run_logger import flush_step_metrics
+
 __all__ = [
     "StopRequest",
     "sigint_ignored",
@@ -216,6 +218,7 @@ class SaveOnSignal(Callback):
             kind = trainer.strategy.reduce(kind, reduce_op="max")
         if kind.item() > 0 and step < (trainer.max_steps or 0):
             self.kind = int(kind.item())
+            flush_step_metrics(trainer)  # before the save, as the periodic checkpoints
             trainer.save_checkpoint(self.last)
             # Stop after this batch rather than raise here: the step's metrics are logged
             # after the batch-end hooks, and the resumed run starts at the next step.

@@ -21,7 +21,7 @@ import yaml
 from .core import ConfigError, require_at_least
 from .resources import profiles_dir
 from .validation import build_dataclass
-from .yaml_io import load_yaml
+from .yaml_io import load_yaml, yaml_problem
 
 __all__ = [
     "ClusterProfile",
@@ -147,7 +147,7 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     try:
         raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"profile {path.name}: not valid YAML: {err}") from None
+        raise ConfigError(f"profile {path.name}: not valid YAML: {yaml_problem(err)}") from None
     return build_dataclass(ClusterProfile, raw, f"profile {path.name}")
 
 

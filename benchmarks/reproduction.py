@@ -133,9 +133,11 @@ def reproduce_in_process(
     tracking_uri: str | None = None,
     runs_dir: str | Path = "runs",
     if_busy: str = "wait",
+    post_mortem: bool = False,
 ) -> Reproduction:
     """Run the plan's experiments one after the other in this process (``--cluster
-    debug``); failures are recorded as in :func:`reproduce_locally`."""
+    debug``); failures are recorded as in :func:`reproduce_locally` (``post_mortem``: a
+    failed run opens pdb first, :func:`benchmarks.launch.launch`)."""
     done = Reproduction()
     failed: set[str] = set()
     for item in plan:  # upstream experiments first
@@ -153,6 +155,7 @@ def reproduce_in_process(
                 tracking_uri=tracking_uri,
                 runs_dir=runs_dir,
                 if_busy=if_busy,
+                post_mortem=post_mortem,
             )
         except LaunchError as err:
             done.missing.append(f"{item.name}: {err}")

@@ -22,7 +22,12 @@ from typing import Any
 
 import torch
 
-from .checkpoints import initialise_from, kept_checkpoints, last_checkpoint, load_trained_model
+from .checkpoints import (
+    initialise_from,
+    kept_checkpoints,
+    load_trained_model,
+    resume_checkpoint,
+)
 from .config import RunConfig
 from .core import ConfigError, EvalContext
 from .distributed import World, current_world, share_from_main
@@ -31,6 +36,7 @@ from .hardware import Hardware, select_hardware
 from .lease import RunBusy, RunLease
 from .preemption import Interrupted, Preempted, Terminated, terminate_raises
 from .registry import MODELS, TASKS
+from .safe_files import UnsafePath, check_not_symlink, ensure_directory
 from .tracking import Tracker
 from .training import fit
 
@@ -105,7 +111,7 @@ def _claim(
     if world.is_main:
         try:
             lease.acquire(if_busy)
-        except RunBusy as busy:
+        except (RunBusy, UnsafePath) as busy:
             share_from_main(world, _BUSY + str(busy), _RANKS_WAIT)
             raise
         existing = tracker.find_run(config)
@@ -124,7 +130,7 @@ def _run(config: RunConfig, tracker: Tracker, world: World, run_dir: Path) -> Ru
         mlflow_run_id = tracker.start(config)
         tags = {**hardware.tags(), **_layout_tags(config, world, hardware)}
         tracker.set_tags(mlflow_run_id, tags)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(run_dir, "run directory")
     try:
         metrics = _train_and_evaluate(config, tracker, mlflow_run_id, run_dir, world, hardware)
     except Preempted as stop:
@@ -140,9 +146,9 @@ def _run(config: RunConfig, tracker: Tracker, world: World, run_dir: Path) -> Ru
         if mlflow_run_id is not None:
             tracker.interrupted(mlflow_run_id, None)
         raise
-    except BaseException:
+    except BaseException as err:
         if mlflow_run_id is not None:
-            tracker.fail(mlflow_run_id)
+            tracker.fail(mlflow_run_id, err)
         raise
     if mlflow_run_id is not None:
         tracker.finish(mlflow_run_id)
@@ -191,7 +197,7 @@ def _train_and_evaluate(
         )
     if model is not None and task_cls.trainable and config.train.steps > 0:
         ema_start = None  # a resumed run reads its EMA from its checkpoint
-        if not last_checkpoint(run_dir.parent, config.run_id).exists():
+        if resume_checkpoint(run_dir / "checkpoints")[0] is None:
             ema_start = initialise_from(model, config, run_dir.parent, tracker, mlflow_run_id)
         hardware.maybe_compile(getattr(model, "network", model))
         logger = (tracker.uri, mlflow_run_id) if mlflow_run_id is not None else None
@@ -225,10 +231,11 @@ def _train_and_evaluate(
             tracker.set_tags(mlflow_run_id, {"primebench.upstream_run": upstream.run_id})
     if model is not None:
         model.to(device).eval()
-    ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+    ensure_directory(ctx.artifact_dir, "run's artifacts directory")
     with ema.applied_to(model) if ema is not None else nullcontext():
         output = task.evaluate(model, ctx)
     tracker.log_metrics(mlflow_run_id, output.metrics)
     for subdir, path in output.artifacts:
+        check_not_symlink(path, "artifact")  # never upload the file a link points to
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
     return {m.name: m.value for m in output.metrics if m.step is None}

@@ -85,5 +85,6 @@ def eval_batch_seed(stream_seed: int, batch: int, part: int = 0) -> int:
 
 
 def idle_seed(run_seed: int, num_steps: int) -> int:
-    """The idle-step simulation's stream at T = ``num_steps``."""
-    return run_seed * 100_003 + num_steps
+    """The idle-step simulation's stream at T = ``num_steps``, within torch.manual_seed's
+    [0, 2^64) (unchanged for run seeds below 1.8e14)."""
+    return (run_seed * 100_003 + num_steps) % 2**64

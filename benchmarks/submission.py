@@ -22,8 +22,11 @@ from typing import Any
 from .config import RunConfig
 from .core import ConfigError
 from .experiments import list_experiments, load_experiment
-from .launch import Submission, submit, validate
+from .launch import Submission, submit
+from .preflight import validate
 from .profiles import ClusterProfile
+from .sqlite_cluster import check_sqlite_for_slurm
+from .tracking_store import resolve_tracking_uri
 
 __all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "stages", "submit_plan"]
 
@@ -176,6 +179,8 @@ def submit_plan(
             f"--cluster {cluster}: jobs cannot wait for other jobs; run the experiments one "
             "after the other (benchmarks.launch.launch) or use --cluster slurm"
         )
+    if slurm:  # first: it needs no config, and no config can lift it
+        check_sqlite_for_slurm(resolve_tracking_uri(tracking_uri), profile)
     for item in plan:
         validate(item.configs, cluster, profile)
     submissions: dict[str, Submission] = {}

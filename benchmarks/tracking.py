@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import time
 from importlib import metadata
@@ -36,12 +37,16 @@ __all__ = [
     "RUN_ID_TAG",
 ]
 
+log = logging.getLogger("primebench")
+
 EXPERIMENT_PREFIX = "primebench/"
 RUN_ID_TAG = "primebench.run_id"
 COMPLETE_TAG = "primebench.complete"
 STATE_TAG = "primebench.state"  # running / requeued / interrupted / done / failed
 REQUEUES_TAG = "primebench.requeues"
 STEP_TAG = "primebench.step"  # the training step of the last saved checkpoint
+CONFIG_TAG = "primebench.config_logged"  # params and config.json are in the run
+ERROR_TAG = "primebench.error"  # the first line of the error that failed the run
 
 
 def _git_commit() -> str:
@@ -117,6 +122,9 @@ class Tracker:
         if run is not None:
             self.client.update_run(run.info.run_id, status="RUNNING")
             self.client.set_tag(run.info.run_id, STATE_TAG, "running")
+            # A kill between creating the run and recording its config left them out.
+            if run.data.tags.get(CONFIG_TAG) != "true":
+                self._record_config(run.info.run_id, config, frozenset(run.data.params))
             return run.info.run_id
         tags = {
             RUN_ID_TAG: config.run_id,
@@ -135,25 +143,41 @@ class Tracker:
             run_name=f"{config.variant}-{config.run_id}",
             tags=tags,
         )
-        run_id = run.info.run_id
+        self._record_config(run.info.run_id, config)
+        return run.info.run_id
+
+    def _record_config(
+        self, run_id: str, config: RunConfig, present: frozenset[str] = frozenset()
+    ) -> None:
+        """Params (those not ``present`` already) and ``config.json``, then the tag
+        saying both are there."""
         from mlflow.entities import Param
 
-        params = [Param(k, v[:6000]) for k, v in config.flat_params().items()]
+        flat = config.flat_params()
+        params = [Param(k, v[:6000]) for k, v in flat.items() if k not in present]
         for start in range(0, len(params), 100):
             self.client.log_batch(run_id, params=params[start : start + 100])
         self.client.log_text(
             run_id, json.dumps(config.to_dict(), indent=2, sort_keys=True), "config.json"
         )
-        return run_id
+        self.client.set_tag(run_id, CONFIG_TAG, "true")
 
     def log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        """Log ``metrics`` with their cards; a point (name, step) already in the run is
+        not logged again, so an evaluation repeated after a failure that followed its
+        logging (an artifact upload, a kill) leaves each point once."""
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import RunTag
 
         now = int(time.time() * 1000)
+        logged = {
+            name: {point.step for point in self.client.get_metric_history(run_id, name)}
+            for name in {m.name for m in metrics}
+        }
         entries = [
             MlflowMetric(m.name, float(m.value), now, m.step if m.step is not None else 0)
             for m in metrics
+            if (m.step if m.step is not None else 0) not in logged[m.name]
         ]
         cards: dict[str, dict[str, Any]] = {}
         for m in metrics:
@@ -195,12 +219,25 @@ class Tracker:
         self.client.set_terminated(run_id, "KILLED")
 
     def finish(self, run_id: str) -> None:
-        self.set_tags(run_id, {COMPLETE_TAG: "true", STATE_TAG: "done"})
+        # Terminated first: a kill between the two leaves a run that is not complete,
+        # which the next start finishes, never a complete run left RUNNING.
         self.client.set_terminated(run_id, "FINISHED")
+        self.set_tags(run_id, {COMPLETE_TAG: "true", STATE_TAG: "done"})
 
-    def fail(self, run_id: str) -> None:
-        self.client.set_tag(run_id, STATE_TAG, "failed")
-        self.client.set_terminated(run_id, "FAILED")
+    def fail(self, run_id: str, error: BaseException | None = None) -> None:
+        """Mark the run FAILED, with the error's first line (and the error's own tags,
+        e.g. the step of a non-finite loss). Never raises: a store that cannot take the
+        mark (a full disk) must not hide the error that ended the run."""
+        tags = {STATE_TAG: "failed"}
+        if error is not None:
+            lines = str(error).strip().splitlines()
+            tags[ERROR_TAG] = f"{type(error).__name__}: {lines[0] if lines else ''}"[:5000]
+            tags.update(getattr(error, "tags", lambda: {})())
+        try:
+            self.set_tags(run_id, tags)
+            self.client.set_terminated(run_id, "FAILED")
+        except Exception as err:  # noqa: BLE001 - reported, the original error goes on
+            log.warning("could not mark MLflow run %s failed: %s", run_id, err)
 
     def final_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from .core import ConfigError, positive
 from .precision import FASTEST, fastest_training_precision
+from .validation import within
 
 __all__ = ["TrainConfig"]
 
@@ -53,12 +54,30 @@ class TrainConfig:
     global_batch_size: int = 256
     """Rows (sequences, images or toy samples) of one optimizer step over all ranks and
     micro-batches (the paper: 512)."""
-    lr: float = 1e-3
-    """AdamW learning rate after the warm-up, then constant (text: 3e-4, images: 1e-4)."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    """AdamW (beta_1, beta_2) (text: (0.9, 0.999), images: (0.9, 0.95))."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay (text: 0, images: 0.01)."""
+    lr: float = field(
+        default=1e-3,
+        metadata=within(
+            0,
+            1,
+            low_open=True,
+            why="an AdamW step moves each weight by about lr whatever the gradient's "
+            "scale, so past 1 every step moves the weights further than their own size",
+        ),
+    )
+    """AdamW learning rate after the warm-up, then constant (text: 3e-4, images: 1e-4); in
+    (0, 1]: the step lr m / (sqrt(v) + eps) moves each weight by at most about lr."""
+    betas: tuple[float, float] = field(
+        default=(0.9, 0.999),
+        metadata=within(
+            0, 1, high_open=True, why="AdamW's moving-average decays; at 1 they never update"
+        ),
+    )
+    """AdamW (beta_1, beta_2), each in [0, 1) (text: (0.9, 0.999), images: (0.9, 0.95))."""
+    weight_decay: float = field(
+        default=0.0, metadata=within(0, why="a negative decay grows every weight each step")
+    )
+    """AdamW decoupled weight decay, >= 0 with lr x weight_decay < 1 (text: 0, images:
+    0.01): each step multiplies the weights by 1 - lr_n weight_decay."""
     weight_decay_on: Literal["all", "matrices"] = "all"
     """Parameters the weight decay applies to: all, or the matrices and embedding tables
     only (not biases and norm gains, as in GPT-2 and nanoGPT)."""
@@ -74,7 +93,9 @@ class TrainConfig:
     the last step (nanoGPT's small-GPT recipe)."""
     min_lr: float = 0.0
     """The cosine's last learning rate (nanoGPT: lr / 10)."""
-    grad_clip: float | None = None
+    grad_clip: float | None = field(
+        default=None, metadata=within(0, low_open=True, why="or null: no clipping")
+    )
     """Largest gradient norm, larger ones are scaled down; null: no clipping (text: 1.0,
     images: null)."""
     loss_scale: Literal["none", "dynamic"] = "none"
@@ -164,6 +185,12 @@ class TrainConfig:
                 f"train.time_strata: expected null or a divisor of train.global_batch_size="
                 f"{self.global_batch_size}, got {strata}"
             )
+        if self.lr * self.weight_decay >= 1.0:
+            raise ConfigError(
+                f"train.weight_decay: must be < 1 / train.lr = {1.0 / self.lr:g}, got "
+                f"{self.weight_decay} (each AdamW step multiplies the weights by "
+                "1 - lr x weight_decay, which must stay positive)"
+            )
         if not 0.0 <= self.min_lr <= self.lr:
             raise ConfigError(
                 f"train.min_lr: must be in [0, train.lr={self.lr}], got {self.min_lr}"
@@ -185,8 +212,6 @@ class TrainConfig:
                 "train.loss_scale: 'dynamic' with train.precision=16-mixed would scale twice "
                 "(Lightning's float16 precision has its own scaler); use 'none'"
             )
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"train.grad_clip: must be > 0 or null, got {self.grad_clip}")
         if self.init_from is not None:
             source, at, step = self.init_from.partition("@")
             if len(source.split("/")) != 2 or (at and not (step.isdigit() and int(step) > 0)):

@@ -19,66 +19,36 @@ exactly where it stopped.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from prime import BatchShard
 
-from .checkpoints import RUN_ID_KEY, check_checkpoint, check_run_id
+from .checkpoint_writer import AtomicCheckpointIO, PeriodicCheckpoints, remove_temporaries
+from .checkpoints import RUN_ID_KEY, check_run_id, resume_checkpoint
 from .config import RunConfig, TrainConfig
 from .data.loader import StepSampler, TrainRows, training_loader
 from .distributed import JobEnvironment, World
 from .ema import EMA
+from .finite_loss import PATIENCE_WITH_SCALER, FiniteLossGuard, NonFiniteLoss
 from .hardware import Hardware
 from .loss_scale import DynamicLossScale, LossScaledModule
 from .preemption import SaveOnSignal
+from .run_logger import OpenRunLogger
 from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
 
 __all__ = ["DiffusionModule", "fit", "step_seed"]
 
-
-class _PeriodicCheckpoints(ModelCheckpoint):
-    """``step<n>.ckpt`` and ``last.ckpt`` every ``checkpoint_every`` steps, nothing else.
-
-    The end of training writes ``last.ckpt`` itself (:func:`fit`, or
-    :class:`benchmarks.preemption.SaveOnSignal` on a signal), so Lightning's own save at
-    the end is left out: it wrote the same state a second time, into ``last-v1.ckpt``
-    when the signal's save was there first. Without the version counter a name is never
-    versioned either: one save, one file.
-
-    The steps of ``keep_steps`` are saved too, off the grid as well, and never removed
-    when only the newest periodic checkpoint is kept: a fine-tuned run starts from one.
-    """
-
-    def __init__(self, *args: Any, keep_steps: Sequence[int] = (), **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.kept_names = {step: f"step{step:08d}.ckpt" for step in keep_steps}
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
-    ) -> None:
-        super().on_train_batch_end(trainer, pl_module, *args)
-        step = trainer.global_step
-        # Micro-batches after an optimizer step see the same global step: saved once.
-        if step in self.kept_names and self._last_global_step_saved != step:
-            self._save_checkpoint(trainer, str(Path(self.dirpath or ".") / self.kept_names[step]))
-
-    def _should_remove_checkpoint(self, trainer: L.Trainer, previous: str, current: str) -> bool:
-        if Path(previous).name in self.kept_names.values():
-            return False
-        return super()._should_remove_checkpoint(trainer, previous, current)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pass
+log = logging.getLogger("primebench")
 
 
 class DiffusionModule(LossScaledModule):
@@ -104,6 +74,7 @@ class DiffusionModule(LossScaledModule):
         self.loss_scale = DynamicLossScale() if train.loss_scale == "dynamic" else None
         if train.ema is not None:
             self.ema = EMA(model, train.ema, offset=train.ema_offset, start=ema_start)
+        self.finite = FiniteLossGuard(PATIENCE_WITH_SCALER if self.loss_scale else 1)
         self._step_sums: list[torch.Tensor] = []
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -135,7 +106,20 @@ class DiffusionModule(LossScaledModule):
             self.log("train/loss", values[0], prog_bar=True, sync_dist=sync)
             for i, name in enumerate(parts, start=1):
                 self.log(f"train/{name}", values[i], sync_dist=sync)
+            self._check_finite(step, values[0])
         return loss
+
+    def _check_finite(self, step: int, loss: torch.Tensor) -> None:
+        """Raise :class:`NonFiniteLoss` (all ranks at once) when the guard says stop,
+        after saving the state the step started from beside the periodic checkpoints."""
+        bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=self.device)
+        if self.sampler.world_size > 1:  # one rank's NaN stops every rank
+            bad = self.trainer.strategy.reduce(bad, reduce_op="max")
+        value = float(loss) if bad.item() == 0 or not torch.isfinite(loss) else float("nan")
+        if self.finite.check(step, value):
+            folder = Path(self.trainer.default_root_dir) / "checkpoints"
+            self.trainer.save_checkpoint(folder / f"nonfinite-step{step:08d}.ckpt")
+            raise NonFiniteLoss(step, value, self.finite.last_finite)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -148,12 +132,15 @@ class DiffusionModule(LossScaledModule):
         # Saved after an optimizer step: the next batch to train on is step global_step.
         self.sampler.start_step = self.trainer.global_step
         checkpoint["primebench_sampler"] = self.sampler.state_dict()
+        checkpoint["primebench_finite"] = self.finite.state_dict()
         checkpoint[RUN_ID_KEY] = self.run_id
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called before any weight is restored from it.
         check_run_id(checkpoint, self.trainer.ckpt_path, self.run_id)
         self.sampler.load_state_dict(checkpoint["primebench_sampler"])
+        if "primebench_finite" in checkpoint:
+            self.finite.load_state_dict(checkpoint["primebench_finite"])
 
     def configure_optimizers(self) -> Any:
         cfg = self.train_cfg
@@ -170,33 +157,6 @@ class DiffusionModule(LossScaledModule):
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cfg.lr_factor(s))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-class _OpenRunLogger(MLFlowLogger):
-    """Logs into an existing MLflow run and leaves it open (evaluation follows training).
-
-    The metric steps of a run are the same however often it was interrupted: every
-    ``every``-th step (and the last), each once. Steps already in the run are not logged
-    again (after a hard kill the run resumes from its last periodic checkpoint and
-    replays, bit for bit, steps that were logged), and the off-grid step at which a job
-    stops on the warning signal is not logged.
-    """
-
-    def __init__(self, tracking_uri: str, run_id: str, every: int, last_step: int):
-        super().__init__(tracking_uri=tracking_uri, run_id=run_id)
-        self.every, self.last_step = every, last_step
-        history = self.experiment.get_metric_history(run_id, "train/loss")
-        self._logged_up_to = max((m.step for m in history), default=-1)
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if step is not None:
-            on_grid = (step + 1) % self.every == 0 or step == self.last_step
-            if step <= self._logged_up_to or not on_grid:
-                return
-        super().log_metrics(metrics, step)
-
-    def finalize(self, status: str = "success") -> None:
-        pass
 
 
 def _strategy(world: World, hardware: Hardware) -> Any:
@@ -229,6 +189,11 @@ def fit(
     micro, accumulation = cfg.split(world.size)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    if world.is_main and ckpt_dir.is_dir():
+        remove_temporaries(ckpt_dir)  # under the lease: no writer is active
+    resume, fallback = resume_checkpoint(ckpt_dir)
+    if fallback and world.is_main:
+        log.warning("%s", fallback)
     keep_all = (
         cfg.keep_checkpoints if cfg.keep_checkpoints is not None else (config.scale == "paper")
     )
@@ -247,7 +212,7 @@ def fit(
     module = DiffusionModule(model, cfg, config.seed, sampler, config.run_id, ema_start)
     on_signal = SaveOnSignal(last)
     callbacks: list[Callback] = [
-        _PeriodicCheckpoints(
+        PeriodicCheckpoints(
             dirpath=ckpt_dir,
             filename="step{step:08d}",
             auto_insert_metric_name=False,
@@ -271,11 +236,11 @@ def fit(
         strategy=_strategy(world, hardware),
         # Our own environment also for one process: under Slurm, Lightning's would install
         # its own requeue and SIGTERM handlers beside submitit's.
-        plugins=[JobEnvironment(world)],
+        plugins=[JobEnvironment(world), AtomicCheckpointIO()],
         use_distributed_sampler=False,
         accumulate_grad_batches=accumulation,
         precision=hardware.precision,
-        logger=_OpenRunLogger(*logger, cfg.log_every, cfg.steps - 1) if logger else False,
+        logger=OpenRunLogger(*logger, cfg.log_every, cfg.steps - 1) if logger else False,
         callbacks=callbacks,
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every,
@@ -292,9 +257,8 @@ def fit(
         cfg.prefetch_factor,
         hardware.pin_memory,
     )
-    if last.exists():
-        check_checkpoint(last)  # its run id is checked as it is loaded
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
+    # The checkpoint's run id is checked as it is loaded.
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume) if resume else None)
     on_signal.raise_if_stopped()
     trainer.save_checkpoint(last)
     return module

@@ -2,19 +2,83 @@
 
 :func:`build_dataclass` turns a mapping into a (frozen) dataclass, checking each value
 against its annotation (Literal, unions, tuples, lists, nested dataclasses, bool / int /
-float / str) and rejecting unknown keys with the list of valid ones.
+float / str) and rejecting unknown keys with the list of valid ones. A float must be
+finite: no setting of the suite gives NaN or inf a meaning, and either would only surface
+inside a run as a NaN loss or a failing library call. A field whose metadata holds a
+:class:`Range` (``field(metadata=within(...))``) must lie in it (every number of a tuple
+field), so that a value outside fails here, naming the field and the range, rather than
+inside the job.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .core import ConfigError
 
-__all__ = ["build_dataclass", "coerce"]
+__all__ = ["Range", "build_dataclass", "coerce", "within"]
+
+RANGE_KEY = "primebench.range"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a number: ``low`` and ``high`` (None: unbounded), each
+    included unless ``*_open``; ``why`` says what breaks outside."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def __str__(self) -> str:
+        low, high = _show(self.low), _show(self.high)
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+    def holds(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (
+            value > self.high or (self.high_open and value == self.high)
+        )
+
+    def check(self, value: Any, path: str) -> None:
+        """ConfigError naming ``path`` and this range unless ``value`` (a number, each
+        number of a tuple or list, or None) lies in it."""
+        if isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                self.check(item, f"{path}[{i}]")
+            return
+        if value is not None and not self.holds(value):
+            interval = self.low is not None and self.high is not None
+            why = f" ({self.why})" if self.why else ""
+            raise ConfigError(f"{path}: must be {'in ' * interval}{self}, got {value!r}{why}")
+
+
+def within(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    why: str = "",
+) -> dict[str, Range]:
+    """Field metadata giving the allowed range of a number field (see :class:`Range`)."""
+    return {RANGE_KEY: Range(low, high, low_open, high_open, why)}
+
+
+def _show(bound: float | None) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 def _type_name(tp: Any) -> str:
@@ -75,7 +139,13 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
@@ -103,7 +173,15 @@ def build_dataclass(cls: type, values: Any, path: str) -> Any:
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
         if name in values:
-            kwargs[name] = coerce(values[name], hints[name], sub)
+            limits = f.metadata.get(RANGE_KEY)
+            try:
+                kwargs[name] = coerce(values[name], hints[name], sub)
+            except ConfigError as err:
+                if limits is None:
+                    raise
+                raise ConfigError(f"{err} (allowed: {limits})") from None
+            if limits is not None:
+                limits.check(kwargs[name], sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{sub}: required setting is missing")
     try:

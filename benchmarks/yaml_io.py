@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_yaml", "yaml_text"]
+__all__ = ["load_yaml", "yaml_problem", "yaml_text"]
 
 _FLOAT_1_2 = re.compile(
     r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
@@ -35,6 +35,16 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+012
 def load_yaml(text: str) -> Any:
     """Parse YAML text with YAML 1.2's numbers (see the module docstring)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (line and column)."""
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return problem
+    where = f"column {mark.column + 1}"
+    return f"{problem} at line {mark.line + 1}, {where}" if mark.line else f"{problem} at {where}"
 
 
 def yaml_text(value: Any) -> str:

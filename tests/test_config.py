@@ -115,6 +115,7 @@ def test_run_id_changes_with_any_setting_and_round_trips():
     assert paper.run_id not in seen
 
 
+@pytest.mark.slow  # two fresh interpreters: ~10 s
 def test_run_id_is_stable_across_processes():
     code = (
         "from benchmarks.experiments import load_experiment;"

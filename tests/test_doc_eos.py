@@ -15,7 +15,8 @@ from benchmarks.data.text import tokenized_blocks
 from benchmarks.data.text_sources import OPENWEBTEXT
 from benchmarks.data.tokenizers import ByteTokenizer
 from benchmarks.tasks import zero_shot
-from benchmarks.tasks.text import TextLM, TextLMParams
+from benchmarks.tasks.text import TextLM
+from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.zero_shot import TextZeroShot, ZeroShotParams
 from benchmarks.validation import build_dataclass
 

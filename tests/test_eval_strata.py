@@ -10,7 +10,7 @@ import torch
 from benchmarks.config import ComponentConfig
 from benchmarks.core import ConfigError
 from benchmarks.tasks.likelihood import block_nll
-from benchmarks.tasks.text import TextLMParams
+from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.zero_shot import ZeroShotParams
 from benchmarks.validation import build_dataclass
 

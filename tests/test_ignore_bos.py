@@ -10,9 +10,9 @@ import torch
 
 from baselines import BlockDiffusion
 from benchmarks.backbones import DiTParams
+from benchmarks.block_diffusion_model import BD3LM, BD3LMParams
 from benchmarks.config import ComponentConfig
-from benchmarks.core import DataSpec
-from benchmarks.models import BD3LM, BD3LMParams
+from benchmarks.core import ConfigError, DataSpec
 from benchmarks.tasks.likelihood import scored_tokens
 from prime import SamplerConfig, SubTokenizer, expected_idle_steps
 from tests.helpers import ExactPosterior
@@ -112,5 +112,5 @@ def test_the_setting_keeps_old_run_ids_and_reaches_the_model():
     model = BD3LM.build(BD3LMParams(ignore_bos=True, backbone=cpu), spec)
     assert model.ignore_bos and model.first_token() == 29
     assert BD3LM.build(BD3LMParams(backbone=cpu), spec).first_token() is None
-    with pytest.raises(ValueError, match="ignore_bos: .* bos_id is None"):
+    with pytest.raises(ConfigError, match="model.ignore_bos: the task.s data has no BOS token"):
         BD3LM.build(BD3LMParams(ignore_bos=True, backbone=cpu), DataSpec(30, 8))

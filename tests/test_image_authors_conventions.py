@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from benchmarks.data.loader import StepSampler, training_loader
-from benchmarks.tasks import images
+from benchmarks.tasks import image_splits, images
 from benchmarks.tasks.image_params import ImageParams
 from benchmarks.tasks.loader_reference import loader_reference
 from prime import Sampler, SamplerConfig, SubTokenizer, get_schedule
@@ -54,13 +54,13 @@ def test_epoch_permutation_uses_every_training_image_once_per_epoch(tmp_path, mo
         order=rows.order,
         seed_of_epoch=lambda epoch: 900 + epoch,
     )
-    train = images.load_images("cifar10", "train", path)
+    train = image_splits.load_images("cifar10", "train", path)
     steps = itertools.islice(iter(training_loader(rows, sampler, 0, 2, False)), 3 * 3)
     seen = [_index_of(x.numpy().reshape(3, 32, 32), train) for step in steps for x in step["x0"]]
     for epoch in range(3):
         assert sorted(seen[epoch * num_images : (epoch + 1) * num_images]) == list(range(12))
     assert seen[:num_images] != seen[num_images : 2 * num_images]  # reshuffled
-    images.load_images.cache_clear()
+    image_splits.load_images.cache_clear()
 
 
 @pytest.mark.parametrize("rule, pixel", [("wrap", 3), ("clamp", 255)])
@@ -85,8 +85,8 @@ def test_a_sampled_259_becomes_the_pixel_of_the_rule(tmp_path, rule, pixel):
 def test_the_training_loader_reference_is_a_flipped_permutation_prefix(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIMEBENCH_DATA_CACHE", str(tmp_path / "cache"))
     _cifar_parquet(tmp_path / "ref.parquet", 10, 3)
-    split = images.load_images("cifar10", "train", str(tmp_path / "ref.parquet"))
-    images.load_images.cache_clear()
+    split = image_splits.load_images("cifar10", "train", str(tmp_path / "ref.parquet"))
+    image_splits.load_images.cache_clear()
     for seed in (0, 5):
         got = loader_reference(split, 4, seed)
         # Restated: the stream offsets 0 (order) and 130,000 (flips) of benchmarks.streams.

@@ -8,7 +8,7 @@ import pytest
 from benchmarks.experiments import load_experiment, parse_overrides
 from benchmarks.reports import render_report
 from benchmarks.runner import execute
-from benchmarks.tasks import images
+from benchmarks.tasks import image_splits, images
 from tests.helpers import StandInFeatures
 
 
@@ -85,7 +85,7 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(
         assert np.isfinite(metrics[key]), key
     assert metrics["sample_nfe_steps2"] <= 3  # 2 steps: at most 3 network calls
     render_report(uri, "cpu", results_dir=tmp_path / "results")
-    table = (tmp_path / "results" / "cpu" / "table3_images.md").read_text()
+    table = (tmp_path / "results" / "cpu" / "table3_images_fid.md").read_text()
     # the paper's FID, at the paper's NFE (this run samples at 4 steps)
     assert "| prime-l2 | cifar10 | 2 |" in table and "| 3.26 at NFE 512 |" in table
     assert (tmp_path / "results" / "cpu" / "image_samples.png").is_file()
@@ -142,7 +142,7 @@ def test_held_out_likelihood_never_reads_the_training_images(tmp_path, monkeypat
     measured on the test split (a local copy of it, or the hub's)."""
     monkeypatch.setenv("PRIMEBENCH_DATA_CACHE", str(tmp_path / "cache"))
     _cifar_parquet(tmp_path / "train.parquet", 12, 0)
-    train = images.load_images("cifar10", "train", str(tmp_path / "train.parquet"))
+    train = image_splits.load_images("cifar10", "train", str(tmp_path / "train.parquet"))
     requested = []
 
     def fake_tokens(source):
@@ -152,8 +152,8 @@ def test_held_out_likelihood_never_reads_the_training_images(tmp_path, monkeypat
     def capture(model, rows, **_):
         raise _HeldOut(rows)
 
-    images.load_images.cache_clear()
-    monkeypatch.setattr(images, "image_tokens", fake_tokens)
+    image_splits.load_images.cache_clear()
+    monkeypatch.setattr(image_splits, "image_tokens", fake_tokens)
     monkeypatch.setattr(images, "block_nll", capture)
     overrides = parse_overrides(
         [
@@ -168,8 +168,8 @@ def test_held_out_likelihood_never_reads_the_training_images(tmp_path, monkeypat
         task.evaluate(None, _eval_context(tmp_path))
     evaluated = caught.value.args[0].reshape(-1, 3, 32, 32)
     assert not any((evaluated[:, None] == train[None]).all(axis=(2, 3, 4)).any(axis=1))
-    assert ("test", images.CIFAR10.path) in requested
-    images.load_images.cache_clear()
+    assert ("test", image_splits.CIFAR10.path) in requested
+    image_splits.load_images.cache_clear()
 
 
 def _eval_context(tmp_path):

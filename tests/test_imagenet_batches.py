@@ -16,7 +16,8 @@ from benchmarks.data.imagenet_batches import (
     read_batch,
 )
 from benchmarks.tasks.image_params import ImageParams
-from benchmarks.tasks.images import ImageGeneration, load_images
+from benchmarks.tasks.image_splits import load_images
+from benchmarks.tasks.images import ImageGeneration
 
 
 class _Py2Pickler(pickle._Pickler):

@@ -11,7 +11,7 @@ from benchmarks.core import ConfigError, EvalContext
 from benchmarks.experiments import load_experiment
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.streams import eval_batch_seed
-from benchmarks.tasks.text import TextLMParams
+from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.text_samples import draw_text_samples
 from benchmarks.validation import build_dataclass
 from prime import SamplerConfig, SubTokenizer

@@ -10,7 +10,7 @@ import torch
 
 from benchmarks.core import ConfigError
 from benchmarks.tasks.sample_retry import MAX_DRAWS, first_low_entropy_end, window_entropy
-from benchmarks.tasks.text import TextLMParams
+from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.text_samples import draw_text_samples
 from benchmarks.validation import build_dataclass
 from prime import SamplerConfig, SampleResult

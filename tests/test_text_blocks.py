@@ -13,7 +13,8 @@ from benchmarks.data.blocks import block_count, wrap_blocks
 from benchmarks.data.text import tokenized_blocks
 from benchmarks.data.text_sources import OPENWEBTEXT
 from benchmarks.data.tokenizers import ByteTokenizer
-from benchmarks.tasks.text import TextLM, TextLMParams
+from benchmarks.tasks.text import TextLM
+from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.zero_shot import ZeroShotParams
 
 B, E = 90, 91  # BOS, EOS

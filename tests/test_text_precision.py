@@ -17,7 +17,7 @@ from benchmarks.core import ConfigError
 from benchmarks.precision import CPU_BF16_ENV
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.network_autocast import network_autocast
-from benchmarks.tasks.text import TextLMParams
+from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.text_samples import draw_text_samples
 from benchmarks.tasks.zero_shot import ZeroShotParams
 from benchmarks.validation import build_dataclass

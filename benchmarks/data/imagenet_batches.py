@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .cache import default_cache_dir, staged_directory
+from .cache import default_cache_dir, published, staged_directory
 
 __all__ = ["BATCH_FILES", "RefusedPickle", "SafeArrayUnpickler", "read_batch", "imagenet32_split"]
 
@@ -183,7 +183,7 @@ def imagenet32_split(directory: str | Path, split: str) -> np.ndarray:
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     folder = default_cache_dir() / "images" / f"imagenet32-batches-{split}-{key}"
     target = folder / "pixels.npy"
-    if not target.is_file():
+    if not published(target):
         # Two passes: the counts first, so the pixels go straight into the memory-mapped
         # file (the train split is 3.9 GB) rather than through a concatenated copy.
         counts = [len(read_batch(f)[0]) for f in files]

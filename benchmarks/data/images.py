@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cache import default_cache_dir, staged_directory
+from .cache import default_cache_dir, published, staged_directory
 from .loader import ArrayRows
 
 __all__ = [
@@ -127,7 +127,7 @@ def _cache(key_fields: dict, name: str, build) -> np.ndarray:
     root = default_cache_dir() / "images"
     folder = root / f"{name}-{key}"
     target = folder / "pixels.npy"
-    if target.is_file():
+    if published(target):
         return np.load(target, mmap_mode="r")
     pixels = build()
     with staged_directory(folder) as tmp:

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ..safe_files import read_nofollow
 from .blocks import block_count, wrap_blocks
-from .cache import default_cache_dir, staged_directory
+from .cache import default_cache_dir, published, staged_directory
 from .detokenizers import DETOKENIZERS, RULES_VERSION
 from .text_sources import TextSource
 from .tokenizers import Tokenizer
@@ -204,8 +205,8 @@ def tokenized_blocks(
     root = (cache_dir or default_cache_dir()) / "text"
     folder = root / f"{source.name}-{split_name}-b{block_size}-{tokenizer.name}-{key}"
     target = folder / "blocks.npy"
-    if target.is_file():
-        meta = json.loads((folder / "meta.json").read_text())
+    if published(target):
+        meta = json.loads(read_nofollow(folder / "meta.json", "data cache file"))
         return TokenBlocks(np.load(target, mmap_mode="r"), target, True, meta)
 
     detok = DETOKENIZERS[source.detokenizer] if source.detokenizer else None

@@ -106,6 +106,8 @@ def _gpt2_encoding():  # -> tiktoken.Encoding
 
 
 TOKENIZERS = ("bytes", "gpt2")
+# Their classes: num_classes and bos_id are class attributes, read without loading any file.
+TOKENIZER_TYPES: dict[str, type] = {"bytes": ByteTokenizer, "gpt2": GPT2Tokenizer}
 
 
 def get_tokenizer(name: str) -> Tokenizer:

@@ -38,7 +38,8 @@ from benchmarks.fid import InceptionFeatures
 from benchmarks.overrides import parse_overrides
 from benchmarks.registry import TASKS
 from benchmarks.tasks.image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, ImageParams
-from benchmarks.tasks.images import ImageGeneration, load_images
+from benchmarks.tasks.image_splits import load_images
+from benchmarks.tasks.images import ImageGeneration
 from benchmarks.validation import build_dataclass
 
 

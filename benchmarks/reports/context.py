@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,24 +11,11 @@ from typing import Any
 import pandas as pd
 
 from ..config import RunConfig
-from ..core import ConfigError
+from .conflicts import describe, twins
+from .stored import stored_config
 from .tables import latex_table, markdown_table, paper_table
 
 __all__ = ["ReportContext", "stored_config"]
-
-
-def stored_config(client: Any, mlflow_run_id: str) -> RunConfig:
-    """The typed config a run was started with (its ``config.json`` artifact)."""
-    try:
-        with tempfile.TemporaryDirectory(prefix="primebench-config-") as target:
-            path = Path(client.download_artifacts(mlflow_run_id, "config.json", target))
-            raw = json.loads(path.read_text())
-    except Exception as err:  # a missing or unreadable artifact: name the run
-        raise ConfigError(f"MLflow run {mlflow_run_id}: no readable config.json ({err})") from None
-    try:
-        return RunConfig.from_dict(raw)
-    except ConfigError as err:
-        raise ConfigError(f"MLflow run {mlflow_run_id}: stored config.json: {err}") from None
 
 
 @dataclass
@@ -55,10 +41,16 @@ class ReportContext:
 
     def run_name(self, cfg: RunConfig, name: str | None = None) -> str:
         """``name`` (default: the variant), with its seed when this variant has runs at
-        several seeds here: one row per training seed, so the spread between them shows."""
+        several seeds here: one row per training seed, so the spread between them shows;
+        and with its run id and the settings it differs in when another run here has its
+        task, variant and seed (:mod:`.conflicts`): one row per run, never one for both."""
         name = name or cfg.variant
         seeds = {c.seed for c in self.configs.values() if c.variant == cfg.variant}
-        return f"{name} (seed {cfg.seed})" if len(seeds) > 1 else name
+        marks = [f"seed {cfg.seed}"] if len(seeds) > 1 else []
+        group = twins(self.configs, cfg)
+        if len(group) > 1:
+            marks.append(describe(cfg, group))
+        return f"{name} ({'; '.join(marks)})" if marks else name
 
     def paper(self, name: str) -> pd.DataFrame:
         return paper_table(name)

@@ -59,6 +59,8 @@ def _curves(ctx: ReportContext) -> list[dict]:
                 "final": None if final is None or pd.isna(final) else float(final),
                 "unit": unit,
                 "per": per,
+                # the row's name; a curve run that shares it (and its seed) is told apart
+                "name": ctx.run_name(cfg, f"{trained.experiment}/{trained.variant}"),
             }
         )
     return out
@@ -81,7 +83,7 @@ def fid_curves(ctx: ReportContext) -> None:
         se = c["errors"].get(end)
         rows.append(
             {
-                "row": f"{trained.experiment}/{trained.variant}",
+                "row": c["name"],
                 "dataset": trained.task.params.dataset,
                 "points": len(points),
                 f"trained to ({c['unit']})": _at(end, per),
@@ -119,7 +121,7 @@ def _figure(ctx: ReportContext, curves: list[dict]) -> None:
             x = [s / c["per"] for s in steps]
             y = [v for _, v in c["points"]]
             err = [c["errors"].get(s, math.nan) for s in steps]
-            label = c["trained"].variant
+            label = c["name"]
             line = ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=label)[0]
             end = c["trained"].train.steps / c["per"]
             ax.axvline(end, color=line.get_color(), ls=":", lw=0.8)

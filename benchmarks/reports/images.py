@@ -1,4 +1,4 @@
-"""Table 3 (image generation), its sample grids, and the ell x NFE table (Table 4)."""
+"""Table 3 (image generation) and its sample grids (Table 4: :mod:`.ell_nfe`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,17 @@ import pandas as pd
 from ..config import RunConfig
 from ..experiments import upstream_config
 from .context import ReportContext
-from .paired import Z95, Claim, combine_seeds, comparison_table, seed_pairs, verdict
+from .paired import (
+    Z95,
+    AmbiguousPairing,
+    Claim,
+    combine_seeds,
+    comparison_table,
+    seed_pairs,
+    verdict,
+)
 
-__all__ = ["table3", "table3_paired", "table3_nfe", "sample_grid", "table4", "IMAGE_CLAIMS"]
+__all__ = ["table3", "table3_paired", "table3_nfe", "sample_grid", "IMAGE_CLAIMS"]
 
 IMAGE_CLAIMS = [Claim("Prime l=2 below MDM (held-out likelihood)", "prime-l2", "mdm")]
 
@@ -92,7 +100,8 @@ def table3(ctx: ReportContext) -> None:
         return
     ctx.write_table(
         pd.DataFrame(rows),
-        "table3_images",
+        # Not "table3_images": that is the paper's own table, results/paper/table3_images.csv.
+        "table3_images_fid",
         "Image generation (Table 3)",
         notes=[
             "FID and KID from the samples against the reference set (CIFAR-10 train, "
@@ -179,10 +188,16 @@ def table3_nfe(ctx: ReportContext) -> None:
 def _fid_claim(rows: list[dict], steps: int) -> dict[str, str] | None:
     """Prime l=2 minus MDM in FID at ``steps``, paired by training seed: one seed, the
     difference with the half-sample SEs combined; several, the mean of the per-seed
-    differences with the SE of their spread (``combine_seeds``). None without a pair."""
-    pairs = seed_pairs(
-        ((r["model"], r["seed"], r) for r in rows if r["steps"] == steps), "prime-l2", "mdm"
-    )
+    differences with the SE of their spread (``combine_seeds``). None without a pair; a
+    row that says why where a variant has several runs at one seed."""
+    claim = f"Prime l=2 FID below MDM at {steps} steps"
+    try:
+        pairs = seed_pairs(
+            ((r["model"], r["seed"], r) for r in rows if r["steps"] == steps), "prime-l2", "mdm"
+        )
+    except AmbiguousPairing as err:
+        cells = ("seeds", "NFE (Prime / MDM)", "difference ± SE", "95% interval")
+        return {"claim": claim, **dict.fromkeys(cells, "-"), "verdict": str(err)}
     if not pairs:
         return None
     diff, se, q = combine_seeds(
@@ -190,7 +205,7 @@ def _fid_claim(rows: list[dict], steps: int) -> dict[str, str] | None:
     )
     nfe = ["/".join(map(str, sorted({pair[i]["nfe"] for pair in pairs}))) for i in (0, 1)]
     return {
-        "claim": f"Prime l=2 FID below MDM at {steps} steps",
+        "claim": claim,
         "seeds": str(len(pairs)),
         "NFE (Prime / MDM)": f"{nfe[0]} / {nfe[1]}",
         "difference ± SE": f"{diff:+.2f} ± {se:.2f}",
@@ -249,52 +264,3 @@ def sample_grid(ctx: ReportContext) -> None:
         panels.append((ctx.run_name(cfg), canvas[0] if c == 1 else canvas.transpose(1, 2, 0)))
     if panels:
         ctx.save_panels(panels, "image_samples")
-
-
-def table4(ctx: ReportContext) -> None:
-    """FID of each trained model at each sampler step count: the checkpoint evaluations,
-    and a trained run's own evaluation where a cell is that run (nfe-sweep's NFE-512 cells
-    are ell-sweep's runs); only where there are checkpoint evaluations."""
-    if not any(cfg.upstream is not None for _, cfg in ctx.rows()):
-        return
-    rows = []
-    for run, cfg in ctx.rows():
-        p, trained = cfg.task.params, upstream_config(cfg) if cfg.upstream else cfg
-        if trained.model.name == "mdm-mixture":  # not a row of the ell x NFE table
-            continue
-        rows.append(
-            {
-                "dataset": p.dataset,
-                "ell": _ell(trained),
-                "NFE": p.sample_steps,
-                "fid": float(run["metrics.fid"]),
-                "samples": p.sample_count,
-            }
-        )
-    if not rows:
-        return
-    ours = pd.DataFrame(rows)
-    paper = ctx.paper("table4_ell_nfe_fid")
-    paper = paper[paper["ell"].astype(str).str.isdigit()].assign(ell=lambda d: d["ell"].astype(int))
-    merged = ours.merge(
-        paper[["dataset", "ell", "nfe", "fid"]].rename(columns={"nfe": "NFE", "fid": "paper"}),
-        on=["dataset", "ell", "NFE"],
-        how="left",
-    )
-    merged["cell"] = [
-        f"{f:.2f} (paper {pf:.2f})" if not math.isnan(pf) else f"{f:.2f} (paper -)"
-        for f, pf in zip(merged["fid"], merged["paper"], strict=True)
-    ]
-    table = merged.pivot_table(
-        index=["dataset", "ell"], columns="NFE", values="cell", aggfunc="first"
-    ).reset_index()
-    table.columns = [f"NFE {c}" if isinstance(c, int | np.integer) else c for c in table.columns]
-    ctx.write_table(
-        table,
-        "table4_ell_nfe",
-        "FID across ell and NFE (Table 4)",
-        notes=[
-            f"FID (torch-fidelity) of {int(ours['samples'].iloc[0])} samples per cell; "
-            "the paper's values use 50,000 samples and per-row tuned sampler settings.",
-        ],
-    )

@@ -12,6 +12,10 @@ dominates both. With k >= 2 training seeds common to both variants, d is the mea
 k per-seed differences and SE(d) = sd over seeds / sqrt(k), which holds the spread
 between trainings as well as the evaluation's noise.
 
+Runs are paired by (variant, seed). Two runs of one variant at one seed (other settings,
+two run ids: :mod:`.conflicts`) are never paired in each other's place: a claim that
+would need one of them says so instead of a verdict.
+
 A claim "a is below b" is *confirmed* when the 95% interval d +- q SE(d) lies below 0,
 *refuted* when it lies above, and *not resolved at this budget* otherwise. With one seed
 SE(d) comes from N blocks (hundreds), and q = 1.96, the normal quantile. With k seeds it
@@ -35,6 +39,7 @@ from ..tasks.likelihood import PER_BLOCK_ARTIFACT
 from .context import ReportContext
 
 __all__ = [
+    "AmbiguousPairing",
     "Claim",
     "paired_difference",
     "verdict",
@@ -90,27 +95,51 @@ def combine_seeds(per_seed: list[tuple[float, float]]) -> tuple[float, float, fl
     return float(means.mean()), float(means.std(ddof=1)) / math.sqrt(len(means)), q
 
 
+class AmbiguousPairing(ValueError):
+    """A variant has several runs at a seed both sides of a claim have."""
+
+
+def ambiguity(variant: str, seed: int, runs: int) -> str:
+    """What a claim says in place of a verdict when ``variant`` has ``runs`` runs at
+    ``seed``."""
+    return (
+        f"not paired: {runs} runs of {variant} at seed {seed}, of different settings "
+        "(the index lists them)"
+    )
+
+
 def seed_pairs(items: Iterable[tuple[str, int, T]], lower: str, than: str) -> list[tuple[T, T]]:
     """(lower's item, than's item) for each training seed both variants have, in seed order,
-    from (variant, seed, item) triples: the pairs a claim "lower below than" compares."""
-    by_seed: dict[str, dict[int, T]] = {lower: {}, than: {}}
+    from (variant, seed, item) triples: the pairs a claim "lower below than" compares.
+    :class:`AmbiguousPairing` (its message is :func:`ambiguity`'s) where a variant has
+    several items at one of those seeds: no item is chosen for another."""
+    by_seed: dict[str, dict[int, list[T]]] = {lower: defaultdict(list), than: defaultdict(list)}
     for variant, seed, item in items:
         if variant in by_seed:
-            by_seed[variant][seed] = item
+            by_seed[variant][seed].append(item)
     common = sorted(set(by_seed[lower]) & set(by_seed[than]))
-    return [(by_seed[lower][seed], by_seed[than][seed]) for seed in common]
+    for seed in common:
+        for variant in (lower, than):
+            if len(by_seed[variant][seed]) > 1:
+                raise AmbiguousPairing(ambiguity(variant, seed, len(by_seed[variant][seed])))
+    return [(by_seed[lower][seed][0], by_seed[than][seed][0]) for seed in common]
 
 
 def _values(stored: dict[str, np.ndarray], estimator: str) -> np.ndarray:
     return stored["exact"] if "exact" in stored else stored[estimator]
 
 
-def _row(claim: Claim, runs: dict, stored: dict) -> dict[str, str]:
+def _row(claim: Claim, runs: dict[str, dict[int, list[str]]], stored: dict) -> dict[str, str]:
+    """The claim's row from ``runs`` (variant -> seed -> MLflow run ids)."""
     seeds = sorted(set(runs[claim.lower]) & set(runs[claim.than]))
     row = {"claim": claim.text, "seeds": str(len(seeds))}
+    for seed in seeds:
+        for variant in (claim.lower, claim.than):
+            if len(runs[variant][seed]) > 1:
+                return {**row, "verdict": ambiguity(variant, seed, len(runs[variant][seed]))}
     per_seed = []
     for seed in seeds:
-        a, b = stored[runs[claim.lower][seed]], stored[runs[claim.than][seed]]
+        a, b = stored[runs[claim.lower][seed][0]], stored[runs[claim.than][seed][0]]
         if a is None or b is None:
             return {**row, "verdict": "no per-block values stored (re-run to compare)"}
         if not np.array_equal(a["index"], b["index"]):
@@ -119,7 +148,7 @@ def _row(claim: Claim, runs: dict, stored: dict) -> dict[str, str]:
     if not per_seed:
         return {**row, "verdict": "no common training seed"}
     mean, se, q = combine_seeds(per_seed)
-    n = len(stored[runs[claim.lower][seeds[0]]]["index"])
+    n = len(stored[runs[claim.lower][seeds[0]][0]]["index"])
     return {
         **row,
         "blocks": str(n),
@@ -148,16 +177,26 @@ def comparison_table(
 ) -> None:
     """One row per claim whose two variants both have runs: the paired difference
     (``unit``), its interval and the verdict. Writes nothing if no claim applies."""
-    runs: dict[str, dict[int, str]] = defaultdict(dict)  # variant -> seed -> MLflow run id
+    # variant -> seed -> MLflow run ids: several where runs of other settings share both
+    runs: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for run, cfg in ctx.rows():
-        runs[cfg.variant][cfg.seed] = run["run_id"]
+        runs[cfg.variant][cfg.seed].append(run["run_id"])
     claims = [c for c in claims if c.lower in runs and c.than in runs]
     if not claims:
         return
-    stored = {rid: _load(ctx, rid) for by_seed in runs.values() for rid in by_seed.values()}
+    stored = {
+        rid: _load(ctx, rid)
+        for by_seed in runs.values()
+        for ids in by_seed.values()
+        if len(ids) == 1
+        for rid in ids
+    }
     rows = [_row(claim, runs, stored) for claim in claims]
+    # one column order whichever claim comes first (a claim not compared has fewer cells)
+    order = ["claim", "seeds", "blocks", "difference ± SE", "95% interval", "verdict"]
+    table = pd.DataFrame(rows)
     ctx.write_table(
-        pd.DataFrame(rows).fillna("-"),
+        table[[c for c in order if c in table.columns]].fillna("-"),
         name,
         title,
         notes=[

@@ -4,27 +4,41 @@ Renderers are keyed by task name (or a tuple of task names whose runs they read
 together); a third-party task adds its own with ``@renderer("my-task")`` in the module
 that registers the task.
 
+Reading the store runs nothing it names (:mod:`.stored`): a run's stored ``plugins`` are
+never imported. The report imports only the user's own code: the installed packages'
+entry points and the ``plugins:`` of this installation's experiment files. A run whose
+task or model that leaves unregistered is not rendered; the index names it with the
+plugin modules its config lists.
+
+Runs that share a task, a variant and a seed but not a configuration (:mod:`.conflicts`)
+get a row each, named by their run id and the settings they differ in; paired
+comparisons that would have to choose between them say so, and the index lists them.
+
 Everything is rendered into a staging directory inside the output directory first and
-moved into place file by file (``os.replace``) at the end: a report that fails half-way
-(a read-only directory, a bad run, Ctrl-C) leaves the previous files as they were.
+moved into place file by file (``os.replace``) at the end; then the files an earlier
+report wrote there and this one did not are removed, and no file a report did not write
+is replaced (:mod:`.output`). A report that fails half-way (a read-only directory, a bad
+run, Ctrl-C) leaves the previous files as they were.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
 from ..core import ConfigError
 from ..recipe import render_cards
-from . import fid_curve, idle_steps, images, text, toy2d
-from .context import ReportContext, stored_config
+from . import ell_nfe, fid_curve, idle_steps, images, text, toy2d
+from .conflicts import conflicts, differences
+from .context import ReportContext
+from .output import ReportError, index_name, index_title, install, staging
 from .store import load_runs
+from .stored import stored_config
 
 __all__ = ["RENDERERS", "ReportError", "renderer", "render_report"]
 
@@ -39,7 +53,7 @@ RENDERERS: dict[str | tuple[str, ...], list[Renderer]] = {
     "image": [images.table3_paired, images.table3_nfe, images.sample_grid],
     # Tables 3 and 4 read the checkpoint evaluations beside the trained runs: table3's
     # ImageNet-32 rows at NFE 1024 are nfe-sweep's, nfe-sweep's NFE-512 cells ell-sweep's.
-    ("image", "image-checkpoint"): [images.table3, images.table4],
+    ("image", "image-checkpoint"): [images.table3, ell_nfe.table4],
     # The curves read their trained rows' own FID beside them.
     ("image", "image-checkpoint", "image-fid-curve"): [fid_curve.fid_curves],
     "toy2d": [
@@ -50,22 +64,6 @@ RENDERERS: dict[str | tuple[str, ...], list[Renderer]] = {
         toy2d.figure4_steps,
     ],
 }
-
-
-class ReportError(RuntimeError):
-    """The report cannot be written where it was asked to go."""
-
-
-def _staging(out_dir: Path) -> Path:
-    """A new directory inside ``out_dir`` (made if need be), or :class:`ReportError`."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".render-", dir=out_dir))
-    except OSError as err:
-        raise ReportError(
-            f"results directory {out_dir}: cannot write there ({err.strerror}); choose "
-            "another with --out"
-        ) from None
 
 
 def renderer(task: str) -> Callable[[Renderer], Renderer]:
@@ -92,20 +90,21 @@ def render_report(
     reproduction could not complete, listed in the index.
 
     A run whose stored config no longer validates (written by an older version with
-    settings since renamed) is left out with a warning naming it.
+    settings since renamed), or names a task or model that is not registered here, is
+    left out with a warning naming it, and listed under "Not rendered" in the index.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     out_dir = (Path.cwd() / "results" if results_dir is None else Path(results_dir)) / scale
     runs, client = load_runs(tracking_uri, scale)
-    staging = _staging(out_dir)
+    staged = staging(out_dir)
     try:
-        written = _render_all(runs, client, scale, staging, missing)
-        for entry in sorted(staging.iterdir()):
-            os.replace(entry, out_dir / entry.name)
+        written = _render_all(runs, client, scale, staged, missing)
+        for name in install(staged, out_dir, scale):
+            log.info("report: removed %s, written by an earlier report and not by this one", name)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
     return [(title, out_dir / path.name) for title, path in written]
 
 
@@ -114,8 +113,8 @@ def _tasks(key: str | tuple[str, ...]) -> tuple[str, ...]:
     return (key,) if isinstance(key, str) else key
 
 
-def _order(cfg: RunConfig) -> tuple[str, str, int]:
-    return cfg.task.name, cfg.variant, cfg.seed
+def _order(cfg: RunConfig) -> tuple[str, str, int, str]:
+    return cfg.task.name, cfg.variant, cfg.seed, cfg.run_id
 
 
 def _render_all(
@@ -123,12 +122,13 @@ def _render_all(
 ) -> list[tuple[str, Path]]:
     """Every renderer's files and the index, into ``out_dir``."""
     written: list[tuple[str, Path]] = []
-    configs = {}
+    configs, skipped = {}, []
     for mlflow_run_id in runs.get("run_id", []):
         try:
             configs[mlflow_run_id] = stored_config(client, mlflow_run_id)
         except ConfigError as err:
             log.warning("report: skipping a run: %s", err)
+            skipped.append(str(err))
     # Grouped by the task and ordered by the variant, then the seed, of each stored config.
     order = sorted(configs, key=lambda r: _order(configs[r]))
     with tempfile.TemporaryDirectory(prefix="primebench-report-") as scratch:
@@ -146,15 +146,44 @@ def _render_all(
     if scale == "paper":
         (out_dir / "recipes.md").write_text(render_cards("paper"))
         written.append(("Recipe cards: the source of every setting", out_dir / "recipes.md"))
-    index = [f"# primebench results, scale `{scale}`", ""]
+    index = [index_title(scale), ""]
     if not written:
         index.append("No complete runs of this scale in the tracking store yet.")
     index += [f"- [{title}]({path.name})" for title, path in written]
     if missing:
         index += ["", "## Missing", "", "Runs of this reproduction that did not complete:", ""]
         index += [f"- {' '.join(line.split())}" for line in missing]
-    # results/paper/README.md documents the paper's numbers beside it: the paper scale's
-    # index is index.md.
-    name = "index.md" if scale == "paper" else "README.md"
-    (out_dir / name).write_text("\n".join(index) + "\n")
+    index += _conflict_lines(configs) + _skipped_lines(skipped)
+    (out_dir / index_name(scale)).write_text("\n".join(index) + "\n")
     return written
+
+
+def _conflict_lines(configs: Mapping[str, RunConfig]) -> list[str]:
+    """The index's list of runs that share a task, variant and seed but not a config."""
+    groups = conflicts(configs)
+    if not groups:
+        return []
+    lines = [
+        "",
+        "## Runs of one variant and seed with different settings",
+        "",
+        "Each has its own row, named by its run id and the settings it differs in; a "
+        "paired comparison that would have to choose one of them is not made.",
+        "",
+    ]
+    for (task, variant, seed), ids in sorted(groups.items()):
+        group = [configs[i] for i in ids]
+        runs = "; ".join(
+            f"run {c.run_id} (MLflow {i}): {d or 'the same settings'}"
+            for i, c, d in zip(ids, group, differences(group), strict=True)
+        )
+        lines.append(f"- {task} / {variant}, seed {seed}: {' '.join(runs.split())}")
+    return lines
+
+
+def _skipped_lines(skipped: Sequence[str]) -> list[str]:
+    """The index's list of stored runs left out, with the reason (one line each)."""
+    if not skipped:
+        return []
+    lines = ["", "## Not rendered", "", "Complete runs of this scale left out of the tables:", ""]
+    return lines + [f"- {' '.join(reason.split())}" for reason in skipped]

@@ -10,7 +10,7 @@ sum_k (1 - delta_alpha_k)^(L ell), and the idle-step ratios (count / T).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -21,6 +21,7 @@ from prime import Sampler, SamplerConfig, SubTokenizer, idle_step_probabilities
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..registry import TASKS
 from ..streams import idle_seed
+from ..validation import within
 
 __all__ = ["IdleSteps", "simulate_idle_steps"]
 
@@ -34,14 +35,22 @@ class IdleStepsParams:
     steps: tuple[int, ...] = FIGURE_1_STEPS
     """The numbers of sampler steps T simulated, each logged at MLflow step T (default:
     Figure 1's x-axis)."""
-    ell: int = 1
-    """Sub-tokens per token; 1: MDM."""
+    ell: int = field(
+        default=1,
+        metadata=within(
+            1,
+            16,
+            why="the simulated sampler holds 2^(ell - 1) probabilities per token, 32768 at "
+            "ell = 16, so its memory and time double with each further sub-token",
+        ),
+    )
+    """Sub-tokens per token; 1: MDM (the paper: up to 8)."""
     runs: int = 10
     """Simulated sequences per T (the paper averages 10 runs)."""
     schedule: Literal["linear", "loglinear", "polynomial", "cosine"] = "linear"
     """alpha_t of the reveal probabilities (PRIME_SPEC §3.1); linear and loglinear give the
     same sampler, with ISR = (1 - 1/T)^(L ell) on the uniform grid (§6.4)."""
-    eps: float = 0.0
+    eps: float = field(default=0.0, metadata=within(0, 1, high_open=True))
     """Last time of the grid t_k = 1 - k (1 - eps) / T; 0: the grid of the closed form in
     PRIME_SPEC §6.4 (the text sampler: 1e-5)."""
 

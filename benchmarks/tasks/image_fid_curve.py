@@ -35,8 +35,9 @@ from ..data.cache import default_cache_dir
 from ..fid import InceptionFeatures
 from ..fid_reference import share_references
 from ..registry import TASKS
-from .image_params import REFERENCE_SPLIT, ImageParams
-from .images import ImageGeneration, load_images
+from .image_params import REFERENCE_SPLIT, ImageParams, check_sampler_triples
+from .image_splits import load_images
+from .images import ImageGeneration
 from .loader_reference import loader_reference
 
 __all__ = ["FidCurveParams", "ImageFidCurve"]
@@ -78,6 +79,9 @@ class FidCurveParams:
     def __post_init__(self) -> None:
         require_at_least(self, "task", ("sample_batch", "every"))
         require_at_least(self, "task", ("sample_count",), minimum=2)
+        if self.sample_steps is not None:
+            require_at_least(self, "task", ("sample_steps",))
+        check_sampler_triples(self, () if self.sample_steps is None else (self.sample_steps,))
 
 
 @TASKS.register("image-fid-curve")

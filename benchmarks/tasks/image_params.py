@@ -4,13 +4,15 @@ held-out likelihood, the sampler, and the FID protocol."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+from prime import corrector_schedule, temperature_schedule, warped_grid
 
 from ..core import ConfigError, require_at_least
 from ..data.row_order import RowOrder
 from ..precision import FASTEST, fastest_network_precision
 
-__all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams"]
+__all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams", "check_sampler_triples"]
 
 SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet32": (3, 32, 32)}
 # Reference sets for FID (PRIME_SPEC §7.3): CIFAR-10 train, ImageNet-32 validation.
@@ -191,3 +193,24 @@ class ImageParams:
         a, b, c = self.temperature
         if b < 0 or min(a * 0.0**b + c, a + c) <= 0:  # tau at s = 0 and s = 1 (0^0 = 1: [1, 0, 0])
             raise ConfigError(f"task.temperature: tau = a s^b + c must stay > 0, got {a, b, c}")
+        check_sampler_triples(self, (self.sample_steps, *self.fid_steps))
+
+
+def check_sampler_triples(params: Any, steps: tuple[int, ...]) -> None:
+    """ConfigError naming ``task.temperature``, ``task.corrector`` or ``task.time_warp``
+    (each checked unless null) where the sampler would refuse it, the time warp at each
+    number of steps N in ``steps``: at validation rather than after training."""
+    makers = {"temperature": temperature_schedule, "corrector": corrector_schedule}
+    for name, make in makers.items():
+        triple = getattr(params, name)
+        if triple is not None:
+            try:
+                make(*triple)
+            except ValueError as err:
+                raise ConfigError(f"task.{name}: {err}") from None
+    warp = params.time_warp
+    for n in steps if warp is not None else ():
+        try:
+            warped_grid(n, *warp)
+        except ValueError as err:
+            raise ConfigError(f"task.time_warp: {err} at N = {n} steps") from None

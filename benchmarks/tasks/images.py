@@ -21,8 +21,6 @@ random images with a random horizontal flip. Evaluation:
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -33,33 +31,19 @@ from prime import SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task
 from ..data.cache import default_cache_dir
-from ..data.imagenet_batches import imagenet32_split
-from ..data.images import CIFAR10, IMAGENET32, ImageRows, fashion_mnist, image_tokens
+from ..data.images import ImageRows
 from ..fid import CleanFIDFeatures, InceptionFeatures
 from ..fid_reference import share_references
 from ..inception_score import SPLITS, classifier_weights_file
 from ..registry import TASKS
+from ..safe_files import atomic_write
 from ..streams import eval_generator, eval_seed
 from .image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, SHAPES, ImageParams
 from .image_scores import Extractors, image_scores
+from .image_splits import load_images
 from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
 
-__all__ = ["ImageGeneration", "ImageParams", "load_images", "to_pixels"]
-
-
-@cache
-def load_images(
-    dataset: str, split: str, path: str | None = None, batches: str | None = None
-) -> np.ndarray:
-    """(N, channels, H, W) uint8 images of a dataset split; ``batches``: the directory of
-    ImageNet-32's downsampled-ImageNet pickles, read in place of ``path`` or the hub."""
-    if batches is not None:
-        return imagenet32_split(batches, split)
-    if dataset == "fashion-mnist":
-        return fashion_mnist("train" if split == "train" else "test")
-    source = {"cifar10": CIFAR10, "imagenet32": IMAGENET32}[dataset]
-    hub_split = {"cifar10": {"validation": "test"}}.get(dataset, {}).get(split, split)
-    return image_tokens(replace(source, split=hub_split, path=path or source.path))
+__all__ = ["ImageGeneration", "ImageParams", "to_pixels"]
 
 
 def to_pixels(tokens: torch.Tensor, invalid_pixels: str) -> torch.Tensor:
@@ -91,9 +75,14 @@ class ImageGeneration(Task):
     def shape(self) -> tuple[int, int, int]:
         return SHAPES[self.params.dataset]
 
+    @classmethod
+    def declared_data(cls, params: ImageParams) -> DataSpec:
+        shape = SHAPES[params.dataset]
+        c, h, w = shape
+        return DataSpec(num_classes=256, seq_len=c * h * w, image_shape=shape)
+
     def data_spec(self) -> DataSpec:
-        c, h, w = self.shape
-        return DataSpec(num_classes=256, seq_len=c * h * w, image_shape=self.shape)
+        return self.declared_data(self.params)
 
     def train_rows(self) -> ImageRows:
         p = self.params
@@ -174,7 +163,8 @@ class ImageGeneration(Task):
             Metric("inception_score_available", float(p.inception_score), {"reason": why})
         )
         path = ctx.artifact_dir / "samples.npz"
-        np.savez_compressed(path, images=samples[:64])
+        with atomic_write(path, "samples artifact") as handle:
+            np.savez_compressed(handle, images=samples[:64])
         artifacts = [("samples", path), (PER_BLOCK_ARTIFACT[0], per_image_path)]
         return EvalOutput(metrics, artifacts=artifacts)
 

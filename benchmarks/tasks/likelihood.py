@@ -21,6 +21,7 @@ from tqdm import tqdm
 from prime import sample_times
 
 from ..core import Metric
+from ..safe_files import atomic_write
 from ..streams import eval_batch_seed
 from .network_autocast import network_autocast
 
@@ -152,5 +153,6 @@ def save_per_block(
     """
     path = directory / PER_BLOCK_ARTIFACT[1]
     values = {k: (v / units_per_block[k]).numpy() for k, v in per_block.items()}
-    np.savez_compressed(path, index=np.asarray(index, dtype=np.int64), seed=seed, **values)
+    with atomic_write(path, "per-block NLL artifact") as handle:
+        np.savez_compressed(handle, index=np.asarray(index, dtype=np.int64), seed=seed, **values)
     return path

@@ -18,7 +18,7 @@ Evaluation of a trained model, in nats per sample (both coordinates):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Literal
 
@@ -30,7 +30,9 @@ from prime import SamplerConfig
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import GridRows
 from ..registry import TASKS
+from ..safe_files import atomic_write
 from ..streams import eval_generator, eval_seed
+from ..validation import within
 from .likelihood import ESTIMATORS, PER_BLOCK_ARTIFACT, block_nll, save_per_block
 from .toy2d_sampling import coordinate_histogram, sample_counts, steps_sweep, total_variation
 
@@ -75,7 +77,15 @@ class Toy2DParams:
     """The photo of the target: scikit-image's data.chelsea() (the paper used another cat)."""
     resolution: int = 512
     """R: the photo is resized to R x R, so each coordinate has C = R classes (the paper: 512)."""
-    gamma: float = 4.0
+    gamma: float = field(
+        default=4.0,
+        metadata=within(
+            -100,
+            100,
+            why="the photo's intensities lie in [0.015, 0.76], and |gamma| <= 100 keeps "
+            "each one's power within float64; at -170 the darkest overflow, the pmf is NaN",
+        ),
+    )
     """p(row, col) proportional to intensity^gamma; at 1 (the photo itself) the pmf is near
     uniform, a larger gamma concentrates it on the bright fur."""
     eval_samples: int = 4096
@@ -91,7 +101,7 @@ class Toy2DParams:
     """T, steps of the sampler's uniform time grid (the paper: 128)."""
     sample_batch: int = 5000
     """Samples drawn per sampler call."""
-    sample_eps: float = 1e-3
+    sample_eps: float = field(default=1e-3, metadata=within(0, 1, high_open=True))
     """Last time of the sampler's grid, t_T = eps (the paper's toy: 1e-3)."""
     sampling_dtype: Literal["float32", "float64"] = "float64"
     """Dtype of the probabilities and the categorical noise; float32 noise truncates the
@@ -109,11 +119,11 @@ class Toy2DParams:
     """Samples in each set of the sweep."""
 
     def __post_init__(self) -> None:
+        require_at_least(self, "task", ("resolution",), minimum=2)  # C = R, and a codec needs 2
         require_at_least(
             self,
             "task",
             (
-                "resolution",
                 "eval_samples",
                 "eval_passes",
                 "eval_batch",
@@ -143,8 +153,12 @@ class Toy2D(Task):
     def pmf(self) -> torch.Tensor:
         return target_pmf(self.params.image, self.params.resolution, self.params.gamma)
 
+    @classmethod
+    def declared_data(cls, params: Toy2DParams) -> DataSpec:
+        return DataSpec(num_classes=params.resolution, seq_len=2)
+
     def data_spec(self) -> DataSpec:
-        return DataSpec(num_classes=self.params.resolution, seq_len=2)
+        return self.declared_data(self.params)
 
     def draw(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """(batch_size, 2) exact draws from the target pmf."""
@@ -269,5 +283,6 @@ class Toy2D(Task):
                 p.tv_bins,
             )
         path = ctx.artifact_dir / "samples_histogram.npz"
-        np.savez_compressed(path, counts=grid.numpy().astype(np.int32))
+        with atomic_write(path, "samples artifact") as handle:
+            np.savez_compressed(handle, counts=grid.numpy().astype(np.int32))
         return metrics, path
