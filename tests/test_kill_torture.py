@@ -22,7 +22,7 @@ from tests.helpers import TINY_TOY, as_overrides, mlflow_runs, sqlite, tiny_toy
 REPO = Path(__file__).resolve().parent.parent
 VARIANT = "prime-l2-joint"
 # A checkpoint and a metric point at every step: a kill lands next to one of each.
-STEPS = 60
+STEPS = 40
 SETTINGS = {
     "train": {"steps": STEPS, "checkpoint_every": 1, "log_every": 1, "keep_checkpoints": True}
 }
@@ -55,6 +55,10 @@ def _start(root: Path) -> subprocess.Popen:
         start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+
+
+def _last() -> str:
+    return f"step{STEPS:08d}.ckpt"
 
 
 def _newest_checkpoint(root: Path) -> float:
@@ -91,13 +95,18 @@ def test_sigkill_at_random_instants_loses_nothing_and_doubles_nothing(tmp_path):
     began = time.monotonic()
     done = _start(reference)
     first = None  # the instant the first checkpoint is on disk: start-up is over
+    trained = None  # the instant the last one is: evaluation begins
     while done.poll() is None:
+        now = time.monotonic() - began
         if first is None and list((reference / "runs").glob("*/checkpoints/*.ckpt")):
-            first = time.monotonic() - began
+            first = now
+        if trained is None and list((reference / "runs").glob(f"*/checkpoints/{_last()}")):
+            trained = now
         time.sleep(0.02)
     assert done.returncode == 0, done.stderr.read().decode()[-3000:]
     whole = time.monotonic() - began
-    assert first is not None
+    assert first is not None and trained is not None
+    evaluation = whole - trained
 
     step_time = (whole - first) / STEPS  # an overestimate: evaluation is in it
     rng = random.Random(27)
@@ -105,18 +114,17 @@ def test_sigkill_at_random_instants_loses_nothing_and_doubles_nothing(tmp_path):
     phases = {"start-up": 0, "training": 0, "evaluation": 0}
     while True:
         assert kills < 10 * STEPS, "the killed run never completed"
-        folder = next((tortured / "runs").glob("*/checkpoints"), None)
-        trained = folder is not None and (folder / f"step{STEPS:08d}.ckpt").exists()
+        done_training = bool(list((tortured / "runs").glob(f"*/checkpoints/{_last()}")))
         job = _start(tortured)
         code = None
-        if trained and late_kills < 3:  # in evaluation and the final MLflow writes
+        if done_training and late_kills < 3:  # in evaluation and the final MLflow writes
             late_kills += 1
             phase = "evaluation"
-            code = _kill_after(job, rng.uniform(0.5 * first, 1.5 * first))
-        elif not trained and rng.random() < 0.25:  # in start-up
-            phase = "start-up"
-            code = _kill_after(job, rng.uniform(0.0, first))
-        elif not trained:  # in training, next to a checkpoint write or a metric point
+            code = _kill_after(job, rng.uniform(0.7 * first, 0.7 * first + evaluation))
+        elif not done_training and rng.random() < 0.25:  # in start-up (a resumed one is
+            phase = "start-up"  # shorter than a fresh one: kills stop well before `first`)
+            code = _kill_after(job, rng.uniform(0.0, 0.5 * first))
+        elif not done_training:  # in training, next to a checkpoint write or a metric point
             phase = "training"
             code = _kill_after(job, None, tortured, rng.uniform(0.0, 0.5) * step_time)
         else:
@@ -128,7 +136,10 @@ def test_sigkill_at_random_instants_loses_nothing_and_doubles_nothing(tmp_path):
         assert code == 0, job.stderr.read().decode()[-3000:]
         break
     assert kills >= KILLS, f"the run completed after {kills} kills: lengthen it"
-    print(f"{kills} kills (aimed at {phases}); uninterrupted run {whole:.1f} s")
+    print(
+        f"{kills} kills (aimed at {phases}); uninterrupted run {whole:.1f} s, "
+        f"of it start-up {first:.1f} s and evaluation {evaluation:.1f} s"
+    )
 
     (config,) = tiny_toy([VARIANT], SETTINGS)
     (ref_run,) = mlflow_runs(sqlite(reference / "mlflow.db"), config)
