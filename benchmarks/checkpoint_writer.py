@@ -43,7 +43,7 @@ __all__ = [
 
 log = logging.getLogger("primebench")
 
-TEMP_SUFFIX = ".partial"
+TEMP_SUFFIX = ".tmp"  # as benchmarks.safe_files.atomic_write names its own
 
 
 class CheckpointWriteError(CheckpointError):
@@ -64,7 +64,7 @@ def _flush_folder(folder: Path) -> None:
 
 
 def write_atomically(checkpoint: dict[str, Any], path: Path) -> None:
-    """``torch.save(checkpoint)`` to ``path`` through ``.<name>.<random>.partial`` in the
+    """``torch.save(checkpoint)`` to ``path`` through ``.<name>.<random>.tmp`` in the
     same folder: flushed, then renamed over ``path`` (which replaces a symlink planted at
     ``path`` rather than writing through it). Raises :class:`CheckpointWriteError` naming
     the file; the temporary file is removed and ``path`` untouched."""
@@ -92,13 +92,14 @@ def write_atomically(checkpoint: dict[str, Any], path: Path) -> None:
 
 
 def remove_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files a killed writer left in ``folder`` (called by the
-    lease's holder, so no writer is active); returns them."""
+    """Delete the temporary files (``.<name>.<random>.tmp``) a killed writer left in
+    ``folder``, a run's checkpoints or artifacts (called by the lease's holder, so no
+    writer is active); returns them."""
     stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}") if p.is_file() or p.is_symlink()]
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
-        log.info("removed %d partial checkpoint file(s) of a killed writer", len(stale))
+        log.info("removed %d partial file(s) of a killed writer in %s", len(stale), folder)
     return stale
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint_writer import remove_temporaries
 from .checkpoints import (
     initialise_from,
     kept_checkpoints,
@@ -232,6 +233,7 @@ def _train_and_evaluate(
     if model is not None:
         model.to(device).eval()
     ensure_directory(ctx.artifact_dir, "run's artifacts directory")
+    remove_temporaries(ctx.artifact_dir)  # of an evaluation killed while writing
     with ema.applied_to(model) if ema is not None else nullcontext():
         output = task.evaluate(model, ctx)
     tracker.log_metrics(mlflow_run_id, output.metrics)

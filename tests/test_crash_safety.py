@@ -216,3 +216,20 @@ def test_a_full_disk_is_a_clear_error_and_the_run_resumes_once_space_is_back(tmp
     (run,) = mlflow_runs(uri, config)
     assert run.info.run_id == failed.info.run_id and run.info.status == "FINISHED"
     assert all(len(s) == len(set(s)) for s in _points(uri, run).values())
+
+
+def test_a_killed_writers_temporaries_are_gone_after_the_next_start(tmp_path):
+    (config,) = tiny_toy(["mdm"])
+    runs = tmp_path / "runs"
+    planted = [
+        runs / config.run_id / "checkpoints" / f".last.ckpt.1a2b{checkpoint_writer.TEMP_SUFFIX}",
+        runs
+        / config.run_id
+        / "artifacts"
+        / f".per_block_nll.npz.3c4d{checkpoint_writer.TEMP_SUFFIX}",
+    ]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"cut short by a kill")
+    execute(config, sqlite(tmp_path / "mlflow.db"), runs)
+    assert not [p for p in planted if p.exists()]
