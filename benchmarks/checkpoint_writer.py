@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .checkpoints import CheckpointError
 from .run_logger import flush_step_metrics
-from .safe_files import ensure_directory
+from .safe_files import atomic_write, ensure_directory
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -50,45 +48,22 @@ class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (the previous one is unchanged)."""
 
 
-def _flush_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return  # a filesystem without directory handles: the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_atomically(checkpoint: dict[str, Any], path: Path) -> None:
-    """``torch.save(checkpoint)`` to ``path`` through ``.<name>.<random>.tmp`` in the
-    same folder: flushed, then renamed over ``path`` (which replaces a symlink planted at
-    ``path`` rather than writing through it). Raises :class:`CheckpointWriteError` naming
-    the file; the temporary file is removed and ``path`` untouched."""
-    folder = ensure_directory(path.parent, "checkpoint folder")
-    temp = folder / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    """``torch.save(checkpoint)`` to ``path`` through
+    :func:`benchmarks.safe_files.atomic_write` (a temporary file in the same folder,
+    flushed, renamed over ``path``, which replaces a symlink planted there rather than
+    writing through it). Raises :class:`CheckpointWriteError` naming the file; the
+    temporary file is removed and ``path`` untouched."""
+    ensure_directory(path.parent, "checkpoint folder")
     try:
-        fd = os.open(temp, flags, 0o644)
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(path, "checkpoint") as handle:
             torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
     except OSError as err:
-        temp.unlink(missing_ok=True)
         full = " (no space left on the device)" if err.errno == errno.ENOSPC else ""
         raise CheckpointWriteError(
             f"checkpoint {path} could not be written{full}: {err.strerror or err}; the "
             f"previous {path.name}, if any, is unchanged and the run resumes from it"
         ) from err
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _flush_folder(folder)
 
 
 def remove_temporaries(folder: Path) -> list[Path]:
