@@ -28,6 +28,7 @@ __all__ = [
     "SCALES",
     "SEED_MAX",
     "check_runnable",
+    "flatten",
 ]
 
 SCALES = ("cpu", "paper")
@@ -139,24 +140,22 @@ class RunConfig:
     def run_id(self) -> str:
         """12 hex digits of sha256 over the canonical JSON of the resolved config, less
         the execution settings (:attr:`TrainConfig.EXECUTION_FIELDS`) and ``plugins``."""
+        text = json.dumps(self.math_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def math_dict(self) -> dict[str, Any]:
+        """The settings the run id is made of: :meth:`to_dict` less the execution
+        settings and ``plugins``."""
         math = {**self.to_dict(), "train": self.train.math_dict()}
         math.pop("plugins", None)
-        text = json.dumps(math, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return math
 
     def flat_params(self) -> dict[str, str]:
         """Dotted keys -> string values, for MLflow params."""
-        out: dict[str, str] = {}
-
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict):
-                for key, sub in value.items():
-                    walk(f"{prefix}.{key}" if prefix else key, sub)
-            else:
-                out[prefix] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
-
-        walk("", self.to_dict())
-        return out
+        return {
+            key: json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            for key, value in flatten(self.to_dict()).items()
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
@@ -196,6 +195,18 @@ class RunConfig:
             else build_dataclass(UpstreamConfig, upstream, "upstream"),
             plugins=plugins,
         )
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys -> leaf values (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, path))
+        else:
+            out[path] = value
+    return out
 
 
 def check_runnable(config: RunConfig) -> None:

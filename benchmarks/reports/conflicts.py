@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
 
-from ..config import RunConfig
+from ..config import RunConfig, flatten
 
 __all__ = ["conflicts", "differences", "describe", "twins"]
 
@@ -44,18 +43,7 @@ def twins(configs: Mapping[str, RunConfig], cfg: RunConfig) -> list[RunConfig]:
 
 def _flat(cfg: RunConfig) -> dict[str, str]:
     """Dotted key -> JSON value of the settings that make the run id."""
-    out: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, sub)
-        else:
-            out[prefix] = json.dumps(value)
-
-    walk("", {**cfg.to_dict(), "train": cfg.train.math_dict(), "plugins": None})
-    out.pop("plugins")
-    return out
+    return {key: json.dumps(value) for key, value in flatten(cfg.math_dict()).items()}
 
 
 def differences(group: list[RunConfig]) -> list[str]:
