@@ -10,6 +10,7 @@ import torch
 from benchmarks.experiments import deep_merge, load_experiment
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from prime import SubTokenizer
+from prime.backbones import UNetConfig
 
 # A toy2d run of a few seconds: 6 steps of a tiny MLP, small evaluation.
 TINY_TOY = {
@@ -35,6 +36,19 @@ TINY_TOY = {
         "sweep_samples": 50,
     },
 }
+
+
+def authors_unet_config(cfg: dict) -> UNetConfig:
+    """The suite's U-Net sizes of an authors' ``MODEL_CONFIGS`` entry (as the fixtures
+    store it)."""
+    return UNetConfig(
+        cfg["model_channels"],
+        tuple(cfg["channel_mult"]),
+        cfg["num_res_blocks"],
+        tuple(cfg["attention_resolutions"]),
+        cfg["num_head_channels"],
+        cfg["dropout"],
+    )
 
 
 def as_overrides(tree: dict, prefix: str = "") -> list[str]:

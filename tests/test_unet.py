@@ -9,6 +9,7 @@ import torch
 from prime import MaskedDiffusion, SamplerConfig, SubTokenizer
 from prime.backbones import UNET_PRESETS, PixelUNet, UNetConfig
 from prime.backbones.unet_keys import authors_key, from_authors, unwrap_ema
+from tests.helpers import authors_unet_config
 
 # The authors' U-Net on a fixed input: tests/fixtures/make_unet_fixture.py.
 AUTHORS = Path(__file__).parent / "fixtures" / "unet_authors.pt.xz"
@@ -150,14 +151,7 @@ def test_authors_unet_with_renamed_weights_gives_their_outputs(case):
     cfg, run = fixture["config"], fixture[case]
     assert cfg["use_scale_shift_norm"] and cfg["use_new_attention_order"]
     assert not cfg["conv_resample"] and not cfg["resblock_updown"]
-    ours = UNetConfig(
-        cfg["model_channels"],
-        tuple(cfg["channel_mult"]),
-        cfg["num_res_blocks"],
-        tuple(cfg["attention_resolutions"]),
-        cfg["num_head_channels"],
-        cfg["dropout"],
-    )
+    ours = authors_unet_config(cfg)
     x, expected = run["input"], run["output"]  # (B, channels*ell, H, W), (B, channels, H, W, C)
     (b, c, h, w, classes), ell = expected.shape, run["ell"]
     net = PixelUNet(ours, c, fixture["image_size"], run["base"], ell, classes).eval()
