@@ -19,19 +19,17 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import signal
 import sys
 import time
 from collections.abc import Sequence
 
-from .cli_errors import check_arguments, parse_set, report_error
+from .cli_errors import parse_set, run_command
 from .cli_parser import build_parser
 from .core import ConfigError
 from .dryrun import dry_run
 from .experiments import Experiment, list_experiments, load_experiment
 from .explain import explain_entry, explain_runs
 from .launch import launch, wait_jobs
-from .preemption import Interrupted, Terminated
 from .profiles import ClusterProfile, list_profiles, load_profile
 from .registry import MODELS, TASKS
 from .reports import render_report
@@ -44,14 +42,33 @@ from .reproduction import (
 )
 from .status import collect_status, format_status
 from .submission import plan_experiments, submit_plan
-from .submitted import SweepInterrupted, print_results
+from .submitted import print_results
 
 __all__ = ["main", "COMMANDS"]
 
 
-def _configs(args: argparse.Namespace, experiment: str):
+def _configs(args: argparse.Namespace, experiment: str) -> list:
+    """The runs of one experiment (``--weights released``: of the variants with released
+    weights, naming the others)."""
+    if args.weights == "released" and not args.variant:
+        (item,) = _plan(args, [experiment])
+        return item.configs
     exp = load_experiment(experiment)
-    return exp.resolve(args.scale, parse_set(args.set), args.variant)
+    return exp.resolve(args.scale, parse_set(args.set), args.variant, args.weights)
+
+
+def _plan(args: argparse.Namespace, names: list[str], reproduction: bool = False) -> list:
+    plan = plan_experiments(
+        names,
+        args.scale,
+        parse_set(args.set),
+        None if reproduction else args.variant,
+        reproduction=reproduction,
+        weights=args.weights,
+    )
+    for line in (line for item in plan for line in item.unavailable):
+        print(f"== left out: {line}")
+    return plan
 
 
 def _reproduced(exp: Experiment, scale: str) -> str:
@@ -126,7 +143,9 @@ def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
 
 
 def _report(args: argparse.Namespace, missing: Sequence[str] = ()) -> list:
-    written = render_report(args.tracking_uri, args.scale, results_dir=args.out, missing=missing)
+    written = render_report(
+        args.tracking_uri, args.scale, results_dir=args.out, missing=missing, weights=args.weights
+    )
     if not written:
         print(f"no complete runs at scale {args.scale!r} in the tracking store")
     for title, path in written:
@@ -136,10 +155,7 @@ def _report(args: argparse.Namespace, missing: Sequence[str] = ()) -> list:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
-        overrides = parse_set(args.set)
-        return _dry_run(
-            args, plan_experiments([args.experiment], args.scale, overrides, args.variant)
-        )
+        return _dry_run(args, _plan(args, [args.experiment]))
     _launch(args, args.experiment, _configs(args, args.experiment))
     return 0
 
@@ -150,7 +166,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     names = [args.experiment] if args.experiment else _scale_experiments(args.scale)
     overrides = parse_set(args.set)
     configs = [
-        c for n in names for c in load_experiment(n).resolve(args.scale, overrides, args.variant)
+        c
+        for n in names
+        for c in load_experiment(n).resolve(args.scale, overrides, args.variant, args.weights)
     ]
     print(format_status(collect_status(configs, args.tracking_uri, args.runs_dir)))
     return 0
@@ -198,7 +216,7 @@ def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     names = _scale_experiments(args.scale)
-    plan = plan_experiments(names, args.scale, parse_set(args.set), reproduction=True)
+    plan = _plan(args, names, reproduction=True)
     if args.dry_run:
         return _dry_run(args, plan)
     done = Reproduction()
@@ -223,6 +241,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if_busy=args.if_busy,
             post_mortem=args.debug,
         )
+    # Variants without released weights are missing from a released reproduction too.
+    done.missing[:0] = [line for item in plan for line in item.unavailable]
     print("== report")
     began = time.perf_counter()
     _report(args, done.missing)
@@ -260,40 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
-    try:
-        check_arguments(args)
-        return args.func(args)
-    except SweepInterrupted as stop:
-        print(
-            "primebench: interrupted:" + "".join(f"\n  {line}" for line in stop.lines()),
-            file=sys.stderr,
-        )
-        again = shlex.join(["primebench", *(sys.argv[1:] if argv is None else argv)])
-        print(f"primebench: to resume, run the same command: {again}", file=sys.stderr)
-        return 130
-    except Interrupted as stop:
-        print(
-            f"primebench: interrupted at step {stop.step}: checkpoint {stop.checkpoint} saved "
-            "and the MLflow run marked interrupted; run it again to resume",
-            file=sys.stderr,
-        )
-        return 130
-    except KeyboardInterrupt:
-        print(
-            "primebench: interrupted; runs stopped in training saved a checkpoint and are "
-            "marked interrupted; run it again to resume",
-            file=sys.stderr,
-        )
-        return 130
-    except Terminated:
-        print(
-            "primebench: terminated (SIGTERM); the run stopped is marked interrupted; run it "
-            "again to resume",
-            file=sys.stderr,
-        )
-        return 128 + signal.SIGTERM
-    except Exception as err:  # noqa: BLE001 - one line, the traceback only with --debug
-        return report_error(err, args.debug)
+    again = shlex.join(["primebench", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(args, again)
 
 
 if __name__ == "__main__":

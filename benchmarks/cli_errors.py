@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -20,6 +21,8 @@ import yaml
 
 from .core import ConfigError
 from .overrides import parse_overrides
+from .preemption import Interrupted, Terminated
+from .submitted import SweepInterrupted
 from .yaml_io import yaml_problem
 
 __all__ = [
@@ -126,3 +129,42 @@ def report_error(err: BaseException, debug: bool = False) -> int:
     hint = "" if debug else " (run again with --debug for the traceback)"
     print(f"primebench: internal error: {type(err).__name__}: {message}{hint}", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+def run_command(args: argparse.Namespace, again: str) -> int:
+    """Run the parsed command ``args.func``; its exit status. A stop by the user or the
+    scheduler prints what was saved and how to resume (``again``: the command line to
+    run again); any other error is one line (:func:`report_error`)."""
+    try:
+        check_arguments(args)
+        return args.func(args)
+    except SweepInterrupted as stop:
+        print(
+            "primebench: interrupted:" + "".join(f"\n  {line}" for line in stop.lines()),
+            file=sys.stderr,
+        )
+        print(f"primebench: to resume, run the same command: {again}", file=sys.stderr)
+        return 130
+    except Interrupted as stop:
+        print(
+            f"primebench: interrupted at step {stop.step}: checkpoint {stop.checkpoint} saved "
+            "and the MLflow run marked interrupted; run it again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        print(
+            "primebench: interrupted; runs stopped in training saved a checkpoint and are "
+            "marked interrupted; run it again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except Terminated:
+        print(
+            "primebench: terminated (SIGTERM); the run stopped is marked interrupted; run it "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGTERM
+    except Exception as err:  # noqa: BLE001 - one line, the traceback only with --debug
+        return report_error(err, args.debug)

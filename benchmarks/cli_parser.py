@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from .config import SCALES
 from .lease import IF_BUSY
 from .preflight import CLUSTERS
+from .weights.source import WEIGHTS_MODES
 
 __all__ = ["build_parser"]
 
@@ -49,6 +50,14 @@ def build_parser(
         help="override a setting, e.g. train.steps=100 (primebench explain EXPERIMENT "
         "lists every setting with its meaning)",
     )
+    running.add_argument(
+        "--weights",
+        default="trained",
+        choices=WEIGHTS_MODES,
+        help="trained (default): each run trains its model, or reads the trained upstream "
+        "run; released: each run evaluates the weights the authors published for its "
+        "variant (the experiment file's weights:), without training (--scale paper)",
+    )
 
     p = sub.add_parser(
         "list", parents=[flags], help="experiments, models, tasks and cluster profiles"
@@ -73,6 +82,12 @@ def build_parser(
 
     p = sub.add_parser("report", parents=[common], help="render tables and figures")
     p.add_argument("--out", default="results", help=_OUT_HELP)
+    p.add_argument(
+        "--weights",
+        default="trained",
+        choices=WEIGHTS_MODES,
+        help="released: the runs of released weights, into OUT/<scale>-released/",
+    )
     p.set_defaults(func=commands["report"])
 
     p = sub.add_parser(

@@ -20,6 +20,7 @@ from .core import ConfigError
 from .registry import MODELS, TASKS, Registry, import_plugins
 from .train_config import TrainConfig
 from .validation import build_dataclass, coerce
+from .weights.source import NoReleasedWeights, WeightsConfig
 
 __all__ = [
     "ComponentConfig",
@@ -102,6 +103,9 @@ class RunConfig:
     """Optimisation settings."""
     upstream: UpstreamConfig | None = None
     """The trained run an evaluation-only task reads (null: the task trains its model)."""
+    weights: WeightsConfig | None = None
+    """Released weights this run evaluates instead of training (``--weights released``);
+    null: the run trains its model, or reads its upstream's checkpoint."""
     plugins: tuple[str, ...] = ()
     """Modules imported before validation, where third-party models and tasks register;
     not part of the run id (they say where code is, not what it computes). Only a config
@@ -132,6 +136,8 @@ class RunConfig:
         # left the run ids (and stored configs) of every other run unchanged.
         if self.upstream is not None:
             out["upstream"] = dataclasses.asdict(self.upstream)
+        if self.weights is not None:
+            out["weights"] = dataclasses.asdict(self.weights)
         if self.plugins:
             out["plugins"] = list(self.plugins)
         return out
@@ -193,6 +199,9 @@ class RunConfig:
             upstream=None
             if upstream is None
             else build_dataclass(UpstreamConfig, upstream, "upstream"),
+            weights=None
+            if raw.get("weights") is None
+            else build_dataclass(WeightsConfig, raw["weights"], "weights"),
             plugins=plugins,
         )
 
@@ -212,7 +221,13 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def check_runnable(config: RunConfig) -> None:
     """ConfigError unless a task that evaluates a model has one, its own or the upstream
     run's: checked where experiments resolve, before anything runs (a config built by hand
-    or read from a store may be a fragment)."""
+    or read from a store may be a fragment). Released weights are one checkpoint: a task
+    that reads the checkpoints along a training has none to read."""
+    if config.weights is not None and not TASKS.get(config.task.name).needs_model:
+        raise NoReleasedWeights(
+            f"task {config.task.name!r} reads the checkpoints kept along a training; the "
+            "released weights are a single checkpoint"
+        )
     if config.model is None and config.upstream is None:
         if TASKS.get(config.task.name, path="task.name").needs_model:
             raise ConfigError(

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .core import ConfigError
-from .estimate import Estimate, Layout, StepTime, estimate, measured_step_time
+from .estimate import (
+    Estimate,
+    Layout,
+    StepTime,
+    estimate,
+    measured_eval_time,
+    measured_step_time,
+)
 from .experiments import upstream_config
 from .launch import LOCAL_TIMEOUT_MIN
 from .preflight import validate
@@ -25,6 +32,7 @@ from .tracking_store import TrackingError, resolve_tracking_uri
 __all__ = ["layout_of", "dry_run", "UNKNOWN_STEP_TIME"]
 
 UNKNOWN_STEP_TIME = "unknown (no measured step time; pass --step-time)"
+MEASURE_FIRST = "measure first"
 _HEADER = (
     "experiment",
     "variant",
@@ -57,7 +65,9 @@ def layout_of(cluster: str, profile: ClusterProfile | None) -> Layout:
 def _step_time_text(est: Estimate, layout: Layout) -> str:
     st = est.step_time
     if est.eval_only:
-        return "-"
+        if est.eval_time is None:
+            return "-"
+        return f"eval {est.eval_time.seconds / 3600:.3g} h ({est.eval_time.source})"
     if st is None:
         return "unknown"
     where = f" on {st.world} rank(s)" if st.world and st.world != layout.world else ""
@@ -66,7 +76,7 @@ def _step_time_text(est: Estimate, layout: Layout) -> str:
 
 def _hours_text(est: Estimate) -> str:
     if est.eval_only:
-        return "eval only"
+        return MEASURE_FIRST if est.device_hours is None else f"{est.device_hours:,.1f}"
     return "unknown" if est.device_hours is None else f"{est.device_hours:,.1f}"
 
 
@@ -107,7 +117,12 @@ def dry_run(
         after = ", ".join([*item.upstream, *(f"{u}*" for u in item.external)]) or "-"
         hours: float | None = None
         for config in item.configs:
-            est = estimate(config, measured_step_time(store, config) or given, layout)
+            est = estimate(
+                config,
+                measured_step_time(store, config) or given,
+                layout,
+                measured_eval_time(store, config),
+            )
             estimates.append(est)
             if est.device_hours is not None:
                 hours = (hours or 0.0) + est.device_hours
@@ -180,19 +195,26 @@ def _summary(
 ) -> None:
     known = [e for e in estimates if e.device_hours is not None]
     unknown = [e for e in estimates if e.device_hours is None and not e.eval_only]
-    eval_only = [e for e in estimates if e.eval_only]
+    eval_only = [e for e in estimates if e.eval_only and e.device_hours is None]
     allocations = sum(e.allocations or 0 for e in estimates)
     say(
         f"== estimate: {sum(e.device_hours or 0.0 for e in known):,.1f} {layout.unit} "
-        f"for {len(known)} training run(s); {allocations} allocation(s) of "
+        f"for {len(known)} run(s) with a measured time; {allocations} allocation(s) of "
         f"{layout.limit()} for {len(estimates) - len(unknown)} run(s)"
     )
     say("   by experiment (" + layout.unit + "): " + ", ".join(subtotals))
     if unknown:
         say(f"   + {len(unknown)} run(s): {UNKNOWN_STEP_TIME}")
     if eval_only:
-        say(f"   + {len(eval_only)} evaluation-only run(s): evaluation time is not estimated")
+        say(
+            f"   + {len(eval_only)} evaluation-only run(s): {MEASURE_FIRST}: run one of an "
+            "experiment (primebench run EXPERIMENT --variant V ...); its logged evaluation "
+            "time (perf/eval_time_s) then estimates the others"
+        )
     configs = [c for item in plan for c in item.configs]
+    _released_lines(configs, estimates, layout, say)
+    for line in (line for item in plan for line in item.unavailable):
+        say(f"   left out: {line}")
     if layout.max_requeues is not None:
         for config, est in zip(configs, estimates, strict=True):
             if est.allocations is not None and est.allocations - 1 > layout.max_requeues:
@@ -201,3 +223,31 @@ def _summary(
                     f"{est.allocations} allocations, but profile.max_requeues is "
                     f"{layout.max_requeues}: raise it, or the run is given up unfinished"
                 )
+
+
+def _released_lines(
+    configs: list, estimates: list[Estimate], layout: Layout, say: Callable[[str], None]
+) -> None:
+    """What a plan of released weights needs: one device per job, and a time limit above
+    each evaluation (an evaluation cut by the limit starts over in the next allocation)."""
+    released = [c for c in configs if c.weights is not None]
+    if not released:
+        return
+    say(
+        f"   {len(released)} run(s) evaluate released weights: no training; evaluation "
+        "runs on one device of the job"
+        + (
+            f", so {layout.devices - 1} of the {layout.devices} devices per job idle: "
+            "--profile gpu-1x holds one GPU per job"
+            if layout.devices > 1
+            else ""
+        )
+    )
+    for config, est in zip(configs, estimates, strict=True):
+        limit = layout.timeout_min
+        if config.weights is not None and est.wall_hours and limit and est.wall_hours * 60 > limit:
+            say(
+                f"   warning: {config.experiment}/{config.variant}: its evaluation takes "
+                f"{est.wall_hours:.1f} h, above the {layout.limit()} limit; evaluation "
+                "does not resume, so raise the profile's timeout_min"
+            )

@@ -44,8 +44,11 @@ import yaml
 
 from .config import SCALES, RunConfig, check_runnable
 from .core import ConfigError
+from .experiment_fields import reproduce_field, training_seeds
 from .overrides import deep_merge, expand_grid, parse_overrides
 from .resources import experiments_dir
+from .weights.choice import choose_weights
+from .weights.source import WEIGHTS_MODES
 from .yaml_io import load_yaml, yaml_problem
 
 __all__ = [
@@ -91,10 +94,25 @@ class Experiment:
         scale: str = "cpu",
         overrides: dict[str, Any] | None = None,
         variants: list[str] | None = None,
+        weights: str = "trained",
     ) -> list[RunConfig]:
-        """The validated run configurations of this experiment at ``scale``."""
+        """The validated run configurations of this experiment at ``scale``.
+
+        ``weights``: ``trained`` (each run trains its model or reads its upstream's
+        checkpoint) or ``released`` (each run evaluates the weights its variant's
+        ``weights:`` section names, or its upstream variant's; a variant without any
+        raises :class:`NoReleasedWeights`)."""
         if scale not in SCALES:
             raise ConfigError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+        if weights not in WEIGHTS_MODES:
+            raise ConfigError(
+                f"weights: expected one of {', '.join(WEIGHTS_MODES)}, got {weights!r}"
+            )
+        if weights == "released" and scale != "paper":
+            raise ConfigError(
+                "--weights released: the released weights are the paper's networks; use "
+                "--scale paper"
+            )
         chosen = list(self.variants) if not variants else variants
         unknown = [v for v in chosen if v not in self.variants]
         if unknown:
@@ -106,7 +124,7 @@ class Experiment:
         for variant in chosen:
             if variant in self.shared:
                 experiment, target = self.shared[variant]
-                configs += load_experiment(experiment).resolve(scale, overrides, [target])
+                configs += load_experiment(experiment).resolve(scale, overrides, [target], weights)
                 continue
             merged = deep_merge(self.defaults, self.scales.get(scale))
             merged = deep_merge(merged, self.variants[variant])
@@ -115,32 +133,14 @@ class Experiment:
             if self.plugins:
                 merged["plugins"] = list(self.plugins)
             where = f"{self.path.name} [{variant}, {scale}]"
-            for seed in _training_seeds(merged, overrides or {}, where):
+            choose_weights(merged, weights, where, _upstream_weights)
+            for seed in training_seeds(merged, overrides or {}, where):
                 try:
                     configs.append(RunConfig.from_dict({**merged, "seed": seed}))
                     check_runnable(configs[-1])
-                except ConfigError as err:
-                    raise ConfigError(f"{where}: {err}") from None
+                except ConfigError as err:  # its kind kept: NoReleasedWeights is listed
+                    raise type(err)(f"{where}: {err}") from None
         return configs
-
-
-def _training_seeds(merged: dict[str, Any], overrides: dict[str, Any], where: str) -> list[int]:
-    """The run seeds of one variant: ``seeds`` (a list: one run each, same variant name,
-    so that the paired report compares across them) unless ``--set seed=N`` picks one;
-    else ``seed``. ``seeds`` is removed from ``merged``."""
-    seeds = merged.pop("seeds", None)
-    if seeds is None or "seed" in overrides:
-        return [merged.get("seed", 0)]
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise ConfigError(
-            f"{where}: seeds: expected a non-empty list of distinct integers, got {seeds!r}"
-        )
-    return seeds
 
 
 def list_experiments(directory: Path = EXPERIMENTS_DIR) -> list[str]:
@@ -186,7 +186,7 @@ def load_experiment(name_or_path: str | Path, directory: Path = EXPERIMENTS_DIR)
         name=path.stem,
         path=path,
         description=str(raw.get("description", "")).strip(),
-        reproduce=_reproduce(raw.get("reproduce"), variants, path),
+        reproduce=reproduce_field(raw.get("reproduce"), variants, path),
         defaults=raw.get("defaults") or {},
         scales=scales,
         variants=variants,
@@ -230,43 +230,17 @@ def _shared_runs(variants: dict[str, Any], path: Path) -> dict[str, tuple[str, s
     return out
 
 
-def _reproduce(
-    value: Any, variants: dict[str, Any], path: Path
-) -> dict[str, tuple[str, ...] | None]:
-    """The ``reproduce`` field: a list of scales (every variant) or scale -> variants."""
-    if value is None:
-        return {}
-    if isinstance(value, list):
-        value = dict.fromkeys(value)
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(
-            f"{path}: reproduce: expected a list of scales or a mapping of scale -> "
-            f"variants, got {value!r}"
-        )
-    out: dict[str, tuple[str, ...] | None] = {}
-    for scale, chosen in value.items():
-        if scale not in SCALES:
-            raise ConfigError(
-                f"{path}: reproduce: unknown scale {scale!r}; valid: {', '.join(SCALES)}"
-            )
-        if chosen is None:
-            out[scale] = None
-            continue
-        if not isinstance(chosen, list) or not chosen or any(v not in variants for v in chosen):
-            raise ConfigError(
-                f"{path}: reproduce.{scale}: expected a non-empty list of this file's "
-                f"variants ({', '.join(variants)}), got {chosen!r}"
-            )
-        out[scale] = tuple(chosen)
-    return out
-
-
 def resolve_variant(
-    experiment: str, scale: str, overrides: dict[str, Any], variant: str, seed: int
+    experiment: str,
+    scale: str,
+    overrides: dict[str, Any],
+    variant: str,
+    seed: int,
+    weights: str = "trained",
 ) -> RunConfig:
     """The one run of ``experiment``'s ``variant``: the run at ``seed`` when the variant
     has several training seeds (a downstream run of seed s reads the upstream's seed s)."""
-    configs = load_experiment(experiment).resolve(scale, overrides, [variant])
+    configs = load_experiment(experiment).resolve(scale, overrides, [variant], weights)
     if len(configs) == 1:
         return configs[0]
     matching = [c for c in configs if c.seed == seed]
@@ -274,6 +248,19 @@ def resolve_variant(
         seeds = ", ".join(str(c.seed) for c in configs)
         raise ConfigError(f"{experiment}/{variant} has runs at seeds {seeds}, none at seed {seed}")
     return matching[0]
+
+
+def _upstream_weights(upstream: dict[str, Any], variant: str, scale: str, seed: int) -> Any:
+    """The released weights of the run ``upstream`` (an ``upstream:`` section) names."""
+    trained = resolve_variant(
+        upstream["experiment"],
+        scale,
+        parse_overrides(list(upstream.get("overrides") or ())),
+        variant,
+        seed,
+        weights="released",
+    )
+    return None if trained.weights is None else trained.to_dict()["weights"]
 
 
 def upstream_config(config: RunConfig) -> RunConfig:
@@ -284,7 +271,12 @@ def upstream_config(config: RunConfig) -> RunConfig:
     variant = up.variant or config.variant
     try:
         trained = resolve_variant(
-            up.experiment, config.scale, parse_overrides(list(up.overrides)), variant, config.seed
+            up.experiment,
+            config.scale,
+            parse_overrides(list(up.overrides)),
+            variant,
+            config.seed,
+            "released" if config.weights is not None else "trained",
         )
     except ConfigError as err:
         raise ConfigError(f"upstream ({up.experiment}/{variant}): {err}") from None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -30,8 +32,9 @@ from .checkpoints import (
     resume_checkpoint,
 )
 from .config import RunConfig
-from .core import ConfigError, EvalContext
+from .core import ConfigError, EvalContext, Metric
 from .distributed import World, current_world, share_from_main
+from .estimate import EVAL_TIME_METRIC
 from .experiments import upstream_config
 from .hardware import Hardware, select_hardware
 from .lease import RunBusy, RunLease
@@ -40,6 +43,7 @@ from .registry import MODELS, TASKS
 from .safe_files import UnsafePath, check_not_symlink, ensure_directory
 from .tracking import Tracker
 from .training import fit
+from .weights.released import released_model
 
 __all__ = ["execute", "RunResult", "load_trained_model"]
 
@@ -196,7 +200,8 @@ def _train_and_evaluate(
             f"task {config.task.name!r} needs a model: set model.name, or upstream "
             "to evaluate a trained run"
         )
-    if model is not None and task_cls.trainable and config.train.steps > 0:
+    released = config.weights is not None  # evaluated as published: nothing to train
+    if model is not None and task_cls.trainable and config.train.steps > 0 and not released:
         ema_start = None  # a resumed run reads its EMA from its checkpoint
         if resume_checkpoint(run_dir / "checkpoints")[0] is None:
             ema_start = initialise_from(model, config, run_dir.parent, tracker, mlflow_run_id)
@@ -223,21 +228,32 @@ def _train_and_evaluate(
     if config.upstream is not None:
         upstream = upstream_config(config)
         task.check_upstream(upstream)
-        if task_cls.needs_model:  # a task that reads the kept checkpoints loads its own
-            model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
-        ctx.upstream_run = upstream.run_id
-        ctx.kept_checkpoints = tuple(kept_checkpoints(run_dir.parent, upstream.run_id))
-        ctx.load_checkpoint = partial(load_trained_model, upstream, run_dir.parent, device)
-        if mlflow_run_id is not None:
-            tracker.set_tags(mlflow_run_id, {"primebench.upstream_run": upstream.run_id})
+        if not released:  # released weights replace the upstream run's checkpoints
+            if task_cls.needs_model:  # a task that reads the kept checkpoints loads its own
+                model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
+            ctx.upstream_run = upstream.run_id
+            ctx.kept_checkpoints = tuple(kept_checkpoints(run_dir.parent, upstream.run_id))
+            ctx.load_checkpoint = partial(load_trained_model, upstream, run_dir.parent, device)
+            if mlflow_run_id is not None:
+                tracker.set_tags(mlflow_run_id, {"primebench.upstream_run": upstream.run_id})
+    weights_card = None
+    if released:
+        model, weights_card = released_model(config, model, tracker, mlflow_run_id)
     if model is not None:
         model.to(device).eval()
     ensure_directory(ctx.artifact_dir, "run's artifacts directory")
     remove_temporaries(ctx.artifact_dir)  # of an evaluation killed while writing
+    began = time.perf_counter()
     with ema.applied_to(model) if ema is not None else nullcontext():
         output = task.evaluate(model, ctx)
-    tracker.log_metrics(mlflow_run_id, output.metrics)
+    # Wall time of the evaluation: what the dry run's estimate of evaluation-only runs reads.
+    elapsed = Metric(EVAL_TIME_METRIC, time.perf_counter() - began, {"device": str(device)})
+    metrics = [*output.metrics, elapsed]
+    if weights_card is not None:  # every number says which published file it scores
+        metrics = [replace(m, card={**m.card, "weights": weights_card}) for m in metrics]
+    tracker.log_metrics(mlflow_run_id, metrics)
     for subdir, path in output.artifacts:
         check_not_symlink(path, "artifact")  # never upload the file a link points to
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
-    return {m.name: m.value for m in output.metrics if m.step is None}
+    # The evaluation time is a figure of this machine, not a result: MLflow only.
+    return {m.name: m.value for m in metrics if m.step is None and m.name != EVAL_TIME_METRIC}

@@ -21,12 +21,13 @@ from typing import Any
 
 from .config import RunConfig
 from .core import ConfigError
-from .experiments import list_experiments, load_experiment
+from .experiments import Experiment, list_experiments, load_experiment
 from .launch import Submission, submit
 from .preflight import validate
 from .profiles import ClusterProfile
 from .sqlite_cluster import check_sqlite_for_slurm
 from .tracking_store import resolve_tracking_uri
+from .weights.source import NoReleasedWeights
 
 __all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "stages", "submit_plan"]
 
@@ -42,13 +43,15 @@ class PlannedExperiment:
     upstream: tuple[str, ...] = ()  # upstream experiments of this plan: waited for
     external: tuple[str, ...] = ()  # upstream experiments outside it: must be complete
     shared: tuple[tuple[str, RunConfig], ...] = ()  # (variant, the run it is) run by another
+    unavailable: tuple[str, ...] = ()  # released weights: variants the authors published none of
 
 
 def upstream_of(configs: Sequence[RunConfig]) -> list[str]:
     """The experiments whose checkpoints ``configs`` read (``upstream.experiment``, and
     ``train.init_from`` for fine-tuned runs)."""
-    names = {c.upstream.experiment for c in configs if c.upstream is not None}
-    names |= {c.train.init_source[0] for c in configs if c.train.init_source is not None}
+    trained = [c for c in configs if c.weights is None]  # released weights read no run
+    names = {c.upstream.experiment for c in trained if c.upstream is not None}
+    names |= {c.train.init_source[0] for c in trained if c.train.init_source is not None}
     return sorted(n for n in names if isinstance(n, str) and n)
 
 
@@ -84,18 +87,25 @@ def plan_experiments(
     variants: list[str] | None = None,
     *,
     reproduction: bool = False,
+    weights: str = "trained",
 ) -> list[PlannedExperiment]:
     """Resolve ``names`` at ``scale`` and order them upstream first (ConfigError on an
     unknown upstream experiment or a cycle). ``variants`` applies to a single name only;
-    a ``reproduction`` takes each experiment's variants of its ``reproduce`` field."""
+    a ``reproduction`` takes each experiment's variants of its ``reproduce`` field.
+    ``weights="released"``: every run evaluates its variant's released weights; a variant
+    the authors published none of is left out and named in ``unavailable`` (unless
+    ``variants`` asked for it)."""
     if variants and len(names) != 1:
         raise ConfigError("--variant: selects variants of one experiment only")
     known = set(list_experiments())
-    resolved = {}
+    resolved, unavailable = {}, {}
     for name in names:
         exp = load_experiment(name)
         chosen = exp.reproduced(scale) if reproduction else variants
-        resolved[name] = exp.resolve(scale, overrides, chosen)
+        if weights == "released" and not variants:
+            resolved[name], unavailable[name] = _released(exp, scale, overrides, chosen)
+        else:
+            resolved[name] = exp.resolve(scale, overrides, chosen, weights)
     shared = _share_runs(resolved, {n: load_experiment(n).shared for n in resolved})
     # A run that reads a checkpoint of its own experiment (a fine-tune of a sibling variant)
     # is no dependency between experiments: it names the missing run if it starts first.
@@ -114,9 +124,24 @@ def plan_experiments(
             upstream=tuple(u for u in needs[name] if u in resolved),
             external=tuple(u for u in needs[name] if u not in resolved),
             shared=shared[name],
+            unavailable=tuple(unavailable.get(name, ())),
         )
         for name in _order(list(names), needs)
     ]
+
+
+def _released(
+    exp: Experiment, scale: str, overrides: dict[str, Any] | None, chosen: list[str] | None
+) -> tuple[list[RunConfig], list[str]]:
+    """The released-weights runs of ``exp``'s variants, and a line for each variant that
+    has no released weights."""
+    configs, missing = [], []
+    for variant in chosen or list(exp.variants):
+        try:
+            configs += exp.resolve(scale, overrides, [variant], "released")
+        except NoReleasedWeights as none:
+            missing.append(str(none))
+    return configs, missing
 
 
 def _share_runs(

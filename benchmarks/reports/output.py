@@ -56,7 +56,14 @@ def index_name(scale: str) -> str:
     return "index.md" if scale == "paper" else "README.md"
 
 
+RELEASED = "-released"  # the folder of a scale's runs of released weights: paper-released
+
+
 def index_title(scale: str) -> str:
+    """The index's first line for the folder of ``scale`` (``paper-released``: the runs
+    that evaluate released weights)."""
+    if scale.endswith(RELEASED):
+        return f"# primebench results, scale `{scale[: -len(RELEASED)]}`, the released weights"
     return f"# primebench results, scale `{scale}`"
 
 

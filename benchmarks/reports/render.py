@@ -36,7 +36,7 @@ from ..recipe import render_cards
 from . import ell_nfe, fid_curve, idle_steps, images, text, toy2d
 from .conflicts import conflicts, differences
 from .context import ReportContext
-from .output import ReportError, index_name, index_title, install, staging
+from .output import RELEASED, ReportError, index_name, index_title, install, staging
 from .store import load_runs
 from .stored import stored_config
 
@@ -81,6 +81,7 @@ def render_report(
     scale: str = "cpu",
     results_dir: str | Path | None = None,
     missing: Sequence[str] = (),
+    weights: str = "trained",
 ) -> list[tuple[str, Path]]:
     """Write every table and figure for ``scale`` into ``results_dir/<scale>/`` (default:
     ``results/`` under the working directory, never the installed package), with an index
@@ -92,16 +93,20 @@ def render_report(
     A run whose stored config no longer validates (written by an older version with
     settings since renamed), or names a task or model that is not registered here, is
     left out with a warning naming it, and listed under "Not rendered" in the index.
+
+    ``weights="released"``: the runs that evaluated released weights instead, into
+    ``results_dir/<scale>-released/``, with the file each run scored in the index.
     """
     import matplotlib
 
     matplotlib.use("Agg")
-    out_dir = (Path.cwd() / "results" if results_dir is None else Path(results_dir)) / scale
+    folder = scale + (RELEASED if weights == "released" else "")
+    out_dir = (Path.cwd() / "results" if results_dir is None else Path(results_dir)) / folder
     runs, client = load_runs(tracking_uri, scale)
     staged = staging(out_dir)
     try:
-        written = _render_all(runs, client, scale, staged, missing)
-        for name in install(staged, out_dir, scale):
+        written = _render_all(runs, client, folder, staged, missing)
+        for name in install(staged, out_dir, folder):
             log.info("report: removed %s, written by an earlier report and not by this one", name)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -118,17 +123,23 @@ def _order(cfg: RunConfig) -> tuple[str, str, int, str]:
 
 
 def _render_all(
-    runs: Any, client: Any, scale: str, out_dir: Path, missing: Sequence[str]
+    runs: Any, client: Any, folder: str, out_dir: Path, missing: Sequence[str]
 ) -> list[tuple[str, Path]]:
-    """Every renderer's files and the index, into ``out_dir``."""
+    """Every renderer's files and the index, into ``out_dir`` (``folder``: the scale, or
+    ``<scale>-released`` for the runs of released weights)."""
     written: list[tuple[str, Path]] = []
     configs, skipped = {}, []
+    released = folder.endswith(RELEASED)
+    scale = folder.removesuffix(RELEASED)
     for mlflow_run_id in runs.get("run_id", []):
         try:
-            configs[mlflow_run_id] = stored_config(client, mlflow_run_id)
+            config = stored_config(client, mlflow_run_id)
         except ConfigError as err:
             log.warning("report: skipping a run: %s", err)
             skipped.append(str(err))
+            continue
+        if (config.weights is not None) == released:  # trained and released apart
+            configs[mlflow_run_id] = config
     # Grouped by the task and ordered by the variant, then the seed, of each stored config.
     order = sorted(configs, key=lambda r: _order(configs[r]))
     with tempfile.TemporaryDirectory(prefix="primebench-report-") as scratch:
@@ -143,19 +154,40 @@ def _render_all(
             for render in RENDERERS[key]:
                 render(ctx)
             written += ctx.written
-    if scale == "paper":
+    if folder == "paper":
         (out_dir / "recipes.md").write_text(render_cards("paper"))
         written.append(("Recipe cards: the source of every setting", out_dir / "recipes.md"))
-    index = [index_title(scale), ""]
+    index = [index_title(folder), ""]
     if not written:
         index.append("No complete runs of this scale in the tracking store yet.")
     index += [f"- [{title}]({path.name})" for title, path in written]
     if missing:
         index += ["", "## Missing", "", "Runs of this reproduction that did not complete:", ""]
         index += [f"- {' '.join(line.split())}" for line in missing]
-    index += _conflict_lines(configs) + _skipped_lines(skipped)
-    (out_dir / index_name(scale)).write_text("\n".join(index) + "\n")
+    index += _released_lines(configs) + _conflict_lines(configs) + _skipped_lines(skipped)
+    (out_dir / index_name(folder)).write_text("\n".join(index) + "\n")
     return written
+
+
+def _released_lines(configs: Mapping[str, RunConfig]) -> list[str]:
+    """The index's list of the released files the runs scored (their checksums and
+    commits are tags of each MLflow run)."""
+    released = sorted(
+        (c.experiment, c.variant, c.weights.origin) for c in configs.values() if c.weights
+    )
+    if not released:
+        return []
+    lines = [
+        "",
+        "## Released weights",
+        "",
+        "No model here was trained by this suite: each run loaded the file below and ran the "
+        "same evaluation as a trained run. The commit each revision resolved to and the "
+        "file's sha256 are on the MLflow run (tags primebench.weights, weights.sha256) and "
+        "on every metric's card.",
+        "",
+    ]
+    return lines + [f"- {exp}/{variant}: {origin}" for exp, variant, origin in released]
 
 
 def _conflict_lines(configs: Mapping[str, RunConfig]) -> list[str]:

@@ -54,6 +54,8 @@ def _paper_row(paper: pd.DataFrame, cfg: RunConfig, name: str, ell: int | None) 
 
 
 def _training(cfg: RunConfig) -> str:
+    if cfg.weights is not None:
+        return f"released weights: {cfg.weights.origin}"
     t = cfg.train
     start = "from scratch" if t.init_from is None else f"fine-tuned from {t.init_from}"
     lr = f"lr {t.lr:g}" + (f" cosine to {t.min_lr:g}" if t.lr_decay == "cosine" else "")
