@@ -66,8 +66,9 @@ def _plan(args: argparse.Namespace, names: list[str], reproduction: bool = False
         reproduction=reproduction,
         weights=args.weights,
     )
-    for line in (line for item in plan for line in item.unavailable):
-        print(f"== left out: {line}")
+    if not getattr(args, "dry_run", False):  # a dry run lists them in its summary
+        for line in (line for item in plan for line in item.unavailable):
+            print(f"== left out: {line}")
     return plan
 
 

@@ -172,18 +172,28 @@ def _shared_summary(
     say(f"== shared: {len(shared)} variant(s) that are runs of another experiment here")
     trainings: dict[str, Estimate] = {}
     for name, variant, config in shared:
-        trained = upstream_config(config) if config.upstream is not None else config
+        # A released-weights run is evaluated, never trained: its own cost is counted.
+        evaluated = config.weights is not None or config.upstream is None
+        trained = config if evaluated else upstream_config(config)
         est = trainings.setdefault(
-            trained.run_id, estimate(trained, measured_step_time(store, trained) or given, layout)
+            trained.run_id,
+            estimate(
+                trained,
+                measured_step_time(store, trained) or given,
+                layout,
+                measured_eval_time(store, trained),
+            ),
         )
         via = "" if trained is config else f", evaluating {trained.experiment}/{trained.variant}"
+        what = "evaluation" if config.weights is not None else "training"
         say(
             f"   {name}/{variant} is {config.experiment}/{config.variant} [{config.run_id}]"
-            f"{via}: {_hours_text(est)} {layout.unit} of training, counted once"
+            f"{via}: {_hours_text(est)} {layout.unit} of {what}, counted once"
         )
     hours = [e.device_hours for e in trainings.values()]
     text = "unknown" if None in hours else f"{sum(hours):,.1f}"
-    say(f"   their {len(trainings)} training run(s): {text} {layout.unit}, each counted once")
+    runs = "run(s) of released weights" if shared[0][2].weights else "training run(s)"
+    say(f"   their {len(trainings)} {runs}: {text} {layout.unit}, each counted once")
 
 
 def _summary(
@@ -205,13 +215,16 @@ def _summary(
     say("   by experiment (" + layout.unit + "): " + ", ".join(subtotals))
     if unknown:
         say(f"   + {len(unknown)} run(s): {UNKNOWN_STEP_TIME}")
+    configs = [c for item in plan for c in item.configs]
     if eval_only:
+        first = next(c for c, e in zip(configs, estimates, strict=True) if e.eval_only)
+        flags = " --weights released" if first.weights is not None else ""
         say(
             f"   + {len(eval_only)} evaluation-only run(s): {MEASURE_FIRST}: run one of an "
-            "experiment (primebench run EXPERIMENT --variant V ...); its logged evaluation "
-            "time (perf/eval_time_s) then estimates the others"
+            f"experiment (e.g. primebench sweep {first.experiment} --variant {first.variant} "
+            f"--scale {first.scale}{flags} ...); its logged evaluation time "
+            "(perf/eval_time_s) then estimates the others"
         )
-    configs = [c for item in plan for c in item.configs]
     _released_lines(configs, estimates, layout, say)
     for line in (line for item in plan for line in item.unavailable):
         say(f"   left out: {line}")

@@ -156,6 +156,8 @@ def _sections(config: RunConfig) -> list[tuple[str, list[FieldInfo]]]:
     sections.append(("train", describe(config.train, "train")))
     if config.upstream is not None:
         sections.append(("upstream", describe(config.upstream, "upstream")))
+    if config.weights is not None:
+        sections.append(("weights (released)", describe(config.weights, "weights")))
     return sections
 
 

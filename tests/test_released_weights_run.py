@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from benchmarks.cli import main
 from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
 from benchmarks.dryrun import dry_run, layout_of
@@ -19,7 +20,7 @@ from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports import render_report
 from benchmarks.runner import execute
-from benchmarks.submission import plan_experiments, upstream_of
+from benchmarks.submission import PlannedExperiment, plan_experiments, upstream_of
 from benchmarks.weights import released
 from benchmarks.weights.mapping import load_network
 from benchmarks.weights.source import NoReleasedWeights
@@ -130,6 +131,11 @@ def test_released_weights_run_evaluates_them_without_training(tmp_path, monkeypa
         assert card["weights"].startswith(f"released weights: file:{weights}")
         assert sha in card["weights"]
 
+    # The dry run of the same run now estimates it from the evaluation time it logged.
+    (est,) = dry_run([PlannedExperiment("toy2d", [run])], "local", tracking_uri=uri)
+    assert est.eval_time.source == "measured, this run"
+    assert est.eval_time.seconds == stored.data.metrics["perf/eval_time_s"] > 0
+
     out = tmp_path / "results"
     render_report(uri, "cpu", results_dir=out, weights="released")
     index = (out / "cpu-released" / "README.md").read_text()
@@ -137,3 +143,15 @@ def test_released_weights_run_evaluates_them_without_training(tmp_path, monkeypa
     assert f"toy2d/prime-l2-joint: file:{weights}" in index
     render_report(uri, "cpu", results_dir=out)  # the trained report leaves it out
     assert "Released weights" not in (out / "cpu" / "README.md").read_text()
+
+
+def test_cli_dry_run_of_released_weights_names_what_it_leaves_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", "table3", "--scale", "paper", "--weights", "released", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "left out: table3.yaml [cifar10-mdm-mixture, paper]: no released weights" in out
+    assert "measure first" in out and "--weights released" in out
+    table = out.split("== estimate")[0]  # the jobs, before the summary
+    assert "cifar10-l1" in table and "cifar10-mdm-mixture" not in table
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing

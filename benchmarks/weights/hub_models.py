@@ -50,7 +50,13 @@ from prime.backbones.dit_keys import ROTARY_BUFFER, from_dit_names
 
 from .mapping import WeightsMismatch, load_network
 
-__all__ = ["read_hub_snapshot", "load_hub_mdlm", "load_hub_bd3lm"]
+__all__ = [
+    "read_hub_snapshot",
+    "check_hub_config",
+    "hub_network_state",
+    "load_hub_mdlm",
+    "load_hub_bd3lm",
+]
 
 PREFIX = "backbone."
 WINDOW_KEYS = ("sampling_eps_min", "sampling_eps_max")
@@ -145,67 +151,9 @@ def _check_dit(model: nn.Module, config: dict[str, Any], kind: str, source: str)
     return network
 
 
-def _load(
-    model: nn.Module,
-    network: DiT,
-    state: dict[str, torch.Tensor],
-    path: Path,
-    extra: tuple[str, ...],
-) -> dict[str, str]:
-    """Rename ``backbone.*``, drop the mask-class row for a C-output head, load strictly."""
-    outside = sorted(k for k in state if not k.startswith(PREFIX) and k not in extra)
-    if outside:
-        raise WeightsMismatch(f"{path}: unexpected keys outside {PREFIX!r}: {outside[:8]}")
-    inner = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}
-    cfg = network.config
-    try:
-        renamed = from_dit_names(inner, head_dim=cfg.hidden // cfg.heads)
-    except KeyError as err:
-        raise WeightsMismatch(f"{path}: {err.args[0]}") from None
-    except ValueError as err:
-        raise WeightsMismatch(f"{path}: {err}") from None
-    classes = model.codec.num_classes
-    head = renamed.get("head.weight")
-    mask_class = f"all {classes + 1} head rows kept (a mask-class head)"
-    if network.head.out_features == classes and head is not None and len(head) == classes + 1:
-        renamed["head.weight"] = head[:classes]
-        renamed["head.bias"] = renamed["head.bias"][:classes]
-        mask_class = f"head row {classes} (the mask class, no probability under SUBS) dropped"
-    load_network(network, renamed, str(path))
-    rotary = "checked: base 10000" if ROTARY_BUFFER in inner else "absent from the file"
-    return {
-        "weights.keys": f"{PREFIX}* ({len(inner)} tensors); rotary buffer {rotary}",
-        "weights.mask_class": mask_class,
-    }
-
-
-def _summary(config: dict[str, Any], names: tuple[str, ...]) -> str:
-    return " ".join(f"{name}={config.get(name)}" for name in names)
-
-
-def load_hub_mdlm(model: nn.Module, path: Path) -> dict[str, str]:
-    """Load MDLM's hub model (``path``: its model.safetensors) into ``model`` (a
-    :class:`prime.MaskedDiffusion` with ell = 1 and a DiT); returns strings to record."""
-    path = Path(path)
-    config, state = read_hub_snapshot(path)
-    network = _check_dit(model, config, "mdlm", str(path.with_name("config.json")))
-    record = _load(model, network, state, path, extra=())
-    names = _SIZES + ("dropout", "time_conditioning")
-    return {
-        "weights.format": "hub transformers model (MDLM)",
-        "weights.config": _summary(config, names),
-        **record,
-    }
-
-
-def load_hub_bd3lm(model: nn.Module, path: Path, *, seq_len: int | None = None) -> dict[str, str]:
-    """Load a BD3-LM hub model (``path``: its model.safetensors) into ``model`` (the
-    suite's block diffusion with ell = 1 and a DiT); ``seq_len``, when given, must be the
-    file's model_length (the length their block-diffusion pass is defined for)."""
-    path = Path(path)
-    config, state = read_hub_snapshot(path)
-    source = str(path.with_name("config.json"))
-    network = _check_dit(model, config, "bd3lm", source)
+def _check_block_diffusion(
+    model: nn.Module, config: dict[str, Any], source: str, seq_len: int | None
+) -> None:
     block = getattr(model, "block_size", None)
     if block is None:
         raise WeightsMismatch(f"{source}: a BD3-LM file needs a block-diffusion model")
@@ -224,6 +172,102 @@ def load_hub_bd3lm(model: nn.Module, path: Path, *, seq_len: int | None = None) 
     if seq_len is not None:
         rows.append(("model_length", config["model_length"], seq_len, "the sequence length"))
     _compare(source, rows)
+
+
+def check_hub_config(
+    model: nn.Module,
+    config: dict[str, Any],
+    kind: str,
+    source: str,
+    seq_len: int | None = None,
+) -> DiT:
+    """The model's DiT, after checking config.json (``config``, named ``source`` in
+    errors) of a hub model of ``kind`` ("mdlm" or "bd3lm") against ``model``: sizes, time
+    conditioning, and for BD3-LM the block size, attention flags and (``seq_len`` given)
+    the length. WeightsMismatch naming each field that differs, with both values."""
+    network = _check_dit(model, config, kind, source)
+    if kind == "bd3lm":
+        _check_block_diffusion(model, config, source, seq_len)
+    return network
+
+
+def hub_network_state(
+    model: nn.Module,
+    network: DiT,
+    state: dict[str, torch.Tensor],
+    path: Path | str,
+    extra: tuple[str, ...] = (),
+) -> tuple[dict[str, torch.Tensor], str]:
+    """(the file's ``backbone.*`` tensors under ``network``'s names, what was done with the
+    mask-class row): renamed, the rotary buffer checked and dropped, the mask row dropped
+    for a C-output head. ``extra``: keys outside ``backbone.`` the file may hold."""
+    outside = sorted(k for k in state if not k.startswith(PREFIX) and k not in extra)
+    if outside:
+        raise WeightsMismatch(f"{path}: unexpected keys outside {PREFIX!r}: {outside[:8]}")
+    inner = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}
+    cfg = network.config
+    try:
+        renamed = from_dit_names(inner, head_dim=cfg.hidden // cfg.heads)
+    except KeyError as err:
+        raise WeightsMismatch(f"{path}: {err.args[0]}") from None
+    except ValueError as err:
+        raise WeightsMismatch(f"{path}: {err}") from None
+    classes = model.codec.num_classes
+    head = renamed.get("head.weight")
+    mask_class = f"all {classes + 1} head rows kept (a mask-class head)"
+    if network.head.out_features == classes and head is not None and len(head) == classes + 1:
+        renamed["head.weight"] = head[:classes]
+        renamed["head.bias"] = renamed["head.bias"][:classes]
+        mask_class = f"head row {classes} (the mask class, no probability under SUBS) dropped"
+    return renamed, mask_class
+
+
+def _load(
+    model: nn.Module,
+    network: DiT,
+    state: dict[str, torch.Tensor],
+    path: Path,
+    extra: tuple[str, ...],
+) -> dict[str, str]:
+    """Rename ``backbone.*``, drop the mask-class row for a C-output head, load strictly."""
+    renamed, mask_class = hub_network_state(model, network, state, path, extra)
+    load_network(network, renamed, str(path))
+    inner = {k[len(PREFIX) :] for k in state if k.startswith(PREFIX)}
+    rotary = "checked: base 10000" if ROTARY_BUFFER in inner else "absent from the file"
+    return {
+        "weights.keys": f"{PREFIX}* ({len(inner)} tensors); rotary buffer {rotary}",
+        "weights.mask_class": mask_class,
+    }
+
+
+def _summary(config: dict[str, Any], names: tuple[str, ...]) -> str:
+    return " ".join(f"{name}={config.get(name)}" for name in names)
+
+
+def load_hub_mdlm(model: nn.Module, path: Path) -> dict[str, str]:
+    """Load MDLM's hub model (``path``: its model.safetensors) into ``model`` (a
+    :class:`prime.MaskedDiffusion` with ell = 1 and a DiT); returns strings to record."""
+    path = Path(path)
+    config, state = read_hub_snapshot(path)
+    network = check_hub_config(model, config, "mdlm", str(path.with_name("config.json")))
+    record = _load(model, network, state, path, extra=())
+    names = _SIZES + ("dropout", "time_conditioning")
+    return {
+        "weights.format": "hub transformers model (MDLM)",
+        "weights.config": _summary(config, names),
+        **record,
+    }
+
+
+def load_hub_bd3lm(model: nn.Module, path: Path, *, seq_len: int | None = None) -> dict[str, str]:
+    """Load a BD3-LM hub model (``path``: its model.safetensors) into ``model`` (the
+    suite's block diffusion with ell = 1 and a DiT); ``seq_len``, when given, must be the
+    file's model_length (the length their block-diffusion pass is defined for)."""
+    path = Path(path)
+    config, state = read_hub_snapshot(path)
+    source = str(path.with_name("config.json"))
+    network = check_hub_config(model, config, "bd3lm", source, seq_len)
+    block, backend = model.block_size, config.get("attn_backend", "flex")
     record = _load(model, network, state, path, extra=WINDOW_KEYS)
     window = " ".join(f"{key}={float(state[key]):.6g}" for key in WINDOW_KEYS if key in state)
     names = _SIZES + ("block_size", "dropout", "time_conditioning", "attn_backend")
