@@ -108,6 +108,11 @@ class Experiment:
             raise ConfigError(
                 f"weights: expected one of {', '.join(WEIGHTS_MODES)}, got {weights!r}"
             )
+        if weights != "released" and "weights" in (overrides or {}):
+            raise ConfigError(
+                "weights: a released file is read only with --weights released; a trained "
+                "run reads none"
+            )
         if weights == "released" and scale != "paper":
             raise ConfigError(
                 "--weights released: the released weights are the paper's networks; use "

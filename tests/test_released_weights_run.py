@@ -15,7 +15,7 @@ from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
 from benchmarks.dryrun import dry_run, layout_of
 from benchmarks.estimate import StepTime, estimate
-from benchmarks.experiments import load_experiment, resolve_variant
+from benchmarks.experiments import load_experiment, parse_overrides, resolve_variant
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports import render_report
@@ -155,3 +155,13 @@ def test_cli_dry_run_of_released_weights_names_what_it_leaves_out(tmp_path, monk
     table = out.split("== estimate")[0]  # the jobs, before the summary
     assert "cifar10-l1" in table and "cifar10-mdm-mixture" not in table
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def test_a_local_file_replaces_the_hub_file_of_a_variant_and_of_its_evaluations():
+    local = parse_overrides(["weights.repo=null", "weights.file=ckpt/prime_l2.pth"])
+    exp = load_experiment("nfe-sweep")
+    (run,) = exp.resolve("paper", local, ["cifar10-l2-nfe128"], "released")
+    assert run.weights.origin == "file:ckpt/prime_l2.pth"
+    assert (run.weights.format, run.weights.epoch) == ("mdm-prime-image", 4250)  # inherited
+    with pytest.raises(ConfigError, match="only with --weights released"):
+        exp.resolve("paper", local, ["cifar10-l2-nfe128"])
