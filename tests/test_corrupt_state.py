@@ -161,6 +161,7 @@ def test_a_read_only_tracking_store_is_an_error_before_any_work(tmp_path):
     assert (tmp_path / "mlflow.db").read_bytes() == before
 
 
+@pytest.mark.slow  # a CLI process as another user: a system test
 @_UNPRIVILEGED
 def test_a_read_only_results_directory_is_an_error_and_its_files_are_kept(trained, tmp_path):
     uri, _, _ = trained

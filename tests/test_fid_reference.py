@@ -46,6 +46,7 @@ def _run(cache, log, out, index) -> None:
     np.savez(out / f"{index}.npz", *features, computed=computed)
 
 
+@pytest.mark.slow  # four processes: a system test
 def test_concurrent_runs_compute_every_set_once_and_agree(tmp_path):
     log, out = tmp_path / "calls.log", tmp_path / "out"
     out.mkdir()

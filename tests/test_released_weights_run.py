@@ -55,6 +55,7 @@ def test_released_weights_need_the_paper_scale():
         load_experiment("table1").resolve("cpu", None, ["prime-l2"], "released")
 
 
+@pytest.mark.slow  # resolves every paper experiment
 def test_a_released_reproduction_names_every_variant_without_weights():
     plan = plan_experiments(PAPER_RELEASED, "paper", reproduction=True, weights="released")
     missing = [line for item in plan for line in item.unavailable]
