@@ -7,6 +7,7 @@ primebench report [--scale cpu] [--out DIR]       tables and figures under DIR/<
 primebench reproduce [--scale cpu]               every experiment of a scale, then report
 primebench reproduce --scale paper --cluster slurm --profile P   submit all (dependencies
                                                   between experiments) and exit [--dry-run]
+    [--eval-profile E] [--cpu-profile C]          profiles of evaluation-only and CPU jobs
 primebench status [EXPERIMENT] [--scale S]        state and step of every run, Slurm jobs
 primebench explain EXPERIMENT | task:NAME | model:NAME   every setting, with its meaning
 
@@ -29,8 +30,9 @@ from .core import ConfigError
 from .dryrun import dry_run
 from .experiments import Experiment, list_experiments, load_experiment
 from .explain import explain_entry, explain_runs
+from .job_profiles import JobProfiles, choose_profiles
 from .launch import launch, wait_jobs
-from .profiles import ClusterProfile, list_profiles, load_profile
+from .profiles import list_profiles
 from .registry import MODELS, TASKS
 from .reports import render_report
 from .reproduction import (
@@ -103,12 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile(args: argparse.Namespace) -> ClusterProfile | None:
-    profile = load_profile(args.profile) if args.profile else None
-    if args.cluster == "slurm" and profile is None:
+def _profiles(args: argparse.Namespace) -> JobProfiles:
+    """The profile of each kind of job (benchmarks.job_profiles)."""
+    if args.cluster == "slurm" and not args.profile:
         valid = ", ".join(list_profiles())
         raise ConfigError(f"--profile is required with --cluster slurm; valid: {valid}")
-    return profile
+    return choose_profiles(args.cluster, args.profile, args.eval_profile, args.cpu_profile)
 
 
 def _scale_experiments(scale: str) -> list[str]:
@@ -119,7 +121,7 @@ def _dry_run(args: argparse.Namespace, plan: list) -> int:
     dry_run(
         plan,
         args.cluster,
-        _profile(args),
+        profiles=_profiles(args),
         tracking_uri=args.tracking_uri,
         step_time=args.step_time,
     )
@@ -127,7 +129,7 @@ def _dry_run(args: argparse.Namespace, plan: list) -> int:
 
 
 def _launch(args: argparse.Namespace, name: str, configs: list) -> list[dict]:
-    profile = _profile(args)
+    profile = _profiles(args).main
     print(f"== {name}: {len(configs)} run(s) on {args.cluster}", flush=True)
     results = launch(
         configs,
@@ -157,6 +159,9 @@ def _report(args: argparse.Namespace, missing: Sequence[str] = ()) -> list:
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args, _plan(args, [args.experiment]))
+    if args.cluster == "slurm":  # an array per profile of its jobs' kinds, then wait
+        _submit_slurm(args, _plan(args, [args.experiment]), wait=True)
+        return 0
     _launch(args, args.experiment, _configs(args, args.experiment))
     return 0
 
@@ -189,19 +194,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _submit_slurm(args: argparse.Namespace, plan: list) -> bool:
-    """Submit the plan to Slurm; True when the user asked to wait for it."""
+def _submit_slurm(args: argparse.Namespace, plan: list, wait: bool) -> bool:
+    """Submit the plan to Slurm; True when ``wait`` (for its jobs, which it did)."""
     submissions = submit_plan(
         plan,
         "slurm",
-        profile=_profile(args),
+        profiles=_profiles(args),
         tracking_uri=args.tracking_uri,
         runs_dir=args.runs_dir,
+        if_busy=args.if_busy,
     )
-    if args.wait:
-        for item in plan:
-            print(f"== waiting for {item.name}", flush=True)
-            print_results(wait_jobs(submissions[item.name], tracebacks=args.debug))
+    if wait:
+        for name, submission in submissions.items():
+            print(f"== waiting for {name}", flush=True)
+            print_results(wait_jobs(submission, tracebacks=args.debug))
         return True
     follow = f"primebench status --scale {args.scale}"
     follow += f" --runs-dir {args.runs_dir}" if args.runs_dir != "runs" else ""
@@ -222,10 +228,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return _dry_run(args, plan)
     done = Reproduction()
     if args.cluster == "slurm":
-        if not _submit_slurm(args, plan):
+        if not _submit_slurm(args, plan, args.wait):
             return 0
     elif args.cluster == "local":
-        profile = _profile(args)
+        profile = _profiles(args).main
         done = reproduce_locally(
             plan,
             profile=profile,
@@ -235,6 +241,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if_busy=args.if_busy,
         )
     else:  # debug: in this process, one run after the other
+        _profiles(args)  # refuses the flags of Slurm profiles
         done = reproduce_in_process(
             plan,
             tracking_uri=args.tracking_uri,

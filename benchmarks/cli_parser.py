@@ -74,7 +74,7 @@ def build_parser(
     p.add_argument("experiment")
     p.add_argument("--variant", action="append", help="only these variants (repeatable)")
     p.add_argument("--cluster", default="local", choices=CLUSTERS)
-    p.add_argument("--profile", help="cluster profile under slurm/ (required for slurm)")
+    _add_profiles(p)
     p.add_argument("--parallel", type=int, default=1, help="local: simultaneous processes")
     _add_dry_run(p)
     _add_if_busy(p)
@@ -95,7 +95,7 @@ def build_parser(
     )
     p.add_argument("--out", default="results", help=_OUT_HELP)
     p.add_argument("--cluster", default="local", choices=CLUSTERS)
-    p.add_argument("--profile", help="cluster profile under slurm/")
+    _add_profiles(p)
     p.add_argument(
         "--parallel",
         type=int,
@@ -124,6 +124,25 @@ def build_parser(
     p.add_argument("--variant", action="append", help="only these variants (repeatable)")
     p.set_defaults(func=commands["explain"])
     return parser
+
+
+def _add_profiles(p: argparse.ArgumentParser) -> None:
+    """A cluster profile per kind of job (benchmarks.job_profiles)."""
+    p.add_argument(
+        "--profile",
+        help="cluster profile under slurm/ (or a .yaml path) of training jobs, and of every "
+        "job with --cluster local (required with --cluster slurm)",
+    )
+    p.add_argument(
+        "--eval-profile",
+        help="slurm: profile of evaluation-only jobs (released weights, an upstream run's "
+        "checkpoints); default: gpu-1x if --profile holds GPUs, else --profile",
+    )
+    p.add_argument(
+        "--cpu-profile",
+        help="slurm: profile of jobs whose task needs no device (idle-steps), without GPUs; "
+        "default: cpu if --profile holds GPUs, else --profile",
+    )
 
 
 def _add_dry_run(p: argparse.ArgumentParser) -> None:

@@ -113,11 +113,14 @@ class Task:
     evaluates the model the runner hands it, which is the checkpoint of the run named by
     the experiment's ``upstream:`` section when there is one. A task with ``needs_model =
     False`` is handed none (it simulates, or loads the upstream's kept checkpoints itself).
+    A task with ``needs_device = False`` computes on the CPU alone (a simulation): its jobs
+    get a cluster profile without GPUs (:mod:`benchmarks.job_kinds`).
     """
 
     Params: ClassVar[type]
     trainable: ClassVar[bool] = True
     needs_model: ClassVar[bool] = True
+    needs_device: ClassVar[bool] = True
 
     def __init__(self, params: Any, config: Any):
         self.params = params

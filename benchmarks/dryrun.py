@@ -1,10 +1,13 @@
 """``--dry-run``: list what a sweep or a reproduction would submit, and what it would cost.
 
-Every job is listed (experiment, variant, run id, resources, time limit, the experiments
-it waits for) with its estimated device-hours and allocations (see
-:mod:`benchmarks.estimate`). The same checks as a submission run first (profile, batch
-split over the ranks, Slurm partition), except that sbatch need not exist; nothing is
-submitted and nothing is written, not even an empty tracking store.
+Every job is listed (experiment, variant, run id, resources, time limit, its kind and the
+profile it gets, the experiments it waits for) with its estimated device-hours and
+allocations (see :mod:`benchmarks.estimate`). On Slurm each kind of job gets its own
+profile (:mod:`benchmarks.job_profiles`): the ``kind`` column says why a job is of its
+kind, the ``profile`` column which profile it gets, and the lines under the table where
+each kind's profile comes from. The same checks as a submission run first (profiles,
+batch split over the ranks, Slurm partition), except that sbatch need not exist; nothing
+is submitted and nothing is written, not even an empty tracking store.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .core import ConfigError
+from .dryrun_summary import MEASURE_FIRST, UNKNOWN_STEP_TIME, PlannedJob, hours_text, summary
 from .estimate import (
     Estimate,
     Layout,
@@ -21,6 +25,8 @@ from .estimate import (
     measured_step_time,
 )
 from .experiments import upstream_config
+from .job_kinds import job_kind
+from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
 from .launch import LOCAL_TIMEOUT_MIN
 from .preflight import validate
 from .profiles import ClusterProfile
@@ -29,16 +35,16 @@ from .sqlite_cluster import check_sqlite_for_slurm
 from .submission import PlannedExperiment
 from .tracking_store import TrackingError, resolve_tracking_uri
 
-__all__ = ["layout_of", "dry_run", "UNKNOWN_STEP_TIME"]
+__all__ = ["layout_of", "dry_run", "UNKNOWN_STEP_TIME", "MEASURE_FIRST"]
 
-UNKNOWN_STEP_TIME = "unknown (no measured step time; pass --step-time)"
-MEASURE_FIRST = "measure first"
 _HEADER = (
     "experiment",
     "variant",
     "run id",
     "resources",
     "limit",
+    "kind",
+    "profile",
     "after",
     "steps",
     "step time",
@@ -74,15 +80,33 @@ def _step_time_text(est: Estimate, layout: Layout) -> str:
     return f"{st.seconds:.3g} s ({st.source}{where})"
 
 
-def _hours_text(est: Estimate) -> str:
-    if est.eval_only:
-        return MEASURE_FIRST if est.device_hours is None else f"{est.device_hours:,.1f}"
-    return "unknown" if est.device_hours is None else f"{est.device_hours:,.1f}"
-
-
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _check(
+    plan: Sequence[PlannedExperiment],
+    cluster: str,
+    profiles: JobProfiles,
+    tracking_uri: str | None,
+    say: Callable[[str], None],
+) -> None:
+    """The checks of a submission, each group of jobs against its profile."""
+    used = {}
+    for item in plan:
+        for chosen, configs in profiles.groups(item.configs):
+            used[chosen.name, chosen.profile] = chosen
+            with naming_the_flag(chosen):
+                validate(configs, cluster, chosen.profile, check_sbatch=False)
+    if cluster != "slurm":
+        return
+    for chosen in used.values() or [profiles.training]:
+        try:
+            check_sqlite_for_slurm(resolve_tracking_uri(tracking_uri), chosen.profile)
+        except TrackingError as refused:
+            say(f"== warning: the submission would be refused: {refused}")
+            return
 
 
 def dry_run(
@@ -90,42 +114,39 @@ def dry_run(
     cluster: str,
     profile: ClusterProfile | None = None,
     *,
+    profiles: JobProfiles | None = None,
     tracking_uri: str | None = None,
     step_time: float | None = None,
     say: Callable[[str], None] = print,
 ) -> list[Estimate]:
     """Print every job of ``plan`` and the estimated cost; return the estimates in order.
 
-    ``step_time``: seconds per optimizer step on this layout, for runs without a
+    ``profiles``: the profile of each kind of job (default: ``profile`` for training and
+    the defaults of :func:`benchmarks.job_profiles.choose_profiles` for the others).
+    ``step_time``: seconds per optimizer step on the training layout, for runs without a
     measurement in the tracking store."""
     if step_time is not None and step_time <= 0:
         raise ConfigError(f"--step-time: expected seconds > 0, got {step_time}")
-    for item in plan:
-        validate(item.configs, cluster, profile, check_sbatch=False)
-    layout = layout_of(cluster, profile)
+    profiles = profiles or choose_profiles(cluster, profile)
+    _check(plan, cluster, profiles, tracking_uri, say)
+    main = layout_of(cluster, profiles.main)
     store = RunStore(tracking_uri)
-    if cluster == "slurm":
-        try:
-            check_sqlite_for_slurm(resolve_tracking_uri(tracking_uri), profile)
-        except TrackingError as refused:
-            say(f"== warning: the submission would be refused: {refused}")
     given = StepTime(step_time, None, "--step-time") if step_time is not None else None
     rows: list[tuple[str, ...]] = [_HEADER]
-    estimates: list[Estimate] = []
-    subtotals: list[str] = []
+    jobs: list[PlannedJob] = []
     for item in plan:
         after = ", ".join([*item.upstream, *(f"{u}*" for u in item.external)]) or "-"
-        hours: float | None = None
         for config in item.configs:
+            kind = job_kind(config)
+            chosen = profiles.of(kind.name)
+            layout = layout_of(cluster, chosen.profile)
             est = estimate(
                 config,
                 measured_step_time(store, config) or given,
                 layout,
                 measured_eval_time(store, config),
             )
-            estimates.append(est)
-            if est.device_hours is not None:
-                hours = (hours or 0.0) + est.device_hours
+            jobs.append(PlannedJob(item.name, config, kind, chosen, layout, est))
             rows.append(
                 (
                     config.experiment,
@@ -133,18 +154,20 @@ def dry_run(
                     config.run_id,
                     layout.describe(),
                     layout.limit(),
+                    kind.describe(),
+                    profiles.label(kind.name),
                     after,
                     f"{est.steps:,}",
                     _step_time_text(est, layout),
-                    _hours_text(est),
+                    hours_text(est, layout, main.unit),
                     "?" if est.allocations is None else str(est.allocations),
                 )
             )
-        subtotals.append(f"{item.name} " + ("-" if hours is None else f"{hours:,.1f}"))
-    total = len(estimates)
+    units = list(dict.fromkeys([main.unit, *(j.layout.unit for j in jobs)]))
+    hours = units[0] if len(units) == 1 else f"{units[0]} ({units[1]} where the row says so)"
     say(
-        f"== dry run: {total} job(s) of {len(plan)} experiment(s) on {cluster}; "
-        f"hours are {layout.unit}, nothing is submitted"
+        f"== dry run: {len(jobs)} job(s) of {len(plan)} experiment(s) on {cluster}; "
+        f"hours are {hours}, nothing is submitted"
     )
     for line in _table(rows):
         say(line)
@@ -152,16 +175,17 @@ def dry_run(
         say("after: the experiments whose jobs these wait for (Slurm: afterok on their array)")
     if any(item.external for item in plan):
         say("* not part of this submission: its runs must be complete before these start")
-    _summary(estimates, layout, subtotals, plan, say)
-    _shared_summary(plan, store, given, layout, say)
-    return estimates
+    summary(jobs, plan, profiles, cluster, main, say)
+    _shared_summary(plan, store, given, cluster, profiles, say)
+    return [job.estimate for job in jobs]
 
 
 def _shared_summary(
     plan: Sequence[PlannedExperiment],
     store: RunStore,
     given: StepTime | None,
-    layout: Layout,
+    cluster: str,
+    profiles: JobProfiles,
     say: Callable[[str], None],
 ) -> None:
     """The runs that one experiment shares with another: listed once above, their hours
@@ -170,97 +194,34 @@ def _shared_summary(
     if not shared:
         return
     say(f"== shared: {len(shared)} variant(s) that are runs of another experiment here")
-    trainings: dict[str, Estimate] = {}
+    trainings: dict[str, tuple[Estimate, Layout]] = {}
     for name, variant, config in shared:
         # A released-weights run is evaluated, never trained: its own cost is counted.
         evaluated = config.weights is not None or config.upstream is None
         trained = config if evaluated else upstream_config(config)
-        est = trainings.setdefault(
+        layout = layout_of(cluster, profiles.of(job_kind(trained).name).profile)
+        est, _ = trainings.setdefault(
             trained.run_id,
-            estimate(
-                trained,
-                measured_step_time(store, trained) or given,
+            (
+                estimate(
+                    trained,
+                    measured_step_time(store, trained) or given,
+                    layout,
+                    measured_eval_time(store, trained),
+                ),
                 layout,
-                measured_eval_time(store, trained),
             ),
         )
         via = "" if trained is config else f", evaluating {trained.experiment}/{trained.variant}"
         what = "evaluation" if config.weights is not None else "training"
         say(
             f"   {name}/{variant} is {config.experiment}/{config.variant} [{config.run_id}]"
-            f"{via}: {_hours_text(est)} {layout.unit} of {what}, counted once"
+            f"{via}: {hours_text(est, layout, layout.unit)} {layout.unit} of {what}, "
+            "counted once"
         )
-    hours = [e.device_hours for e in trainings.values()]
-    text = "unknown" if None in hours else f"{sum(hours):,.1f}"
+    hours = [e.device_hours for e, _ in trainings.values()]
+    units = {layout.unit for _, layout in trainings.values()}
+    unit = " / ".join(sorted(units))
+    text = "unknown" if None in hours else f"{sum(h or 0.0 for h in hours):,.1f}"
     runs = "run(s) of released weights" if shared[0][2].weights else "training run(s)"
-    say(f"   their {len(trainings)} {runs}: {text} {layout.unit}, each counted once")
-
-
-def _summary(
-    estimates: list[Estimate],
-    layout: Layout,
-    subtotals: list[str],
-    plan: Sequence[PlannedExperiment],
-    say: Callable[[str], None],
-) -> None:
-    known = [e for e in estimates if e.device_hours is not None]
-    unknown = [e for e in estimates if e.device_hours is None and not e.eval_only]
-    eval_only = [e for e in estimates if e.eval_only and e.device_hours is None]
-    allocations = sum(e.allocations or 0 for e in estimates)
-    say(
-        f"== estimate: {sum(e.device_hours or 0.0 for e in known):,.1f} {layout.unit} "
-        f"for {len(known)} run(s) with a measured time; {allocations} allocation(s) of "
-        f"{layout.limit()} for {len(estimates) - len(unknown)} run(s)"
-    )
-    say("   by experiment (" + layout.unit + "): " + ", ".join(subtotals))
-    if unknown:
-        say(f"   + {len(unknown)} run(s): {UNKNOWN_STEP_TIME}")
-    configs = [c for item in plan for c in item.configs]
-    if eval_only:
-        first = next(c for c, e in zip(configs, estimates, strict=True) if e.eval_only)
-        flags = " --weights released" if first.weights is not None else ""
-        say(
-            f"   + {len(eval_only)} evaluation-only run(s): {MEASURE_FIRST}: run one of an "
-            f"experiment (e.g. primebench sweep {first.experiment} --variant {first.variant} "
-            f"--scale {first.scale}{flags} ...); its logged evaluation time "
-            "(perf/eval_time_s) then estimates the others"
-        )
-    _released_lines(configs, estimates, layout, say)
-    for line in (line for item in plan for line in item.unavailable):
-        say(f"   left out: {line}")
-    if layout.max_requeues is not None:
-        for config, est in zip(configs, estimates, strict=True):
-            if est.allocations is not None and est.allocations - 1 > layout.max_requeues:
-                say(
-                    f"   warning: {config.experiment}/{config.variant} needs "
-                    f"{est.allocations} allocations, but profile.max_requeues is "
-                    f"{layout.max_requeues}: raise it, or the run is given up unfinished"
-                )
-
-
-def _released_lines(
-    configs: list, estimates: list[Estimate], layout: Layout, say: Callable[[str], None]
-) -> None:
-    """What a plan of released weights needs: one device per job, and a time limit above
-    each evaluation (an evaluation cut by the limit starts over in the next allocation)."""
-    released = [c for c in configs if c.weights is not None]
-    if not released:
-        return
-    say(
-        f"   {len(released)} run(s) evaluate released weights: no training; evaluation "
-        "runs on one device of the job"
-        + (
-            f", so {layout.devices - 1} of the {layout.devices} devices per job idle: "
-            "--profile gpu-1x holds one GPU per job"
-            if layout.devices > 1
-            else ""
-        )
-    )
-    for config, est in zip(configs, estimates, strict=True):
-        limit = layout.timeout_min
-        if config.weights is not None and est.wall_hours and limit and est.wall_hours * 60 > limit:
-            say(
-                f"   warning: {config.experiment}/{config.variant}: its evaluation takes "
-                f"{est.wall_hours:.1f} h, above the {layout.limit()} limit; evaluation "
-                "does not resume, so raise the profile's timeout_min"
-            )
+    say(f"   their {len(trainings)} {runs}: {text} {unit}, each counted once")

@@ -13,25 +13,37 @@ scale logged ``perf/step_time_s`` (the same run id first, then the same variant,
 median of the experiment's runs), else from the user (``--step-time``, taken to be
 measured on the planned layout).
 
-A run that only evaluates (an evaluation task, or released weights: no training) is
-estimated from the evaluation wall time ``perf/eval_time_s`` a run logged (the same run
-id, then the same variant, then the median of the experiment's runs at the scale):
-evaluation runs on one device of the job, so its device-hours are that wall time times
-the devices the job holds. Without a measurement the estimate says to measure first.
+A run that only evaluates (an evaluation task, or released weights: no training; see
+:mod:`benchmarks.job_kinds`) is estimated from its evaluation wall time, the first of:
+
+1. ``perf/eval_time_s`` logged by this run (same run id);
+2. ``perf/eval_time_s`` of a run of the same variant that drew as many samples
+   (``task.sample_count``);
+3. the sampling throughput ``perf/samples_per_s`` a run of the same variant logged (on
+   the device its card names), scaled to this run's samples: ``sample_count / rate``;
+4. the median ``perf/eval_time_s`` of the experiment's runs that drew as many samples;
+
+all at the same scale. Evaluation runs on one device of the job, so its device-hours are
+that wall time times the devices the job holds. Without any, the estimate says to
+measure first.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from .config import RunConfig
+from .job_kinds import job_kind
 from .runstore import RunStore, run_state
 from .tracking import RUN_ID_TAG
 
 __all__ = [
     "EVAL_TIME_METRIC",
+    "SAMPLES_METRIC",
     "STEP_METRIC",
     "Estimate",
     "Layout",
@@ -39,10 +51,12 @@ __all__ = [
     "estimate",
     "measured_eval_time",
     "measured_step_time",
+    "sample_count",
 ]
 
 STEP_METRIC = "perf/step_time_s"
 EVAL_TIME_METRIC = "perf/eval_time_s"
+SAMPLES_METRIC = "perf/samples_per_s"
 _MEASURED_STATES = ("done", "running", "requeued", "interrupted")
 
 
@@ -115,20 +129,25 @@ def _world(run: object) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def measured_step_time(
-    store: RunStore, config: RunConfig, metric: str = STEP_METRIC
-) -> StepTime | None:
-    """The step time (or another ``metric`` of seconds, such as the evaluation time) of
-    ``config`` logged in ``store``, or None; see the module docstring."""
-    if store.client is None:
-        return None
-    candidates = [
+def _candidates(store: RunStore, config: RunConfig, metric: str) -> list[Any]:
+    """The runs of ``config``'s experiment and scale that logged ``metric``."""
+    return [
         run
         for run in store.runs(config.experiment).values()
         if metric in run.data.metrics
         and run.data.tags.get("primebench.scale") == config.scale
         and run_state(run) in _MEASURED_STATES
     ]
+
+
+def measured_step_time(
+    store: RunStore, config: RunConfig, metric: str = STEP_METRIC
+) -> StepTime | None:
+    """The step time (or another ``metric`` of seconds) of ``config`` logged in
+    ``store``, or None; see the module docstring."""
+    if store.client is None:
+        return None
+    candidates = _candidates(store, config, metric)
     for label, tag, value in (
         ("measured, this run", RUN_ID_TAG, config.run_id),
         ("measured, same variant", "primebench.variant", config.variant),
@@ -139,9 +158,6 @@ def measured_step_time(
             return StepTime(run.data.metrics[metric], _world(run), label)
     if not candidates:
         return None
-    if metric == EVAL_TIME_METRIC:  # one device evaluates, whatever the layout
-        cost = statistics.median(r.data.metrics[metric] for r in candidates)
-        return StepTime(cost, None, f"measured, median of {len(candidates)} run(s)")
     # Per-device cost, so that runs measured on different layouts can be pooled.
     worlds = [_world(r) or 1 for r in candidates]
     cost = statistics.median(
@@ -150,9 +166,58 @@ def measured_step_time(
     return StepTime(cost, 1, f"measured, median of {len(candidates)} {config.experiment} run(s)")
 
 
+def sample_count(config: RunConfig) -> int | None:
+    """Samples the task's sampler draws in one evaluation (``task.sample_count``), or
+    None for a task without that setting."""
+    count = getattr(config.task.params, "sample_count", None)
+    return count if isinstance(count, int) and count > 0 else None
+
+
+def _same_count(run: Any, count: int | None) -> bool:
+    """Whether ``run`` drew ``count`` samples (a run that did not record it counts)."""
+    logged = run.data.params.get("task.sample_count")
+    return count is None or logged is None or logged == str(count)
+
+
+def _device(run: Any, metric: str) -> str:
+    try:
+        card = json.loads(run.data.tags.get(f"card.{metric}", "{}"))
+    except json.JSONDecodeError:
+        card = {}
+    return str(card.get("device", "an unnamed device")) if isinstance(card, dict) else "?"
+
+
 def measured_eval_time(store: RunStore, config: RunConfig) -> StepTime | None:
-    """The evaluation wall time of ``config`` logged in ``store``, or None."""
-    return measured_step_time(store, config, EVAL_TIME_METRIC)
+    """The evaluation wall time of ``config`` from ``store``, or None; the order is the
+    module docstring's."""
+    if store.client is None:
+        return None
+    timed = _candidates(store, config, EVAL_TIME_METRIC)
+    own = [r for r in timed if r.data.tags.get(RUN_ID_TAG) == config.run_id]
+    if own:
+        return StepTime(own[0].data.metrics[EVAL_TIME_METRIC], None, "measured, this run")
+    count = sample_count(config)
+    alike = [r for r in timed if _same_count(r, count)]
+    variant = [r for r in alike if r.data.tags.get("primebench.variant") == config.variant]
+    if variant:
+        seconds = variant[0].data.metrics[EVAL_TIME_METRIC]
+        return StepTime(seconds, None, "measured, same variant")
+    rated = [
+        r
+        for r in _candidates(store, config, SAMPLES_METRIC)
+        if r.data.tags.get("primebench.variant") == config.variant
+        and r.data.metrics[SAMPLES_METRIC] > 0
+    ]
+    if count is not None and rated:
+        rate = rated[0].data.metrics[SAMPLES_METRIC]
+        where = _device(rated[0], SAMPLES_METRIC)
+        source = f"{count:,} samples at {rate:.3g}/s on {where}, same variant"
+        return StepTime(count / rate, None, source)
+    if not alike:
+        return None
+    # One device evaluates, whatever the layout: the times pool as they are.
+    cost = statistics.median(r.data.metrics[EVAL_TIME_METRIC] for r in alike)
+    return StepTime(cost, None, f"measured, median of {len(alike)} run(s)")
 
 
 def estimate(
@@ -162,8 +227,9 @@ def estimate(
     eval_time: StepTime | None = None,
 ) -> Estimate:
     """Hours and allocations of ``config`` on ``layout``; see the module docstring.
-    Released weights are evaluated, never trained: such a run has no steps."""
-    steps = 0 if config.weights is not None else config.train.steps
+    A run that is not of the training kind (released weights, an evaluation task) has
+    no steps."""
+    steps = config.train.steps if job_kind(config).name == "training" else 0
     if steps == 0:
         if eval_time is None:
             return Estimate(0, None, None, None, 1)

@@ -6,6 +6,13 @@ process (rank) per GPU, so that data parallelism sees a world size of
 train with the gloo backend (tests, laptops). A job that Slurm warns of its time limit
 or preempts saves a checkpoint and requeues itself, at most ``max_requeues`` times for
 time-outs; the warning comes ``signal_delay_s`` seconds before the limit.
+
+On Slurm each kind of job has its own profile (:mod:`benchmarks.job_profiles`):
+``--profile`` for training jobs; ``--eval-profile`` for evaluation-only jobs (released
+weights, an upstream run's checkpoints), by default ``gpu-1x`` (one GPU) when
+``--profile`` holds GPUs; ``--cpu-profile`` for jobs whose task needs no device (the
+idle-steps simulation), by default ``cpu``, and never a profile with GPUs.
+With a ``--profile`` without GPUs both default to it; local jobs all use ``--profile``.
 """
 
 from __future__ import annotations

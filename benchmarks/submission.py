@@ -10,6 +10,8 @@ comes first, and :func:`submit_plan` submits them all without waiting: on Slurm 
 downstream job array waits for its upstream arrays (``afterok``), so a whole scale is
 queued in one command. An upstream experiment outside the set is not waited for; its
 runs must be complete already (the downstream task names the missing run otherwise).
+Each job gets the profile of its kind (:mod:`benchmarks.job_profiles`): an experiment
+whose jobs get different profiles is submitted as one array per profile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from .config import RunConfig
 from .core import ConfigError
 from .experiments import Experiment, list_experiments, load_experiment
+from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
 from .launch import Submission, submit
 from .preflight import validate
 from .profiles import ClusterProfile
@@ -192,43 +195,72 @@ def submit_plan(
     cluster: str,
     *,
     profile: ClusterProfile | None = None,
+    profiles: JobProfiles | None = None,
     tracking_uri: str | None = None,
     runs_dir: str | Path = "runs",
+    if_busy: str = "wait",
     say: Callable[[str], None] = print,
 ) -> dict[str, Submission]:
     """Submit every experiment of ``plan`` in order without waiting; Slurm arrays wait
-    for their upstream arrays. Everything is validated before the first submission."""
+    for their upstream arrays. Everything is validated before the first submission.
+
+    ``profiles``: the profile of each kind of job (default: ``profile`` for training, the
+    defaults of :func:`benchmarks.job_profiles.choose_profiles` for the others). On Slurm
+    an experiment whose jobs get different profiles is one array per profile, each
+    waiting for all of its upstream experiments' arrays; its :class:`Submission` holds
+    the jobs of all of them. ``if_busy``: as for :func:`benchmarks.launch.submit`."""
     slurm = cluster == "slurm"
     if not slurm and any(item.upstream for item in plan):
         raise ConfigError(
             f"--cluster {cluster}: jobs cannot wait for other jobs; run the experiments one "
             "after the other (benchmarks.launch.launch) or use --cluster slurm"
         )
+    profiles = profiles or choose_profiles(cluster, profile)
+    groups = {item.name: profiles.groups(item.configs) for item in plan}
+    used = {(c.name, c.profile): c for g in groups.values() for c, _ in g}
     if slurm:  # first: it needs no config, and no config can lift it
-        check_sqlite_for_slurm(resolve_tracking_uri(tracking_uri), profile)
+        for chosen in used.values() or [profiles.training]:
+            check_sqlite_for_slurm(resolve_tracking_uri(tracking_uri), chosen.profile)
     for item in plan:
-        validate(item.configs, cluster, profile)
+        for chosen, configs in groups[item.name]:
+            with naming_the_flag(chosen):
+                validate(configs, cluster, chosen.profile)
     submissions: dict[str, Submission] = {}
+    arrays: dict[str, list[str]] = {}
     for item in plan:
         if not item.configs:
             say(f"== {item.name}: every run is another experiment's ({_shared_text(item)})")
             continue
         after = [j for u in item.upstream for j in submissions[u].job_ids] if slurm else []
-        sub = submit(
-            item.configs,
+        parts = []
+        for chosen, configs in groups[item.name]:
+            sub = submit(
+                configs,
+                cluster,
+                profile=chosen.profile,
+                tracking_uri=tracking_uri,
+                runs_dir=runs_dir,
+                after=after or None,
+                if_busy=if_busy,
+            )
+            parts.append((chosen, sub))
+        submissions[item.name] = Submission(
+            [c for _, sub in parts for c in sub.configs],
+            [j for _, sub in parts for j in sub.jobs],
             cluster,
-            profile=profile,
-            tracking_uri=tracking_uri,
-            runs_dir=runs_dir,
-            after=after or None,
+            parts[0][1].folder,
         )
-        submissions[item.name] = sub
-        line = f"== {item.name}: {len(sub.jobs)} job(s) on {cluster}"
+        arrays[item.name] = [sub.array_id for _, sub in parts]
+        line = f"== {item.name}: {len(submissions[item.name].jobs)} job(s) on {cluster}"
         if slurm:
-            line += f", job array {sub.array_id} ({sub.job_ids[0]} .. {sub.job_ids[-1]})"
+            line += ", " + ", ".join(
+                f"job array {sub.array_id} ({sub.job_ids[0]} .. {sub.job_ids[-1]})"
+                + (f" with profile {chosen.name}" if len(used) > 1 else "")
+                for chosen, sub in parts
+            )
         if item.upstream and slurm:
-            arrays = ", ".join(f"{u} [{submissions[u].array_id}]" for u in item.upstream)
-            line += f", after {arrays} succeed"
+            waited = ", ".join(f"{u} [{', '.join(arrays[u])}]" for u in item.upstream)
+            line += f", after {waited} succeed"
         for name in item.external:
             line += f"; needs the complete runs of {name} (not submitted now)"
         if item.shared:

@@ -88,6 +88,7 @@ class IdleSteps(Task):
     Params = IdleStepsParams
     trainable = False
     needs_model = False
+    needs_device = False  # a CPU simulation: its jobs hold no GPU
 
     def data_spec(self) -> DataSpec:
         return DataSpec(num_classes=2, seq_len=self.params.seq_len)
