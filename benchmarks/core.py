@@ -96,6 +96,14 @@ class EvalContext:
     upstream_run: str | None = None
     kept_checkpoints: tuple[tuple[int, Path], ...] = ()
     load_checkpoint: Callable[[Path], tuple[torch.nn.Module, bool]] | None = None
+    sharding: Any = None
+    """How the evaluation is split over the job's ranks and kept on disk (a
+    ``benchmarks.evaluation.shards.Sharding``; None: one rank, in memory)."""
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the evaluation's artifacts (rank 0)."""
+        return self.sharding is None or self.sharding.ranks.is_main
 
 
 @dataclass

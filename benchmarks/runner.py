@@ -35,6 +35,9 @@ from .config import RunConfig
 from .core import ConfigError, EvalContext, Metric
 from .distributed import World, current_world, share_from_main
 from .estimate import EVAL_TIME_METRIC
+from .evaluation.ranks import evaluation_ranks
+from .evaluation.shards import Sharding
+from .evaluation.signals import EvaluationSignals
 from .experiments import upstream_config
 from .hardware import Hardware, select_hardware
 from .lease import RunBusy, RunLease
@@ -50,10 +53,17 @@ __all__ = ["execute", "RunResult", "load_trained_model"]
 log = logging.getLogger("primebench")
 
 RunResult = dict[str, Any]
+PROGRESS_DIR = "evaluation"  # runs/<run id>/evaluation/<stage>/<shard>.npz
+PERF_PREFIX = "perf/"
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _device(world: World) -> torch.device:
+    """This rank's device: its node-local GPU (one rank per GPU), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    return device
 
 
 def _threads() -> None:
@@ -71,8 +81,10 @@ def execute(
 ) -> RunResult:
     """Run ``config`` to completion and return its final metrics.
 
-    Every rank of a data-parallel job calls this; the main rank alone writes to MLflow
-    and evaluates. On the scheduler's warning signal the run saves a checkpoint, marks
+    Every rank of a data-parallel job calls this; every rank evaluates its share
+    (:mod:`benchmarks.evaluation`), the main rank alone writes to MLflow. On the
+    scheduler's warning signal the run saves a checkpoint (in training) or stops at the
+    next evaluation shard (every finished shard is kept under ``evaluation/``), marks
     its MLflow run requeued and raises :class:`benchmarks.preemption.Preempted`; on
     SIGINT / SIGTERM it saves, marks the run interrupted and raises
     :class:`benchmarks.preemption.Interrupted`.
@@ -219,19 +231,18 @@ def _train_and_evaluate(
             ema_start=ema_start,
         )
         ema = module.ema
-    if not world.is_main:
-        return {}  # the main rank evaluates and reports
-    device = _device()
+    device = _device(world)
     ctx = EvalContext(
         device=device, seed=config.seed, artifact_dir=run_dir / "artifacts", ema=ema is not None
     )
+    scored = config.run_id  # what the evaluation's kept shards are of
     if config.upstream is not None:
         upstream = upstream_config(config)
         task.check_upstream(upstream)
         if not released:  # released weights replace the upstream run's checkpoints
             if task_cls.needs_model:  # a task that reads the kept checkpoints loads its own
                 model, ctx.ema = load_trained_model(upstream, run_dir.parent, device)
-            ctx.upstream_run = upstream.run_id
+            ctx.upstream_run = scored = upstream.run_id
             ctx.kept_checkpoints = tuple(kept_checkpoints(run_dir.parent, upstream.run_id))
             ctx.load_checkpoint = partial(load_trained_model, upstream, run_dir.parent, device)
             if mlflow_run_id is not None:
@@ -239,13 +250,23 @@ def _train_and_evaluate(
     weights_card = None
     if released:
         model, weights_card = released_model(config, model, tracker, mlflow_run_id)
+        scored = weights_card
     if model is not None:
         model.to(device).eval()
     ensure_directory(ctx.artifact_dir, "run's artifacts directory")
-    remove_temporaries(ctx.artifact_dir)  # of an evaluation killed while writing
+    progress = ensure_directory(run_dir / PROGRESS_DIR, "evaluation progress directory")
+    if world.is_main:  # before the ranks first meet, so no writer is active
+        for folder in (ctx.artifact_dir, progress, *progress.glob("**/")):
+            remove_temporaries(folder)  # of an evaluation killed while writing
     began = time.perf_counter()
-    with ema.applied_to(model) if ema is not None else nullcontext():
-        output = task.evaluate(model, ctx)
+    with EvaluationSignals(config.train.steps, progress) as signals:
+        ranks = evaluation_ranks(world, signals)
+        ctx.sharding = Sharding(progress, ranks, f"{scored} (ema {ctx.ema})")
+        with ema.applied_to(model) if ema is not None else nullcontext():
+            output = task.evaluate(model, ctx)
+        ranks.close()
+    if not world.is_main:
+        return {}  # every rank evaluated its share; the main rank reports
     # Wall time of the evaluation: what the dry run's estimate of evaluation-only runs reads.
     elapsed = Metric(EVAL_TIME_METRIC, time.perf_counter() - began, {"device": str(device)})
     metrics = [*output.metrics, elapsed]
@@ -255,5 +276,10 @@ def _train_and_evaluate(
     for subdir, path in output.artifacts:
         check_not_symlink(path, "artifact")  # never upload the file a link points to
         tracker.log_artifacts(mlflow_run_id, {subdir: path})
-    # The evaluation time is a figure of this machine, not a result: MLflow only.
-    return {m.name: m.value for m in metrics if m.step is None and m.name != EVAL_TIME_METRIC}
+    # Machine figures (evaluation time, sampling speed) are not results: MLflow only.
+    return {m.name: m.value for m in metrics if m.step is None and not is_machine_figure(m.name)}
+
+
+def is_machine_figure(name: str) -> bool:
+    """Whether metric ``name`` is a figure of the machine (``perf/...``), not a result."""
+    return name.startswith(PERF_PREFIX)

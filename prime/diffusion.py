@@ -3,9 +3,8 @@
 ``MaskedDiffusion`` ties the pieces of this package into one trainable model:
 
 * training: t from ``sample_times``, y_t from ``mask_subtokens`` (or, reweighted, from
-  ``mask_at_least_one``), logits from the network, then the per-token losses of
-  ``losses.py``; ``objective`` picks which one is minimised ("published": the paper's
-  joint estimator; "valid": the marginal bound);
+  ``mask_at_least_one``), then the per-token losses of ``losses.py``; ``objective``
+  picks the one minimised ("published": the joint estimator; "valid": the bound);
 * evaluation: both per-token losses for given (x0, t, y_t);
 * sampling: :class:`prime.Sampler` with the model's decoder and carry-over setting,
   caching only when the network ignores t.
@@ -13,10 +12,8 @@
 MDM / MDLM is the case ell = 1 (b = C, the mask sub-token is the mask token), where the
 joint decoder with carry-over is the SUBS parameterization and both losses coincide.
 
-Decoders: "joint" expects network outputs (B, L, C); "independent" expects (B, L, ell * b),
-reshaped to ell softmaxes over b digit values. For the independent decoder the published
-estimator is -sum over *all* digits of log p (zero on revealed digits with carry-over),
-so with carry-over the two losses coincide there too.
+With the independent decoder (ell softmaxes over b digit values) the published estimator
+sums -log p over *all* digits, so with carry-over the two losses coincide there too.
 """
 
 from __future__ import annotations
@@ -31,13 +28,7 @@ from .grid_softmax import grid_softmax
 from .idle import expected_idle_ratio
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .mask_class import clean_class_logits, mask_class_cross_entropy, mask_class_losses
-from .noising import (
-    BatchShard,
-    mask_at_least_one,
-    mask_subtokens,
-    masking_problem,
-    sample_times,
-)
+from .noising import BatchShard, mask_at_least_one, mask_subtokens, masking_problem, sample_times
 from .parameterization import independent_log_probs
 from .sampler import Sampler
 from .sampler_config import SamplerConfig
@@ -179,10 +170,16 @@ class MaskedDiffusion(nn.Module):
         sums over the L tokens, (B,) each, at times t ((B,), or (B, k) per block), with
         y_t drawn from ``generator``. "valid_bound" is an upper bound on -log p(x0);
         "published" is the paper's joint estimator (not a bound for ell > 1)."""
-        alpha = self.schedule.alpha(self.token_times(t, x0.shape[1]).double())
-        y_t = mask_subtokens(self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator)
-        losses = self.losses(x0, t, y_t)
+        losses = self.losses(x0, t, self.noisy_state(x0, t, generator))
         return {name: value.double().sum(-1) for name, value in losses._asdict().items()}
+
+    def noisy_state(
+        self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """y_t ~ q(y_t | y_0), (B, L, ell), for x0 (B, L) at times t as in :meth:`block_nll`,
+        drawn from ``generator`` as it draws them (a generator advanced alike)."""
+        alpha = self.schedule.alpha(self.token_times(t, x0.shape[1]).double())
+        return mask_subtokens(self.codec.encode(x0), alpha, self.codec.mask_id, generator=generator)
 
     def token_times(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
         """The time of each token: here one per sequence, t (B,) as is."""

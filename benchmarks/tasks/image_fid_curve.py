@@ -32,6 +32,7 @@ import torch
 from ..config import RunConfig
 from ..core import ConfigError, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.cache import default_cache_dir
+from ..evaluation.shards import sharding_of
 from ..fid import InceptionFeatures
 from ..fid_reference import share_references
 from ..registry import TASKS
@@ -48,12 +49,14 @@ Triple = tuple[float, float, float]
 @dataclass(frozen=True)
 class FidCurveParams:
     # Added after run ids were in use: left out of the run id at their defaults.
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("reference",)
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("reference", "sample_seeding")
 
     sample_count: int = 2000
     """Images generated per checkpoint (the authors' --fid_samples: 2,000)."""
     sample_batch: int = 100
     """Images generated per sampler call."""
+    sample_seeding: Literal["stream", "per-batch"] = "stream"
+    """The sampling noise of each checkpoint's images (the image task's sample_seeding)."""
     fid_resamples: int = 0
     """R > 1: random halves of each point's features whose spread gives its standard
     error (fid_curve_se); 0: none."""
@@ -117,6 +120,7 @@ class ImageFidCurve(Task):
             self.upstream.task.params,
             sample_count=p.sample_count,
             sample_batch=p.sample_batch,
+            sample_seeding=p.sample_seeding,
             fid_resamples=p.fid_resamples,
             fid_steps=(),
             fid_real_floor=False,
@@ -169,7 +173,9 @@ class ImageFidCurve(Task):
         points: list[tuple[int, float]] = []
         for step, path in self.checkpoints(ctx):
             network, ema = ctx.load_checkpoint(path)
-            point = dataclasses.replace(ctx, ema=ema)
+            # Each checkpoint's samples and features are shards of their own.
+            sharding = sharding_of(ctx).child(f"step{step}", model=f"{path.name}@{step}")
+            point = dataclasses.replace(ctx, ema=ema, sharding=sharding)
             images, _ = row.sample_images(network, point, params.sample_steps)
             scored = row.score_images(images, reference, [("", extractor)], point, label=label)
             scores = {m.name: m for m in scored}

@@ -38,6 +38,7 @@ class ImageParams:
         "row_order",
         "invalid_pixels",
         "corrector_on",
+        "sample_seeding",
     )
 
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
@@ -74,6 +75,11 @@ class ImageParams:
     """Generated images for FID, NFE and the idle-step ratio (the paper: 50,000)."""
     sample_batch: int = 100
     """Images generated per sampler call."""
+    sample_seeding: Literal["stream", "per-batch"] = "stream"
+    """The sampling noise: per-batch, call j draws from a generator seeded by j alone, so
+    the calls are split over the job's ranks (with equal numbers on any number of them);
+    stream, one generator through all calls, drawn by the main rank alone (resumable,
+    not split): the suite's runs made before per-batch seeds."""
     invalid_pixels: Literal["clamp", "wrap"] = "clamp"
     """What a sampled value v >= 256 (a code past 255 when b^ell > 256, as ell = 3's 343)
     becomes as a pixel: clamp, 255; wrap, v mod 256 (the authors' uint8 cast). The rate

@@ -146,6 +146,7 @@ def image_scores(
     cached_images: bool = False,
     resampling: tuple[int, int] = (0, 0),
     inception_score_splits: int = 0,
+    features: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None,
 ) -> list[Metric]:
     """fid{x}{suffix} for every extractor x (suffix "" or "_cleanfid"), and kid{suffix},
     kid_std{suffix} and, with ``resampling`` = (R > 1, seed), fid_se{suffix} from the
@@ -153,12 +154,16 @@ def image_scores(
     (whose features are cached by content). ``cached_images`` caches the images'
     features too (real images that every run scores alike). With
     ``inception_score_splits`` S > 0, is_mean{suffix} and is_std{suffix} over S splits,
-    from the primary extractor's ``pool_and_logits`` (not with ``cached_images``)."""
+    from the primary extractor's ``pool_and_logits`` (not with ``cached_images``).
+    ``features``: the images' (features, logits or None) by extractor suffix, computed
+    already (e.g. over the ranks); the extractors compute the missing ones."""
     out = []
     for name, extractor in extractors:
         ref = reference_features(reference, extractor, cache_dir, label=label)
         logits = None
-        if cached_images:
+        if features is not None and name in features:
+            feats, logits = features[name]
+        elif cached_images:
             feats = reference_features(images, extractor, cache_dir, label=f"{label}-floor")
         elif inception_score_splits and not name:
             feats, logits = extractor.pool_and_logits(images, desc=f"sample features{suffix}")

@@ -25,33 +25,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from prime import SamplerConfig
 
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task
 from ..data.cache import default_cache_dir
 from ..data.images import ImageRows
+from ..evaluation.shards import sharding_of
 from ..fid import CleanFIDFeatures, InceptionFeatures
 from ..fid_reference import share_references
 from ..inception_score import SPLITS, classifier_weights_file
 from ..registry import TASKS
 from ..safe_files import atomic_write
-from ..streams import eval_generator, eval_seed
+from ..streams import eval_seed
 from .image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, SHAPES, ImageParams
+from .image_sampling import sample_images, sharded_features
 from .image_scores import Extractors, image_scores
 from .image_splits import load_images
 from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
 
-__all__ = ["ImageGeneration", "ImageParams", "to_pixels"]
-
-
-def to_pixels(tokens: torch.Tensor, invalid_pixels: str) -> torch.Tensor:
-    """uint8 pixels of sampled values (any shape): a value v >= 256 becomes 255 (clamp)
-    or v mod 256 (wrap, the authors' integer-to-uint8 cast)."""
-    if invalid_pixels == "wrap":
-        return torch.remainder(tokens, 256).to(torch.uint8)
-    return tokens.clamp(max=255).to(torch.uint8)
+__all__ = ["ImageGeneration", "ImageParams"]
 
 
 @TASKS.register("image")
@@ -120,6 +113,7 @@ class ImageGeneration(Task):
             seed=eval_seed("image.likelihood", ctx.seed),
             device=ctx.device,
             desc="held-out NLL",
+            sharding=sharding_of(ctx),
         )
         dims = int(np.prod(self.shape))
         card = {
@@ -163,8 +157,9 @@ class ImageGeneration(Task):
             Metric("inception_score_available", float(p.inception_score), {"reason": why})
         )
         path = ctx.artifact_dir / "samples.npz"
-        with atomic_write(path, "samples artifact") as handle:
-            np.savez_compressed(handle, images=samples[:64])
+        if ctx.is_main:
+            with atomic_write(path, "samples artifact") as handle:
+                np.savez_compressed(handle, images=samples[:64])
         artifacts = [("samples", path), (PER_BLOCK_ARTIFACT[0], per_image_path)]
         return EvalOutput(metrics, artifacts=artifacts)
 
@@ -209,45 +204,9 @@ class ImageGeneration(Task):
     def sample_images(
         self, model: torch.nn.Module, ctx: EvalContext, steps: int, suffix: str = ""
     ) -> tuple[np.ndarray, list[Metric]]:
-        """sample_count images at ``steps`` steps; every step count starts the same seeded
-        stream, so that two models at equal steps share their sampling noise."""
-        p = self.params
-        c, h, w = self.shape
-        sampler = self.sampler_config(steps)
-        gen = eval_generator("image.samples", ctx.seed, ctx.device)
-        images, idle, invalid, nfe = [], [], 0, 0
-        batches = range(0, p.sample_count, p.sample_batch)
-        bf16 = p.sample_precision == "bfloat16"
-        for start in tqdm(batches, desc=f"sampling ({steps} steps)", unit="batch"):
-            n = min(p.sample_batch, p.sample_count - start)
-            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
-                result = model.sample(n, c * h * w, sampler, generator=gen)
-            invalid += int((result.tokens >= 256).sum())
-            idle.append(result.idle_ratio.cpu())
-            nfe = result.nfe
-            pixels = to_pixels(result.tokens, p.invalid_pixels)
-            images.append(pixels.view(n, c, h, w).cpu())
-        card = {
-            "samples": p.sample_count,
-            "steps": steps,
-            "proposal": p.proposal,
-            "carry_over": p.sampler_carry_over,
-            "temperature": list(p.temperature),
-            "mixture_temper": p.mixture_temper,
-            "corrector": list(p.corrector),
-            "corrector_on": p.corrector_on,
-            "time_warp": list(p.time_warp),
-            "invalid_pixels": p.invalid_pixels,
-            "sampling_dtype": p.sampling_dtype,
-            "network_precision": p.sample_precision,
-            "ema": ctx.ema,
-        }
-        metrics = [
-            Metric(f"sample_nfe{suffix}", float(nfe), card),
-            Metric(f"sample_idle_ratio{suffix}", float(torch.cat(idle).double().mean()), card),
-            Metric(f"sample_invalid_rate{suffix}", invalid / (p.sample_count * c * h * w), card),
-        ]
-        return torch.cat(images).numpy(), metrics
+        """sample_count images at ``steps`` steps and their metrics
+        (:func:`benchmarks.tasks.image_sampling.sample_images`)."""
+        return sample_images(model, self.params, self.sampler_config(steps), ctx, suffix)
 
     def reference_label(self) -> str:
         return f"{self.params.dataset}-{REFERENCE_SPLIT[self.params.dataset]}"
@@ -270,6 +229,22 @@ class ImageGeneration(Task):
         resampling = (p.fid_resamples, eval_seed("image.fid_resampling", ctx.seed))
         if suffix == "_real_floor":
             card["images"] = f"{p.dataset} {HELD_OUT_SPLIT[p.dataset]}, last {len(images)}"
+        floor = suffix == "_real_floor"
+        # The real floor's features are cached without logits: no IS for it.
+        splits = SPLITS if p.inception_score and not floor else 0
+        features = None
+        if not floor:
+            features = {
+                name: sharded_features(
+                    extractor,
+                    images,
+                    sharding_of(ctx),
+                    f"features{name}{suffix}",
+                    logits=bool(splits) and not name,
+                    desc=f"sample features{suffix}",
+                )
+                for name, extractor in extractors
+            }
         return image_scores(
             images,
             reference,
@@ -278,8 +253,8 @@ class ImageGeneration(Task):
             label,
             card,
             suffix,
-            cached_images=suffix == "_real_floor",
+            cached_images=floor,
             resampling=resampling,
-            # The real floor's features are cached without logits: no IS for it.
-            inception_score_splits=SPLITS if p.inception_score and suffix != "_real_floor" else 0,
+            inception_score_splits=splits,
+            features=features,
         )

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from prime import sample_times
 
 from ..core import Metric
+from ..evaluation.shards import Sharding
 from ..safe_files import atomic_write
 from ..streams import eval_batch_seed
 from .network_autocast import network_autocast
@@ -59,6 +60,8 @@ def block_nll(
     desc: str = "evaluating",
     strata: Strata = "set",
     precision: str = "float32",
+    sharding: Sharding | None = None,
+    stage: str = "likelihood",
 ) -> dict[str, torch.Tensor]:
     """Per-block NLL sums (float64, nats) of every estimator the model gives
     (``model.block_nll``).
@@ -74,20 +77,38 @@ def block_nll(
     ``eval_batch_seed(seed, j, p)`` that then draws the batch's masks. ``precision``
     bfloat16: the network's calls under bfloat16 autocast, the estimators after them as in
     float32 (:mod:`benchmarks.tasks.network_autocast`).
+
+    Batch j of pass p is shard p * J + j of ``stage`` in ``sharding``
+    (:mod:`benchmarks.evaluation.shards`): split over the ranks, kept as it is done.
+    Under "set" strata a rank draws the masks of the batches it does not compute
+    (``model.noisy_state``, no network call), so its generator is where one process's
+    would be. The sums are pooled in shard order, in float64: the values of one process.
     """
+    sharding = sharding or Sharding()
     n = blocks.shape[0]
     rows = list(torch.split(torch.arange(n), batch))
     draws = model.time_draws(blocks.shape[1])  # k time strata per sequence, 0: exact
     passes = passes if draws else 1
+    replay = draws > 0 and strata == "set"
+    if replay and sharding.ranks.size > 1 and not hasattr(model, "noisy_state"):
+        raise ValueError(
+            f"task.eval_strata = set over {sharding.ranks.size} ranks needs the model's "
+            "noisy_state (to keep one generator in step on every rank); use eval_strata: batch"
+        )
+    settings = {"n": n, "passes": passes, "batch": batch, "seed": seed, "strata": strata}
+    shards = sharding.stage(stage, {**settings, "precision": precision})
     gen = torch.Generator(device=device).manual_seed(seed)
-    sums: dict[str, torch.Tensor] = {}
     for p in range(passes):
         t_all = None
-        if draws and strata == "set":
+        if replay:
             t_all = sample_times(n * draws, eps=model.time_eps, generator=gen, device=device)
             t_all = t_all.view(n, draws)
         label = f"{desc} (pass {p + 1}/{passes})" if draws else desc
         for j, idx in enumerate(tqdm(rows, desc=label, unit="batch")):
+            index = p * len(rows) + j
+            compute = shards.todo(index)
+            if not compute and not replay:
+                continue
             # One batch at a time: the (memory-mapped) evaluation set is never copied whole.
             x0 = torch.from_numpy(np.asarray(blocks[idx.numpy()], dtype=np.int64)).to(device)
             t = None
@@ -99,10 +120,19 @@ def block_nll(
                 t = t.view(len(idx), draws)
             if t is not None and draws == 1:
                 t = t[:, 0]  # one time per sequence: (B,)
+            if not compute:
+                model.noisy_state(x0, t, gen)  # another rank's batch (or one done before)
+                continue
             with network_autocast(model, precision, device):
                 values = model.block_nll(x0, t, gen)
-            for name, value in values.items():
-                sums.setdefault(name, torch.zeros(n, dtype=torch.float64))[idx] += value.cpu()
+            shards.save(index, {k: v.double().cpu().numpy() for k, v in values.items()})
+    sums: dict[str, torch.Tensor] = {}
+    for index, values in enumerate(shards.gather(passes * len(rows))):
+        idx = rows[index % len(rows)]
+        for name, value in values.items():
+            sums.setdefault(name, torch.zeros(n, dtype=torch.float64))[idx] += torch.from_numpy(
+                value
+            )
     return {k: v / passes for k, v in sums.items()}
 
 

@@ -27,10 +27,12 @@ from ..core import DataSpec, EvalContext, EvalOutput, Metric, Task
 from ..data.corpora import load_blocks
 from ..data.loader import ArrayRows
 from ..data.tokenizers import TOKENIZER_TYPES, get_tokenizer
+from ..evaluation.shards import sharding_of
 from ..registry import TASKS
 from ..safe_files import atomic_write
 from ..streams import eval_seed
 from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block, scored_tokens
+from .sample_shards import speed_metrics
 from .text_params import TextLMParams
 from .text_samples import draw_text_samples
 
@@ -93,6 +95,7 @@ class TextLM(Task):
             desc="validation NLL",
             strata=p.eval_strata,
             precision=p.network_precision,
+            sharding=sharding_of(ctx),
         )
         card = {
             "split": f"{p.dataset} validation",
@@ -158,6 +161,7 @@ class TextLM(Task):
             ctx.device,
             p.network_precision,
             p.sample_retry,
+            sharding_of(ctx),
         )
         metrics = [Metric("sample_nfe", result.nfe, card)]
         if model.time_draws(p.block_size):  # a diffusion model: steps, blocks, idle steps
@@ -178,9 +182,13 @@ class TextLM(Task):
                 Metric("sample_invalid_rate", result.invalid_rate, card),
             ]
         metrics += result.retry_metrics(card)
+        metrics += speed_metrics(
+            list(result.results), card, ctx.device, sharding_of(ctx).ranks.size
+        )
         rows = result.tokens
         texts = [tok.decode([i for i in row.tolist() if i < tok.num_classes]) for row in rows]
         path = ctx.artifact_dir / "samples.txt"
-        with atomic_write(path, "samples artifact") as handle:
-            handle.write("\n\n=====\n\n".join(texts).encode("utf-8"))
+        if ctx.is_main:
+            with atomic_write(path, "samples artifact") as handle:
+                handle.write("\n\n=====\n\n".join(texts).encode("utf-8"))
         return metrics, path

@@ -16,10 +16,15 @@ Pooled over the batches:
 * invalid rate: the fraction of invalid codes (>= C) over all tokens;
 * rejected: draws of a batch that ``retry`` redrew (:mod:`benchmarks.tasks.sample_retry`;
   the statistics above are the kept draws').
+
+Each sampler call is a shard of the evaluation (:mod:`benchmarks.evaluation.shards`):
+the calls are split over the job's ranks and kept as they are drawn, and since batch j
+depends on j alone, the pooled statistics are those of one process.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -28,9 +33,11 @@ from tqdm import tqdm
 from prime import SamplerConfig, SampleResult
 
 from ..core import Metric
+from ..evaluation.shards import Sharding
 from ..streams import eval_batch_seed
 from .network_autocast import network_autocast
 from .sample_retry import SampleRetry, draw_accepted
+from .sample_shards import DrawnBatch, batch_arrays
 
 __all__ = ["SampleRetry", "TextSamples", "draw_text_samples", "sample_batches"]
 
@@ -39,11 +46,14 @@ __all__ = ["SampleRetry", "TextSamples", "draw_text_samples", "sample_batches"]
 class TextSamples:
     """The sampler calls' results, in batch order."""
 
-    results: tuple[SampleResult, ...]
-    rejected: int = 0
-    """Draws rejected and drawn again, over all batches."""
+    results: tuple[DrawnBatch, ...]
     retry: SampleRetry = "none"
-    """The rule that rejected them."""
+    """The rule that rejected draws."""
+
+    @property
+    def rejected(self) -> int:
+        """Draws rejected and drawn again, over all batches."""
+        return sum(r.rejected for r in self.results)
 
     def retry_metrics(self, card: dict) -> list[Metric]:
         """sample_rejected, the draws rejected over all batches ([] when none may be)."""
@@ -93,17 +103,24 @@ def draw_text_samples(
     device: torch.device,
     precision: str = "float32",
     retry: SampleRetry = "none",
+    sharding: Sharding | None = None,
+    stage: str = "samples",
 ) -> TextSamples:
     """``count`` samples of ``seq_len`` tokens from ``model.sample``, ``batch`` per call
     (:func:`sample_batches`), from the sampling stream seeded ``seed``; ``precision``
     bfloat16 runs the network's calls under bfloat16 autocast, the probabilities and noise
     staying in the sampler's ``sampling_dtype`` (:mod:`benchmarks.tasks.network_autocast`);
     ``retry``: which draws are drawn again (:mod:`benchmarks.tasks.sample_retry`), from the
-    batch's generator where the rejected draw left it."""
+    batch's generator where the rejected draw left it. Call j is shard j of ``stage``."""
+    sharding = sharding or Sharding()
     sizes = sample_batches(count, batch)
     block_size = getattr(model, "block_size", seq_len)
-    results, rejected = [], 0
+    settings = {"count": count, "batch": batch, "seq_len": seq_len, "seed": seed}
+    settings.update(sampler=repr(config), retry=retry, precision=precision)
+    shards = sharding.stage(stage, settings)
     for j, size in enumerate(tqdm(sizes, desc="sampling", unit="batch")):
+        if not shards.todo(j):
+            continue
         batch_seed = seed if len(sizes) == 1 else eval_batch_seed(seed, j)
         gen = torch.Generator(device=device).manual_seed(batch_seed)
 
@@ -111,7 +128,8 @@ def draw_text_samples(
             with network_autocast(model, precision, device):
                 return model.sample(size, seq_len, config, generator=gen)
 
+        began = time.perf_counter()
         result, redrawn = draw_accepted(draw, retry, block_size)
-        results.append(result)
-        rejected += redrawn
-    return TextSamples(tuple(results), rejected, retry)
+        shards.save(j, batch_arrays(result, redrawn, time.perf_counter() - began))
+    drawn = [DrawnBatch.from_arrays(a) for a in shards.gather(len(sizes))]
+    return TextSamples(tuple(drawn), retry)

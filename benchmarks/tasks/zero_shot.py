@@ -13,6 +13,7 @@ from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Task, require
 from ..data.text import tokenized_blocks
 from ..data.text_sources import ZERO_SHOT, TextSource
 from ..data.tokenizers import get_tokenizer
+from ..evaluation.shards import sharding_of
 from ..precision import FASTEST, fastest_network_precision
 from ..registry import TASKS
 from ..streams import eval_seed
@@ -133,6 +134,8 @@ class TextZeroShot(Task):
                 desc=f"{name} NLL",
                 strata=p.eval_strata,
                 precision=p.network_precision,
+                sharding=sharding_of(ctx),
+                stage=f"zs_{name}",
             )
             card = {
                 "split": f"{name} ({ZERO_SHOT[name].split})",
