@@ -2,12 +2,13 @@
 
 Every job is listed (experiment, variant, run id, resources, time limit, its kind and the
 profile it gets, the experiments it waits for) with its estimated device-hours and
-allocations (see :mod:`benchmarks.estimate`). On Slurm each kind of job gets its own
-profile (:mod:`benchmarks.job_profiles`): the ``kind`` column says why a job is of its
-kind, the ``profile`` column which profile it gets, and the lines under the table where
-each kind's profile comes from. The same checks as a submission run first (profiles,
-batch split over the ranks, Slurm partition), except that sbatch need not exist; nothing
-is submitted and nothing is written, not even an empty tracking store.
+allocations (see :mod:`benchmarks.estimate`; an evaluation measured on other ranks is
+scaled to the job's by :mod:`benchmarks.eval_scaling`). On Slurm each kind of job gets
+its own profile (:mod:`benchmarks.job_profiles`): the ``kind`` column says why a job is
+of its kind, the ``profile`` column which profile it gets, and the lines under the table
+where each kind's profile comes from. The same checks as a submission run first
+(profiles, batch split over the ranks, Slurm partition), except that sbatch need not
+exist; nothing is submitted and nothing is written, not even an empty tracking store.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def _step_time_text(est: Estimate, layout: Layout) -> str:
     if est.eval_only:
         if est.eval_time is None:
             return "-"
-        return f"eval {est.eval_time.seconds / 3600:.3g} h ({est.eval_time.source})"
+        st, measured = est.eval_time, est.eval_time.seconds / 3600
+        where = f" on {st.world} rank(s)" if st.world and st.world != layout.world else ""
+        return f"eval {measured:.3g} h ({st.source}{where})"
     if st is None:
         return "unknown"
     where = f" on {st.world} rank(s)" if st.world and st.world != layout.world else ""

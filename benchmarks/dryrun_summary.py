@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .config import RunConfig
 from .estimate import Estimate, Layout
+from .eval_scaling import evaluation_shards
 from .job_kinds import KINDS, JobKind
 from .job_profiles import ChosenProfile, JobProfiles
 
@@ -94,8 +95,9 @@ def summary(
             f"   + {len(eval_only)} evaluation-only run(s): {MEASURE_FIRST}: run one of an "
             f"experiment (e.g. primebench sweep {first.experiment} --variant {first.variant} "
             f"--scale {first.scale}{flags} ...); its logged evaluation time "
-            "(perf/eval_time_s) then estimates the others, and its sampling throughput "
-            "(perf/samples_per_s) its variant at any task.sample_count"
+            "(perf/eval_time_s) then estimates the others on any number of ranks, and its "
+            "sampling throughput per device (perf/samples_per_s) its variant at any "
+            "task.sample_count"
         )
     _released_lines(jobs, cluster, say)
     for line in (line for item in plan for line in item.unavailable):
@@ -124,28 +126,36 @@ def _profile_lines(jobs: list[PlannedJob], profiles: JobProfiles, say: Say) -> N
 
 
 def _released_lines(jobs: list[PlannedJob], cluster: str, say: Say) -> None:
-    """What a plan of released weights needs: one device per job, and a time limit above
-    each evaluation (an evaluation cut by the limit starts over in the next allocation)."""
+    """What a plan of released weights needs: each evaluation splits over its job's ranks
+    up to its shards (:mod:`benchmarks.eval_scaling`), and one cut by its time limit
+    resumes from its kept shards in the next allocation."""
     released = [j for j in jobs if j.config.weights is not None]
     if not released:
         return
-    devices = max(j.layout.devices for j in released)
-    flag = "--eval-profile" if cluster == "slurm" else "--profile"
     say(
-        f"   {len(released)} run(s) evaluate released weights: no training; evaluation "
-        "runs on one device of the job"
-        + (
-            f", so {devices - 1} of the {devices} devices per job idle: "
-            f"{flag} gpu-1x holds one GPU per job"
-            if devices > 1
-            else ""
-        )
+        f"   {len(released)} run(s) evaluate released weights: no training; each evaluation "
+        "splits over its job's ranks (likelihood batches, sampler calls, feature chunks)"
     )
+    crowded = [(j, _shards(j)) for j in released if _shards(j) < j.layout.world]
+    if crowded:
+        flag = "--eval-profile" if cluster == "slurm" else "--profile"
+        fewest = min(shards for _, shards in crowded)
+        say(
+            f"   {len(crowded)} of them sample in fewer sampler calls (as few as {fewest}) "
+            f"than their job has ranks, so ranks idle while they sample: {flag} gpu-1x "
+            "holds one GPU per job"
+        )
     for job in released:
         limit, est = job.layout.timeout_min, job.estimate
         if est.wall_hours and limit and est.wall_hours * 60 > limit:
             say(
-                f"   warning: {job.config.experiment}/{job.config.variant}: its evaluation "
-                f"takes {est.wall_hours:.1f} h, above the {job.layout.limit()} limit; "
-                "evaluation does not resume, so raise the profile's timeout_min"
+                f"   {job.config.experiment}/{job.config.variant}: its evaluation takes "
+                f"{est.wall_hours:.1f} h, above the {job.layout.limit()} limit: it resumes "
+                f"from its kept shards, in {est.allocations} allocation(s)"
             )
+
+
+def _shards(job: PlannedJob) -> int:
+    """The shards that bound the job's speed-up (its ranks when nothing bounds it)."""
+    shards = evaluation_shards(job.config)
+    return job.layout.world if shards is None else shards

@@ -14,18 +14,28 @@ median of the experiment's runs), else from the user (``--step-time``, taken to 
 measured on the planned layout).
 
 A run that only evaluates (an evaluation task, or released weights: no training; see
-:mod:`benchmarks.job_kinds`) is estimated from its evaluation wall time, the first of:
+:mod:`benchmarks.job_kinds`) is estimated from its evaluation time, the first of:
 
 1. ``perf/eval_time_s`` logged by this run (same run id);
 2. ``perf/eval_time_s`` of a run of the same variant that drew as many samples
    (``task.sample_count``);
-3. the sampling throughput ``perf/samples_per_s`` a run of the same variant logged (on
-   the device its card names), scaled to this run's samples: ``sample_count / rate``;
-4. the median ``perf/eval_time_s`` of the experiment's runs that drew as many samples;
+3. the sampling throughput ``perf/samples_per_s`` a run of the same variant logged, per
+   device (the sampler calls' seconds summed over the ranks; its card names the device),
+   scaled to this run's samples: ``sample_count / rate`` on one rank;
+4. the median of the experiment's runs that drew as many samples, each time taken back
+   to one rank;
 
-all at the same scale. Evaluation runs on one device of the job, so its device-hours are
-that wall time times the devices the job holds. Without any, the estimate says to
-measure first.
+all at the same scale. A time is measured on the ranks of its run (the tag
+``runtime.world_size``; one when absent: an evaluation outside the runner is one
+process). The evaluation splits over the ranks of its job, up to its number of shards S
+(:mod:`benchmarks.eval_scaling`), so on a layout of R ranks
+
+    wall hours   = t * speedup(R', S) / speedup(R, S) / 3600,  speedup(R, S) = S / ceil(S / R)
+    device-hours = wall hours * D
+
+(t measured on R' ranks; t / speedup(R, S) for a throughput's t = N / rate). Without any
+measurement, the estimate says to measure first. An evaluation cut by a time limit keeps
+its finished shards and resumes from them, so it takes ceil(wall / limit) allocations.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import RunConfig
+from .eval_scaling import evaluation_shards, sample_count, speedup
 from .job_kinds import job_kind
 from .runstore import RunStore, run_state
 from .tracking import RUN_ID_TAG
@@ -109,8 +120,8 @@ class Layout:
 class Estimate:
     """The cost of one run; hours are None when there is no step time (or no training).
 
-    An evaluation-only run's hours come from a measured evaluation time (``eval_time``,
-    in seconds, and where it was measured), else are None: measure first."""
+    An evaluation-only run's hours come from a measured evaluation time (``eval_time``:
+    seconds, the ranks and where it was measured), else are None: measure first."""
 
     steps: int
     step_time: StepTime | None
@@ -166,13 +177,6 @@ def measured_step_time(
     return StepTime(cost, 1, f"measured, median of {len(candidates)} {config.experiment} run(s)")
 
 
-def sample_count(config: RunConfig) -> int | None:
-    """Samples the task's sampler draws in one evaluation (``task.sample_count``), or
-    None for a task without that setting."""
-    count = getattr(config.task.params, "sample_count", None)
-    return count if isinstance(count, int) and count > 0 else None
-
-
 def _same_count(run: Any, count: int | None) -> bool:
     """Whether ``run`` drew ``count`` samples (a run that did not record it counts)."""
     logged = run.data.params.get("task.sample_count")
@@ -187,21 +191,25 @@ def _device(run: Any, metric: str) -> str:
     return str(card.get("device", "an unnamed device")) if isinstance(card, dict) else "?"
 
 
+def _eval_time(run: Any, source: str) -> StepTime:
+    """A run's evaluation time, on the ranks it ran on (one when untagged)."""
+    return StepTime(run.data.metrics[EVAL_TIME_METRIC], _world(run) or 1, source)
+
+
 def measured_eval_time(store: RunStore, config: RunConfig) -> StepTime | None:
-    """The evaluation wall time of ``config`` from ``store``, or None; the order is the
-    module docstring's."""
+    """The evaluation wall time of ``config`` from ``store`` and the ranks it was
+    measured on, or None; the order is the module docstring's."""
     if store.client is None:
         return None
     timed = _candidates(store, config, EVAL_TIME_METRIC)
     own = [r for r in timed if r.data.tags.get(RUN_ID_TAG) == config.run_id]
     if own:
-        return StepTime(own[0].data.metrics[EVAL_TIME_METRIC], None, "measured, this run")
+        return _eval_time(own[0], "measured, this run")
     count = sample_count(config)
     alike = [r for r in timed if _same_count(r, count)]
     variant = [r for r in alike if r.data.tags.get("primebench.variant") == config.variant]
     if variant:
-        seconds = variant[0].data.metrics[EVAL_TIME_METRIC]
-        return StepTime(seconds, None, "measured, same variant")
+        return _eval_time(variant[0], "measured, same variant")
     rated = [
         r
         for r in _candidates(store, config, SAMPLES_METRIC)
@@ -211,13 +219,16 @@ def measured_eval_time(store: RunStore, config: RunConfig) -> StepTime | None:
     if count is not None and rated:
         rate = rated[0].data.metrics[SAMPLES_METRIC]
         where = _device(rated[0], SAMPLES_METRIC)
-        source = f"{count:,} samples at {rate:.3g}/s on {where}, same variant"
-        return StepTime(count / rate, None, source)
+        source = f"{count:,} samples at {rate:.3g}/s per device on {where}, same variant"
+        return StepTime(count / rate, 1, source)  # a rate per device: the time of one rank
     if not alike:
         return None
-    # One device evaluates, whatever the layout: the times pool as they are.
-    cost = statistics.median(r.data.metrics[EVAL_TIME_METRIC] for r in alike)
-    return StepTime(cost, None, f"measured, median of {len(alike)} run(s)")
+    # Each time taken back to one rank, so that runs on different layouts pool.
+    shards = evaluation_shards(config)
+    cost = statistics.median(
+        t.seconds * speedup(t.world or 1, shards) for t in (_eval_time(r, "") for r in alike)
+    )
+    return StepTime(cost, 1, f"measured, median of {len(alike)} run(s)")
 
 
 def estimate(
@@ -233,7 +244,9 @@ def estimate(
     if steps == 0:
         if eval_time is None:
             return Estimate(0, None, None, None, 1)
-        wall = eval_time.seconds / 3600
+        shards = evaluation_shards(config)
+        measured_on = speedup(eval_time.world or layout.world, shards)
+        wall = eval_time.seconds * measured_on / speedup(layout.world, shards) / 3600
         allocations = 1
         if layout.timeout_min is not None:
             allocations = max(1, math.ceil(wall / (layout.timeout_min / 60)))

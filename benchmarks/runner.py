@@ -151,10 +151,12 @@ def _run(config: RunConfig, tracker: Tracker, world: World, run_dir: Path) -> Ru
     try:
         metrics = _train_and_evaluate(config, tracker, mlflow_run_id, run_dir, world, hardware)
     except Preempted as stop:
+        log.warning("%s", stop)  # in the job's log: where it stopped, what it kept
         if mlflow_run_id is not None:
             tracker.requeued(mlflow_run_id, stop.step)
         raise
     except Interrupted as stop:
+        log.warning("%s", stop)
         if mlflow_run_id is not None:
             tracker.interrupted(mlflow_run_id, stop.step)
         raise
@@ -268,7 +270,8 @@ def _train_and_evaluate(
     if not world.is_main:
         return {}  # every rank evaluated its share; the main rank reports
     # Wall time of the evaluation: what the dry run's estimate of evaluation-only runs reads.
-    elapsed = Metric(EVAL_TIME_METRIC, time.perf_counter() - began, {"device": str(device)})
+    card = {"device": str(device), "ranks": world.size}
+    elapsed = Metric(EVAL_TIME_METRIC, time.perf_counter() - began, card)
     metrics = [*output.metrics, elapsed]
     if weights_card is not None:  # every number says which published file it scores
         metrics = [replace(m, card={**m.card, "weights": weights_card}) for m in metrics]

@@ -250,7 +250,7 @@ def test_evaluation_estimates_from_time_then_throughput(measured):
     assert sample_count(more) == 1000
     scaled = measured_eval_time(store, more)
     assert scaled.seconds == pytest.approx(20.0)
-    assert scaled.source == "1,000 samples at 50/s on cuda:0 (test GPU), same variant"
+    assert scaled.source == "1,000 samples at 50/s per device on cuda:0 (test GPU), same variant"
     est = estimate(more, None, layout_of("slurm", load_profile("gpu-1x")), scaled)
     assert est.device_hours == pytest.approx(20.0 / 3600) and est.allocations == 1
     # Another variant: the experiment's median at the same count, else nothing.

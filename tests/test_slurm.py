@@ -185,3 +185,61 @@ def test_a_job_that_times_out_requeues_and_ends_as_if_uninterrupted(
             break
         time.sleep(2)
     assert states.count("REQUEUED") >= 2 and states[-1] == "COMPLETED", states
+
+
+def test_an_evaluation_cut_by_the_time_limit_continues_in_the_next_allocation(
+    cluster, tmp_path, monkeypatch
+):
+    """Two ranks evaluate a trained text model for longer than one two-minute allocation:
+    Slurm's warning stops them at a shard boundary, the job requeues, the next
+    allocation computes the missing shards, and the numbers are one process's."""
+    overrides = {
+        "train": {
+            "steps": 4,
+            "global_batch_size": 4,
+            "checkpoint_every": 2,
+            "log_every": 2,
+            "warmup_steps": 1,
+            "loader_workers": 1,
+        },
+        # 40 sampler calls of 256 steps: minutes of work on two single-core ranks.
+        "task": {
+            "eval_blocks": 16,
+            "eval_passes": 2,
+            "eval_batch": 4,
+            "sample_count": 40,
+            "sample_batch": 2,
+            "sample_steps": 256,
+        },
+    }
+    (config,) = load_experiment("table1-cpu").resolve("cpu", overrides, ["prime-l2"])
+    monkeypatch.setenv("PRIMEBENCH_THREADS", "1")
+    runs = tmp_path / "runs"
+    reference = execute(config, sqlite(tmp_path / "reference.db"), runs)  # trains once
+    shutil.rmtree(runs / config.run_id / "evaluation")  # the job evaluates from scratch
+    profile = ClusterProfile(
+        partition="debug",
+        ranks_per_node=2,
+        cpus_per_task=1,
+        mem_gb=4,
+        timeout_min=2,
+        signal_delay_s=60,
+        max_requeues=20,
+        array_parallelism=1,
+    )
+    uri = sqlite(tmp_path / "mlflow.db")
+    submission = submit([config], "slurm", profile=profile, tracking_uri=uri, runs_dir=runs)
+    releaser = _ReleaseRequeued()
+    releaser.start()
+    try:
+        (result,) = wait(submission)
+    finally:
+        releaser.stop.set()
+    run, _ = the_run(uri, config)
+    assert run.info.status == "FINISHED" and run.data.tags["primebench.state"] == "done"
+    assert int(run.data.tags["primebench.requeues"]) >= 1  # cut inside the evaluation
+    assert run.data.tags["runtime.world_size"] == "2"
+    assert result["metrics"] == reference["metrics"]  # bit for bit
+    logs = "".join(p.read_text() for p in (runs / "submitit").rglob("*_log.err"))
+    assert "evaluation stopped on signal SIGUSR2" in logs
+    assert "Trainer.fit` stopped: `max_steps=4` reached" in logs  # nothing left to train
