@@ -69,7 +69,7 @@ def test_a_sampled_259_becomes_the_pixel_of_the_rule(tmp_path, rule, pixel):
     tokens[0, 5], tokens[1, 7], tokens[1, 8] = 259, 255, 342
     model = SimpleNamespace(
         sample=lambda n, length, sampler, generator: SimpleNamespace(
-            tokens=tokens[:n], idle_ratio=torch.zeros(n), nfe=4
+            tokens=tokens[:n], idle_steps=torch.zeros(n), nfe=4, num_steps=4, num_classes=256
         )
     )
     task = _task(sample_count=2, sample_batch=2, invalid_pixels=rule)
