@@ -96,6 +96,9 @@ class EvalContext:
     upstream_run: str | None = None
     kept_checkpoints: tuple[tuple[int, Path], ...] = ()
     load_checkpoint: Callable[[Path], tuple[torch.nn.Module, bool]] | None = None
+    runs_dir: Path | None = None
+    """The runs directory (``runs_dir/<run id>/``) where a task finds other runs'
+    checkpoints (the text task's judge run); None: no other run can be read."""
     sharding: Any = None
     """How the evaluation is split over the job's ranks and kept on disk (a
     ``benchmarks.evaluation.shards.Sharding``; None: one rank, in memory)."""

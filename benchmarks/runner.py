@@ -235,7 +235,11 @@ def _train_and_evaluate(
         ema = module.ema
     device = _device(world)
     ctx = EvalContext(
-        device=device, seed=config.seed, artifact_dir=run_dir / "artifacts", ema=ema is not None
+        device=device,
+        seed=config.seed,
+        artifact_dir=run_dir / "artifacts",
+        ema=ema is not None,
+        runs_dir=run_dir.parent,
     )
     scored = config.run_id  # what the evaluation's kept shards are of
     if config.upstream is not None:

@@ -50,11 +50,14 @@ class PlannedExperiment:
 
 
 def upstream_of(configs: Sequence[RunConfig]) -> list[str]:
-    """The experiments whose checkpoints ``configs`` read (``upstream.experiment``, and
-    ``train.init_from`` for fine-tuned runs)."""
+    """The experiments whose checkpoints ``configs`` read (``upstream.experiment``,
+    ``train.init_from`` for fine-tuned runs, and a ``task.judge`` of run:<experiment>/<variant>
+    that scores the samples)."""
     trained = [c for c in configs if c.weights is None]  # released weights read no run
     names = {c.upstream.experiment for c in trained if c.upstream is not None}
     names |= {c.train.init_source[0] for c in trained if c.train.init_source is not None}
+    judges = [getattr(c.task.params, "judge_run", None) for c in configs]
+    names |= {judge[0] for judge in judges if judge is not None}  # released weights too
     return sorted(n for n in names if isinstance(n, str) and n)
 
 

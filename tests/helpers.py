@@ -58,7 +58,7 @@ def as_overrides(tree: dict, prefix: str = "") -> list[str]:
         if isinstance(value, dict):
             out += as_overrides(value, f"{prefix}{key}.")
         else:
-            out.append(f"{prefix}{key}={value}")
+            out.append(f"{prefix}{key}={'null' if value is None else value}")
     return out
 
 

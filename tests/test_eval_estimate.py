@@ -40,7 +40,8 @@ def _images(count: int = 1000, variant: str = "mdm"):
 
 
 def _released_text():
-    (config,) = load_experiment("table1").resolve("paper", None, ["prime-l2"], "released")
+    four_calls = {"task": {"sample_count": 100}}  # 4 sampler calls of 25 (table1: 5,000)
+    (config,) = load_experiment("table1").resolve("paper", four_calls, ["prime-l2"], "released")
     return config
 
 
@@ -87,8 +88,8 @@ def test_the_shards_are_the_sampler_calls_the_settings_give():
     assert evaluation_shards(stream) == 1  # one generator, drawn in order by the main rank
     (table3,) = load_experiment("table3").resolve("paper", None, ["cifar10-prime-l2"])
     assert evaluation_shards(table3) == 500  # 50,000 images, 100 per call
-    (one_call,) = load_experiment("table1-cpu").resolve("cpu", None, ["mdlm"])
-    assert one_call.task.params.sample_batch == 0 and evaluation_shards(one_call) == 1
+    (cpu,) = load_experiment("table1-cpu").resolve("cpu", None, ["mdlm"])
+    assert cpu.task.params.sample_batch == 4 and evaluation_shards(cpu) == 4  # 16, 4 per call
     (zero_shot,) = load_experiment("table2").resolve("paper", None, ["mdlm"])
     assert evaluation_shards(zero_shot) is None  # likelihood batches only: any ranks
     (toy,) = tiny_toy(["mdm"])

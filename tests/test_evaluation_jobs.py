@@ -34,6 +34,7 @@ TINY_TEXT = {
         "eval_blocks": 12,
         "eval_passes": 2,
         "eval_batch": 4,
+        "judge": None,  # no judge run is trained here
         "sample_count": 6,
         "sample_batch": 2,
         "sample_steps": 8,

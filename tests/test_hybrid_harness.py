@@ -34,6 +34,7 @@ TINY = {
         "eval_batch": 8,
         "sample_count": 2,
         "sample_steps": 8,
+        "judge": None,  # no sample quality: no judge run to train first
     },
 }
 

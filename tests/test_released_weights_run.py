@@ -74,7 +74,8 @@ def test_the_fid_curve_has_no_released_weights():
 
 
 def test_dry_run_of_released_weights_says_measure_first_and_sizes_the_job(capsys):
-    plan = plan_experiments(["table1"], "paper", None, ["prime-l2"], weights="released")
+    four_calls = {"task": {"sample_count": 100}}  # 4 sampler calls of 25 (table1: 5,000)
+    plan = plan_experiments(["table1"], "paper", four_calls, ["prime-l2"], weights="released")
     estimates = dry_run(plan, "local", load_profile("gpu-8x"))  # no sinfo: local
     out = capsys.readouterr().out
     assert estimates[0].eval_only and estimates[0].device_hours is None

@@ -90,6 +90,7 @@ def test_the_text_task_with_the_paper_settings_end_to_end(tmp_path):
             "sample_count": 4,
             "sample_batch": 2,
             "sample_first_hitting": True,
+            "judge": None,
         },
         "model": {"ignore_bos": True},
     }

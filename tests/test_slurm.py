@@ -207,6 +207,7 @@ def test_an_evaluation_cut_by_the_time_limit_continues_in_the_next_allocation(
             "eval_blocks": 16,
             "eval_passes": 2,
             "eval_batch": 4,
+            "judge": None,  # no judge run is trained here
             "sample_count": 40,
             "sample_batch": 2,
             "sample_steps": 256,

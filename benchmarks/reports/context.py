@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ class ReportContext:
         """(row, config) of every run, in variant order."""
         for _, run in self.runs.iterrows():
             yield run, self.configs[run["run_id"]]
+
+    def subset(self, keep: Callable[[RunConfig], bool]) -> ReportContext:
+        """The runs whose config ``keep`` accepts, in the same order; what a renderer
+        writes through it is listed in this context's ``written``."""
+        ids = [r for r in self.runs["run_id"] if keep(self.configs[r])] if len(self.runs) else []
+        runs = self.runs[self.runs["run_id"].isin(ids)] if ids else self.runs.iloc[0:0]
+        configs = {r: self.configs[r] for r in ids}
+        return replace(self, runs=runs.reset_index(drop=True), configs=configs)
 
     def run_name(self, cfg: RunConfig, name: str | None = None) -> str:
         """``name`` (default: the variant), with its seed when this variant has runs at

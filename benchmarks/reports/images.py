@@ -20,6 +20,7 @@ from .paired import (
     seed_pairs,
     verdict,
 )
+from .speed import SPEED_NOTE, samples_per_s
 
 __all__ = ["table3", "table3_paired", "table3_nfe", "sample_grid", "IMAGE_CLAIMS"]
 
@@ -55,6 +56,11 @@ def _kid_cell(m: dict[str, float]) -> str:
     return f"{kid:.2f} ± {std:.2f}" if round(std, 2) > 0 else f"{kid:.2f}"
 
 
+def _idle_cell(m: dict[str, float], suffix: str = "") -> str:
+    value = m.get(f"sample_idle_ratio{suffix}")
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def _floor_cells(m: dict[str, float], suffix: str = "") -> tuple[str, str]:
     """(the real-data floor of FID, this FID as a multiple of it), or dashes."""
     floor = m.get("fid_real_floor")
@@ -80,6 +86,8 @@ def table3(ctx: ReportContext) -> None:
                 "dataset": p.dataset,
                 "ell": _ell(trained),
                 "NFE": int(m.get("sample_nfe", 0)),
+                "idle-step ratio": _idle_cell(m),
+                "samples/s (device)": samples_per_s(run),
                 "paper FID (50k)": (
                     f"{match['fid'].iloc[0]:.2f} at NFE {match['nfe'].iloc[0]:.0f}"
                     if len(match)
@@ -113,6 +121,7 @@ def table3(ctx: ReportContext) -> None:
             "noise of the N samples, not of training). Real-data floor: FID of N held-out "
             "real images, in neither the reference nor the training set, against the same "
             "reference: the best N samples can score (FID / floor = 1).",
+            SPEED_NOTE,
         ],
     )
 
@@ -138,6 +147,8 @@ def _nfe_rows(ctx: ReportContext) -> list[dict]:
                     "kid": m[f"kid{suffix}"],
                     "floor": m.get("fid_real_floor", math.nan),
                     "invalid": m.get(f"sample_invalid_rate{suffix}", 0.0),
+                    "idle": _idle_cell(m, suffix),
+                    "speed": samples_per_s(run, suffix),
                     "samples": p.sample_count,
                 }
             )
@@ -154,6 +165,8 @@ def table3_nfe(ctx: ReportContext) -> None:
             "variant": r["variant"],
             "steps": r["steps"],
             "NFE": r["nfe"],
+            "idle-step ratio": r["idle"],
+            "samples/s (device)": r["speed"],
             f"FID ± SE (N={r['samples']})": f"{r['fid']:.2f} ± {r['se']:.2f}",
             "KID x 1e3": f"{1e3 * r['kid']:.2f}",
             "FID / floor": f"{r['fid'] / r['floor']:.2f}x" if r["floor"] == r["floor"] else "-",
@@ -173,6 +186,7 @@ def table3_nfe(ctx: ReportContext) -> None:
         "toward 'not resolved'), and it holds no spread between trainings. Several seeds: "
         "the mean of the per-seed differences, its SE from their spread, which holds both, "
         "and the interval +- Student's t quantile with (seeds - 1) degrees of freedom.",
+        SPEED_NOTE,
     ]
     ctx.write_table(table, "table3_images_nfe", "Images: FID against sampler steps", notes)
     if claims:

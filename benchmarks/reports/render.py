@@ -33,7 +33,7 @@ from typing import Any
 from ..config import RunConfig
 from ..core import ConfigError
 from ..recipe import render_cards
-from . import ell_nfe, fid_curve, idle_steps, images, text, toy2d
+from . import ell_nfe, fid_curve, idle_steps, images, text, text_dtype, text_nfe, toy2d
 from .conflicts import conflicts, differences
 from .context import ReportContext
 from .output import RELEASED, ReportError, index_name, index_title, install, staging
@@ -48,7 +48,14 @@ Renderer = Callable[[ReportContext], None]
 
 RENDERERS: dict[str | tuple[str, ...], list[Renderer]] = {
     "idle-steps": [idle_steps.table1_isr, idle_steps.figure1_counts, idle_steps.figure1],
-    "text-lm": [text.table1, text.table1_paired],
+    # Table 1 reads the trained runs; the sweeps read the runs of upstream checkpoints.
+    "text-lm": [
+        text.table1,
+        text.table1_paired,
+        text.table1_gen_ppl,
+        text_nfe.text_nfe_sweep,
+        text_dtype.sampling_dtype,
+    ],
     "text-zero-shot": [text.table2],
     "image": [images.table3_paired, images.table3_nfe, images.sample_grid],
     # Tables 3 and 4 read the checkpoint evaluations beside the trained runs: table3's

@@ -10,10 +10,29 @@ import pandas as pd
 from ..config import RunConfig
 from ..data.text_sources import ZERO_SHOT
 from .context import ReportContext
+from .gen_ppl_paired import Sampled, claim_row, claims_table
 from .paired import Claim, comparison_table
+from .speed import SPEED_NOTE, samples_per_s, tokens_per_s
 from .tables import run_value
+from .text_quality import (
+    MAUVE,
+    QUALITY_NOTE,
+    Judges,
+    entropy_cell,
+    gen_ppl_cell,
+    judge_notes,
+    mauve_cell,
+)
 
-__all__ = ["table1", "table1_paired", "table2", "format_ppl", "TABLE1_CLAIMS"]
+__all__ = [
+    "TABLE1_CLAIMS",
+    "format_ppl",
+    "table1",
+    "table1_gen_ppl",
+    "table1_paired",
+    "table2",
+    "trained_rows",
+]
 
 # The orderings of the paper's Table 1, by the variant names of the table1 experiments.
 TABLE1_CLAIMS = [
@@ -111,9 +130,23 @@ def _corrected(corrected: pd.DataFrame, carry: str, ell: int | None, hybrid: boo
     return f"{fixed['ppl'].iloc[0]:.2f}" if ell and ell > 1 and len(fixed) else "-"
 
 
+def trained_rows(ctx: ReportContext) -> ReportContext:
+    """Table 1's runs: each trains its model or evaluates released weights; a run that
+    evaluates an upstream run's checkpoint (a sampler sweep) is another report's."""
+    return ctx.subset(lambda cfg: cfg.upstream is None)
+
+
+def _ar_steps(ctx: ReportContext) -> int | None:
+    steps = [c.train.steps for _, c in ctx.rows() if c.model and c.model.name == "ar"]
+    return max(steps) if steps else None
+
+
 def table1(ctx: ReportContext) -> None:
+    ctx = trained_rows(ctx)
     paper = ctx.paper("table1_owt_ppl")
     corrected = ctx.paper("table1_corrected_ppl")
+    judges = Judges(ctx.rows())
+    mauve = any(run_value(run, f"metrics.{MAUVE}") is not None for run, _ in ctx.rows())
     rows = []
     for run, cfg in ctx.rows():
         name, ell, carry = _label(cfg)
@@ -136,6 +169,11 @@ def table1(ctx: ReportContext) -> None:
                 "NLL/token (valid bound or exact) ± SE": _nll_se(run),
                 "idle-step ratio (closed form)": _idle(run),
                 "NFE": _count(run, "sample_nfe"),
+                "samples/s (device)": samples_per_s(run),
+                "tokens/s": tokens_per_s(run),
+                "gen PPL": gen_ppl_cell(run, judges),
+                "entropy (nats)": entropy_cell(run),
+                **({"MAUVE": mauve_cell(run)} if mauve else {}),
                 "training": _training(cfg),
                 "training window": _window(run),
             }
@@ -166,19 +204,53 @@ def table1(ctx: ReportContext) -> None:
             "Every model sees the same tokens (steps x batch x block); the training column "
             "gives each row's optimiser recipe (lr schedule, weight decay). All networks "
             "start from the DiT initialisation (zero-initialised adaLN gates and head).",
+            _samples_note(ctx) + QUALITY_NOTE,
+            *judge_notes(judges, _ar_steps(ctx)),
+            SPEED_NOTE,
         ],
+    )
+
+
+def _samples_note(ctx: ReportContext) -> str:
+    """The rows' sample counts and sampler precision, each value the rows hold once."""
+
+    def values(field: str) -> str:
+        return "/".join(sorted({f"{getattr(c.task.params, field):g}" for _, c in ctx.rows()}))
+
+    return (
+        f"Samples per row: {values('sample_count')}, sampling dtype "
+        f"{'/'.join(sorted({c.task.params.sampling_dtype for _, c in ctx.rows()}))}, top-p "
+        f"{values('sample_top_p')} (each row's sampler settings are on its metric cards). "
     )
 
 
 def table1_paired(ctx: ReportContext) -> None:
     comparison_table(
-        ctx,
+        trained_rows(ctx),
         TABLE1_CLAIMS,
         "table1_text_paired",
         "Text: paired comparisons of Table 1's orderings (valid bound or exact NLL)",
         "nats per token",
         notes=["The AR model's exact NLL is over the L - 1 predicted tokens of a block."],
     )
+
+
+def table1_gen_ppl(ctx: ReportContext) -> None:
+    """Table 1's orderings in generative perplexity, each row's samples at its own
+    sampler steps (diffusion pairs only at equal steps)."""
+    ctx = trained_rows(ctx)
+    items = [
+        (cfg.variant, cfg.seed, Sampled(run, cfg, None if _label(cfg)[1] is None else _steps(cfg)))
+        for run, cfg in ctx.rows()
+    ]
+    claims = [Claim(f"gen PPL: {c.text}", c.lower, c.than) for c in TABLE1_CLAIMS]
+    rows = [row for claim in claims if (row := claim_row(ctx, claim, items))]
+    claims_table(ctx, rows, "table1_text_gen_ppl_paired", "Text: Table 1's orderings in gen PPL")
+
+
+def _steps(cfg: RunConfig) -> int | str:
+    p = cfg.task.params
+    return "first hitting" if p.sample_first_hitting else p.sample_steps
 
 
 def table2(ctx: ReportContext) -> None:

@@ -33,7 +33,9 @@ from ..safe_files import atomic_write
 from ..streams import eval_seed
 from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block, scored_tokens
 from .sample_shards import speed_metrics
+from .text_judge import check_judge
 from .text_params import TextLMParams
+from .text_quality import sample_quality_metrics
 from .text_samples import draw_text_samples
 
 __all__ = ["TextLM", "load_blocks", "subset"]
@@ -76,6 +78,7 @@ class TextLM(Task):
         return DataSpec(tok.num_classes, self.params.block_size, bos_id=tok.bos_id)
 
     def train_rows(self) -> ArrayRows:
+        check_judge(self.params, self.config)  # a judge that cannot be had fails before training
         return ArrayRows(self._blocks("train"), order=self.params.row_order)
 
     def validation_rows(self) -> ArrayRows:
@@ -83,6 +86,7 @@ class TextLM(Task):
 
     def evaluate(self, model: torch.nn.Module | None, ctx: EvalContext) -> EvalOutput:
         p = self.params
+        check_judge(p, self.config, ctx.runs_dir, evaluation=True)  # before any sample
         val = self._blocks("validation")
         chosen = subset(val.shape[0], p.eval_blocks)
         per_block = block_nll(
@@ -124,11 +128,11 @@ class TextLM(Task):
         per_block_path = save_per_block(
             ctx.artifact_dir, per_block, tokens, chosen, eval_seed("text.likelihood", ctx.seed)
         )
-        sample_metrics, path = self._samples(model, ctx)
-        artifacts = [("samples", path), (PER_BLOCK_ARTIFACT[0], per_block_path)]
+        sample_metrics, sample_artifacts = self._samples(model, ctx, val)
+        artifacts = [*sample_artifacts, (PER_BLOCK_ARTIFACT[0], per_block_path)]
         return EvalOutput(metrics + sample_metrics, artifacts=artifacts)
 
-    def _samples(self, model: torch.nn.Module, ctx: EvalContext):
+    def _samples(self, model: torch.nn.Module, ctx: EvalContext, val: np.ndarray):
         p = self.params
         tok = get_tokenizer(p.tokenizer)
         dtype = torch.float64 if p.sampling_dtype == "float64" else torch.float32
@@ -187,8 +191,9 @@ class TextLM(Task):
         )
         rows = result.tokens
         texts = [tok.decode([i for i in row.tolist() if i < tok.num_classes]) for row in rows]
+        quality, quality_artifacts = sample_quality_metrics(p, self.config, texts, val, ctx, card)
         path = ctx.artifact_dir / "samples.txt"
         if ctx.is_main:
             with atomic_write(path, "samples artifact") as handle:
                 handle.write("\n\n=====\n\n".join(texts).encode("utf-8"))
-        return metrics, path
+        return metrics + quality, [("samples", path), *quality_artifacts]

@@ -14,9 +14,10 @@ from .likelihood import Strata
 from .network_autocast import NetworkPrecision
 from .sample_retry import SampleRetry
 
-__all__ = ["TextLMParams"]
+__all__ = ["JUDGE_RUN", "TextLMParams"]
 
 Dtype = Literal["float32", "float64"]
+JUDGE_RUN = "run:"  # task.judge naming a suite run: run:<experiment>/<variant>
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class TextLMParams:
         "network_precision",
         "heldout_doc_eos",
         "sample_retry",
+        "judge",
+        "judge_revision",
+        "judge_batch",
+        "judge_group",
+        "mauve_references",
     )
 
     dataset: Literal["shakespeare", "openwebtext"] = "shakespeare"
@@ -72,11 +78,13 @@ class TextLMParams:
     evaluation set from one seed; batch, within each batch of eval_batch blocks from a
     seed per batch (MDLM's and BD3-LM's validation: antithetic times per batch)."""
     sample_count: int = 4
-    """Sequences sampled for the idle-step ratio, NFE and the stored sample texts."""
+    """Sequences sampled for the idle-step ratio, NFE, sample quality (task.judge) and the
+    stored sample texts."""
     sample_batch: int = 0
-    """Sequences per sampler call, each call from its own seed (0: all in one call); it
-    must divide sample_count. Part of the run id: a cached (idle) step needs the whole
-    batch idle, so NFE depends on it, and the samples on the seeds (the paper's: 25)."""
+    """Sequences per sampler call, each call from its own seed (0 or at least sample_count:
+    all in one call); else it must divide sample_count. Part of the run id: a cached (idle)
+    step needs the whole batch idle, so NFE depends on it, and the samples on the seeds
+    (the paper's: 25)."""
     sample_steps: int = 128
     """T, steps of the sampler's time grid (per block for block diffusion; the paper's
     samples: 512); unused with sample_first_hitting and by AR models."""
@@ -98,6 +106,25 @@ class TextLMParams:
     sampler's probabilities and noise (sampling_dtype) compute as in float32
     (benchmarks.tasks.network_autocast). fastest: bfloat16 where the machine computes it
     natively, else float32, chosen before the run id is computed (benchmarks.precision)."""
+    judge: str | None = None
+    """The language model that scores the decoded samples (sample_gen_ppl, sample_entropy,
+    sample_mauve; benchmarks.tasks.text_quality): null: none; a hub model id or local
+    directory (gpt2-large: the papers' judge, with transformers); or
+    run:<experiment>/<variant>, the suite's trained AR run of that variant at the same
+    scale and seed, which a plan trains first (the cpu scale: run:text-judge/ar-judge)."""
+    judge_revision: str = "main"
+    """Hub revision (branch, tag or commit) of a hub judge; the card records the commit."""
+    judge_batch: int = 8
+    """Texts per judge call in generative perplexity (MDLM's eval.perplexity_batch_size);
+    as MDLM, the last n mod judge_batch texts of each group are not scored."""
+    judge_group: int = 0
+    """Texts retokenized and padded together, one call of MDLM's scoring function each:
+    0, all the samples at once (MDM-Prime's evaluation); k, k at a time (BD3-LM: the 25
+    samples of one sampling job)."""
+    mauve_references: int = 0
+    """Held-out validation blocks, evenly spaced and decoded as the samples, that MAUVE
+    compares the samples with in the judge's features (sample_mauve); 0: no MAUVE (nor
+    without a judge: task.judge null turns every sample-quality number off)."""
 
     def __post_init__(self) -> None:
         if self.network_precision == FASTEST:
@@ -117,10 +144,47 @@ class TextLMParams:
             ),
         )
         require_at_least(self, "task", ("group_docs",), 0)
-        if self.sample_batch < 0 or (self.sample_batch and self.sample_count % self.sample_batch):
+        batch, count = self.sample_batch, self.sample_count
+        if batch < 0 or (0 < batch < count and count % batch):
             raise ConfigError(
-                f"task.sample_batch: expected 0 (one call) or a divisor of sample_count "
-                f"{self.sample_count}, got {self.sample_batch}"
+                f"task.sample_batch: expected 0 or at least sample_count (one call), or a "
+                f"divisor of sample_count {count}, got {batch}"
             )
         if not 0.0 < self.sample_top_p <= 1.0:
             raise ConfigError(f"task.sample_top_p: must be in (0, 1], got {self.sample_top_p}")
+        self._check_judge()
+
+    @property
+    def judge_run(self) -> tuple[str, str] | None:
+        """(experiment, variant) of a run:<experiment>/<variant> judge, else None."""
+        if self.judge is None or not self.judge.startswith(JUDGE_RUN):
+            return None
+        experiment, _, variant = self.judge[len(JUDGE_RUN) :].partition("/")
+        return experiment, variant
+
+    def _check_judge(self) -> None:
+        require_at_least(self, "task", ("judge_batch",))
+        require_at_least(self, "task", ("judge_group", "mauve_references"), 0)
+        if self.judge is not None:
+            run = self.judge_run
+            if run is None:  # a hub id or a directory
+                ok = bool(self.judge) and self.judge.strip() == self.judge
+            else:
+                ok = all(part and "/" not in part and part.strip() == part for part in run)
+            if not ok:
+                raise ConfigError(
+                    "task.judge: expected null, a hub model id (e.g. gpt2-large) or "
+                    f"run:<experiment>/<variant>, got {self.judge!r}"
+                )
+            if run is not None and self.judge_revision != "main":
+                raise ConfigError(
+                    f"task.judge_revision: a hub judge's revision; {self.judge} is a "
+                    f"suite run, got {self.judge_revision!r}"
+                )
+        if self.mauve_references and self.judge is not None:
+            if self.mauve_references < 2 or self.sample_count < 2:
+                raise ConfigError(
+                    f"task.mauve_references: MAUVE needs at least 2 references and 2 "
+                    f"samples, got {self.mauve_references} and sample_count "
+                    f"{self.sample_count}"
+                )
