@@ -53,6 +53,20 @@ def test_table1_shows_the_sample_columns_and_names_the_suite_judge(tmp_path, mon
     assert "unknown experiment 'text-judge' here, so its steps are not shown" in notes
 
 
+def test_the_judge_run_is_not_a_table1_row(tmp_path, monkeypatch):
+    store = probe_store(tmp_path, monkeypatch)
+    judge = {**trained("ar", seed=1), "experiment": "text-judge", "variant": "ar-judge"}
+    judge["task"]["judge"] = None
+    judge["train"]["steps"] = 2000
+    add(store, judge, {"val_nll_exact": 1.0, "val_nll_exact_se": 0.01}, judge=None)
+    add(store, trained("ar"), {"val_nll_exact": 1.2, "val_nll_exact_se": 0.01}, judge=None)
+    add(store, trained("mdlm"), quality(41.0, 4.1))
+    out = report(tmp_path)
+    assert set(_table(out, "table1_text_ppl")) == {"AR", "MDLM"}  # one AR row: the table's
+    notes = (out / "table1_text_ppl.md").read_text()
+    assert "trained longer than Table 1's AR row (2,000 steps against 500)" in notes
+
+
 def test_the_mauve_column_appears_only_when_a_run_has_mauve(tmp_path, monkeypatch):
     store = probe_store(tmp_path, monkeypatch)
     add(store, trained("mdlm"), quality(41.0, 4.1))

@@ -132,8 +132,13 @@ def _corrected(corrected: pd.DataFrame, carry: str, ell: int | None, hybrid: boo
 
 def trained_rows(ctx: ReportContext) -> ReportContext:
     """Table 1's runs: each trains its model or evaluates released weights; a run that
-    evaluates an upstream run's checkpoint (a sampler sweep) is another report's."""
-    return ctx.subset(lambda cfg: cfg.upstream is None)
+    evaluates an upstream run's checkpoint (a sampler sweep) is another report's, and a
+    run that judges the others' samples (a ``task.judge`` of run:<experiment>/<variant>)
+    is their judge, not a row."""
+    judges = {getattr(c.task.params, "judge_run", None) for c in ctx.configs.values()}
+    return ctx.subset(
+        lambda cfg: cfg.upstream is None and (cfg.experiment, cfg.variant) not in judges
+    )
 
 
 def _ar_steps(ctx: ReportContext) -> int | None:
