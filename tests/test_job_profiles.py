@@ -47,6 +47,7 @@ def _kinds(plan) -> dict[str, set[str]]:
 # ------------------------------------------------------------------ kinds
 
 
+@pytest.mark.slow  # resolves every paper experiment
 def test_every_job_of_the_paper_plan_is_of_its_kind(paper_plan):
     kinds = _kinds(paper_plan)
     assert set(kinds) == TRAINING | EVALUATION | {"idle-steps"}

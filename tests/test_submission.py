@@ -236,6 +236,7 @@ def test_dry_run_prefers_the_measured_step_time(trained, capsys, tmp_path):
 # ------------------------------------------------------------------ dry runs
 
 
+@pytest.mark.slow  # plans every paper experiment
 def test_paper_dry_run_lists_jobs_and_gpu_hours_without_sbatch_or_writes(
     tmp_path, capsys, no_sbatch
 ):
