@@ -24,6 +24,7 @@ from benchmarks.profiles import ClusterProfile, load_profile
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from tests.helpers import TINY_TOY, tiny_toy
+from tests.test_evaluation_jobs import TINY_TEXT, trained_once
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -193,31 +194,13 @@ def test_an_evaluation_cut_by_the_time_limit_continues_in_the_next_allocation(
     """Two ranks evaluate a trained text model for longer than one two-minute allocation:
     Slurm's warning stops them at a shard boundary, the job requeues, the next
     allocation computes the missing shards, and the numbers are one process's."""
-    overrides = {
-        "train": {
-            "steps": 4,
-            "global_batch_size": 4,
-            "checkpoint_every": 2,
-            "log_every": 2,
-            "warmup_steps": 1,
-            "loader_workers": 1,
-        },
-        # 40 sampler calls of 256 steps: minutes of work on two single-core ranks.
-        "task": {
-            "eval_blocks": 16,
-            "eval_passes": 2,
-            "eval_batch": 4,
-            "judge": None,  # no judge run is trained here
-            "sample_count": 40,
-            "sample_batch": 2,
-            "sample_steps": 256,
-        },
-    }
+    # 60 sampler calls of 256 steps: more than one allocation on two single-core ranks.
+    task = {**TINY_TEXT["task"], "eval_blocks": 16, "sample_count": 120, "sample_steps": 256}
+    overrides = {**TINY_TEXT, "task": task}
     (config,) = load_experiment("table1-cpu").resolve("cpu", overrides, ["prime-l2"])
     monkeypatch.setenv("PRIMEBENCH_THREADS", "1")
     runs = tmp_path / "runs"
-    reference = execute(config, sqlite(tmp_path / "reference.db"), runs)  # trains once
-    shutil.rmtree(runs / config.run_id / "evaluation")  # the job evaluates from scratch
+    reference = trained_once(tmp_path, config)  # the job evaluates its checkpoint afresh
     profile = ClusterProfile(
         partition="debug",
         ranks_per_node=2,
