@@ -2,9 +2,10 @@
 
 from .ar import AutoregressiveLM
 from .ar_transformer import ARM_PRESETS, ARMConfig, ARMTransformer
-from .bd3lm import DEFAULT_WINDOWS, BlockDiffusion
+from .bd3lm import BlockDiffusion
 from .block_attention import context_mask, dense_training_mask, training_mask
 from .block_sampler import sample_blocks
+from .clipped_windows import DEFAULT_WINDOWS
 from .mdm import build_mdm
 from .mixture import LabelMixture
 

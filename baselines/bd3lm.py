@@ -52,7 +52,7 @@ from .block_sampler import expected_block_idle_ratio, sample_blocks
 from .clipped_windows import DEFAULT_WINDOWS, variances_from_moments, window_moments
 from .first_token import FirstTokenGiven, give_first
 
-__all__ = ["BlockDiffusion", "DEFAULT_WINDOWS"]
+__all__ = ["BlockDiffusion"]
 
 
 class BlockDiffusion(FirstTokenGiven, MaskedDiffusion):

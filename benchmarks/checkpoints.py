@@ -25,7 +25,8 @@ import torch
 from .config import RunConfig
 from .core import ConfigError
 from .ema import EMA
-from .experiments import parse_overrides, resolve_variant
+from .experiments import resolve_variant
+from .overrides import parse_overrides
 from .registry import MODELS, TASKS
 from .tracking import Tracker
 

@@ -30,11 +30,12 @@ from .core import ConfigError
 from .dryrun import dry_run
 from .experiments import Experiment, list_experiments, load_experiment
 from .explain import explain_entry, explain_runs
+from .job_errors import wait_jobs
 from .job_profiles import JobProfiles, choose_profiles
-from .launch import launch, wait_jobs
+from .launch import launch
 from .profiles import list_profiles
 from .registry import MODELS, TASKS
-from .reports import render_report
+from .reports.render import render_report
 from .reproduction import (
     Reproduction,
     default_parallel,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .core import ConfigError
-from .dryrun_summary import MEASURE_FIRST, UNKNOWN_STEP_TIME, PlannedJob, hours_text, summary
+from .dryrun_summary import PlannedJob, hours_text, summary
 from .estimate import (
     Estimate,
     Layout,
@@ -36,7 +36,7 @@ from .sqlite_cluster import check_sqlite_for_slurm
 from .submission import PlannedExperiment
 from .tracking_store import TrackingError, resolve_tracking_uri
 
-__all__ = ["layout_of", "dry_run", "UNKNOWN_STEP_TIME", "MEASURE_FIRST"]
+__all__ = ["layout_of", "dry_run"]
 
 _HEADER = (
     "experiment",

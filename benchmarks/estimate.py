@@ -62,7 +62,6 @@ __all__ = [
     "estimate",
     "measured_eval_time",
     "measured_step_time",
-    "sample_count",
 ]
 
 STEP_METRIC = "perf/step_time_s"

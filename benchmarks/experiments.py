@@ -54,12 +54,9 @@ from .yaml_io import load_yaml, yaml_problem
 __all__ = [
     "Experiment",
     "EXPERIMENTS_DIR",
-    "deep_merge",
     "resolve_variant",
-    "expand_grid",
     "list_experiments",
     "load_experiment",
-    "parse_overrides",
     "upstream_config",
 ]
 

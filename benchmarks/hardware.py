@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import TrainConfig
 from .precision import bf16_support
+from .train_config import TrainConfig
 
 __all__ = ["Hardware", "select_hardware", "PEAK_BF16_TFLOPS"]
 

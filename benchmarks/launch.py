@@ -35,28 +35,21 @@ from .profiles import ClusterProfile
 from .safe_files import ensure_private_directory
 from .sqlite_cluster import check_sqlite_for_slurm
 from .submitted import (
-    LaunchError,
     Submission,
     SweepInterrupted,
     collect,
     interruption,
     raise_failures,
     say,
-    wait,
 )
-from .tracking import Tracker, resolve_tracking_uri
+from .tracking import Tracker
+from .tracking_store import resolve_tracking_uri
 
 __all__ = [
     "LOCAL_TIMEOUT_MIN",
-    "Submission",
     "submit",
-    "wait",
-    "wait_jobs",
     "launch",
     "launch_local",
-    "raise_failures",
-    "LaunchError",
-    "SweepInterrupted",
 ]
 
 log = logging.getLogger("primebench")

@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 from baselines import AutoregressiveLM, build_mdm
 from prime import MaskedDiffusion, SubTokenizer, masking_problem
 
-from . import block_diffusion_model  # noqa: F401  (registers bd3lm)
+from . import block_diffusion_model, mixture_model  # noqa: F401  (register bd3lm, mdm-mixture)
 from .backbones import ARMParams, BackboneParams, DiTParams, ToyMLPParams, build_backbone
 from .core import ConfigError, DataSpec, ModelEntry
 from .diffusion_settings import (
@@ -29,10 +29,9 @@ from .diffusion_settings import (
     check_ell,
     check_train_time_eps,
 )
-from .mixture_model import MixtureParams  # registers mdm-mixture
 from .registry import MODELS
 
-__all__ = ["ModelEntry", "PrimeParams", "MDMParams", "ARParams", "MixtureParams"]
+__all__ = ["PrimeParams", "MDMParams", "ARParams"]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from .config import RunConfig
 from .core import ConfigError
-from .experiments import parse_overrides, resolve_variant, upstream_config
+from .experiments import resolve_variant, upstream_config
+from .overrides import parse_overrides
 from .profiles import ClusterProfile, check_slurm_can_run
 from .registry import TASKS
 

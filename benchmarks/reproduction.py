@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .launch import LaunchError, launch, launch_local
+from .launch import launch, launch_local
 from .pool import span
 from .profiles import ClusterProfile
 from .submission import PlannedExperiment, stages
-from .submitted import print_results, summary
+from .submitted import LaunchError, print_results, summary
 
 __all__ = [
     "Reproduction",

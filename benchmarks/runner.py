@@ -48,7 +48,7 @@ from .tracking import Tracker
 from .training import fit
 from .weights.released import released_model
 
-__all__ = ["execute", "RunResult", "load_trained_model"]
+__all__ = ["execute", "RunResult"]
 
 log = logging.getLogger("primebench")
 

@@ -10,17 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .tracking import (
-    COMPLETE_TAG,
-    EXPERIMENT_PREFIX,
-    REQUEUES_TAG,
-    RUN_ID_TAG,
-    STATE_TAG,
-    STEP_TAG,
-    check_tracking_reachable,
-    open_client,
-    resolve_tracking_uri,
-)
+from .tracking import COMPLETE_TAG, EXPERIMENT_PREFIX, REQUEUES_TAG, RUN_ID_TAG, STATE_TAG, STEP_TAG
+from .tracking_store import check_tracking_reachable, open_client, resolve_tracking_uri
 
 __all__ = ["RunStore", "run_state", "requeue_count"]
 

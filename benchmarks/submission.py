@@ -25,10 +25,11 @@ from .config import RunConfig
 from .core import ConfigError
 from .experiments import Experiment, list_experiments, load_experiment
 from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
-from .launch import Submission, submit
+from .launch import submit
 from .preflight import validate
 from .profiles import ClusterProfile
 from .sqlite_cluster import check_sqlite_for_slurm
+from .submitted import Submission
 from .tracking_store import resolve_tracking_uri
 from .weights.source import NoReleasedWeights
 

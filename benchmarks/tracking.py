@@ -20,7 +20,6 @@ from typing import Any
 from .config import RunConfig
 from .core import Metric
 from .tracking_store import (
-    TrackingError,
     check_tracking_reachable,
     open_client,
     resolve_tracking_uri,
@@ -28,11 +27,7 @@ from .tracking_store import (
 )
 
 __all__ = [
-    "Metric",
-    "TrackingError",
     "Tracker",
-    "resolve_tracking_uri",
-    "check_tracking_reachable",
     "EXPERIMENT_PREFIX",
     "RUN_ID_TAG",
 ]

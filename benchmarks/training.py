@@ -34,7 +34,7 @@ from prime import BatchShard
 
 from .checkpoint_writer import AtomicCheckpointIO, PeriodicCheckpoints, remove_temporaries
 from .checkpoints import RUN_ID_KEY, check_run_id, resume_checkpoint
-from .config import RunConfig, TrainConfig
+from .config import RunConfig
 from .data.loader import StepSampler, TrainRows, training_loader
 from .distributed import JobEnvironment, World
 from .ema import EMA
@@ -45,8 +45,9 @@ from .preemption import SaveOnSignal
 from .run_logger import OpenRunLogger
 from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
+from .train_config import TrainConfig
 
-__all__ = ["DiffusionModule", "fit", "step_seed"]
+__all__ = ["DiffusionModule", "fit"]
 
 log = logging.getLogger("primebench")
 

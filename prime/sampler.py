@@ -45,12 +45,12 @@ import torch
 from .codec import SubTokenizer
 from .corrector import corrector_jump
 from .first_hitting import reveal_one_per_call
-from .proposals import propose, sample_categorical, top_p_filter
+from .proposals import propose
 from .sampler_config import SamplerConfig
 from .sampler_state import SampleResult, initial_state
 from .schedules import Schedule, get_schedule
 
-__all__ = ["Denoiser", "Sampler", "SampleResult", "sample_categorical", "top_p_filter"]
+__all__ = ["Denoiser", "Sampler"]
 
 Denoiser = Callable[..., torch.Tensor]
 """(y_t (B, L, ell) long, t (B,) float) -> logits: (B, L, C) joint or (B, L, ell, b) independent;

@@ -7,8 +7,9 @@ import submitit
 
 from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import list_experiments, load_experiment, parse_overrides
+from benchmarks.experiments import list_experiments, load_experiment
 from benchmarks.launch import _executor
+from benchmarks.overrides import parse_overrides
 from benchmarks.profiles import list_profiles, load_profile
 from benchmarks.registry import MODELS, TASKS, Registry
 from benchmarks.validation import build_dataclass

@@ -21,7 +21,8 @@ from benchmarks.data.images import CIFAR10, image_tokens
 from benchmarks.data.text import load_documents
 from benchmarks.data.text_sources import ZERO_SHOT
 from benchmarks.runner import execute
-from benchmarks.tracking import Tracker, TrackingError
+from benchmarks.tracking import Tracker
+from benchmarks.tracking_store import TrackingError
 from tests.helpers import tiny_toy
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ import torch
 
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import StepSampler, draw_global_batch
-from benchmarks.experiments import deep_merge
 from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
+from benchmarks.overrides import deep_merge
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.profiles import (
     ClusterProfile,

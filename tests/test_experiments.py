@@ -8,12 +8,8 @@ import pytest
 import yaml
 
 from benchmarks.core import ConfigError
-from benchmarks.experiments import (
-    expand_grid,
-    load_experiment,
-    resolve_variant,
-    upstream_config,
-)
+from benchmarks.experiments import load_experiment, resolve_variant, upstream_config
+from benchmarks.overrides import expand_grid
 from benchmarks.reports.context import ReportContext
 from benchmarks.submission import plan_experiments
 

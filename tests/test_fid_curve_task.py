@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment, parse_overrides
+from benchmarks.experiments import load_experiment
+from benchmarks.overrides import parse_overrides
 from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.tasks import image_fid_curve, images

@@ -18,11 +18,13 @@ import torch
 from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
-from benchmarks.reports import load_runs, render_report
+from benchmarks.reports.render import render_report
+from benchmarks.reports.store import load_runs
 from benchmarks.reproduction import reproduce_locally
 from benchmarks.runner import execute
 from benchmarks.submission import PlannedExperiment
-from benchmarks.tracking import Tracker, TrackingError
+from benchmarks.tracking import Tracker
+from benchmarks.tracking_store import TrackingError
 from tests.helpers import mlflow_runs, sqlite, tiny_toy
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,11 +7,12 @@ import torch
 
 from benchmarks.checkpoints import initialise_from, load_trained_model
 from benchmarks.core import ConfigError
-from benchmarks.experiments import deep_merge, load_experiment
+from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
+from benchmarks.overrides import deep_merge
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
-from benchmarks.reports import render_report
+from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.submission import plan_experiments
 from benchmarks.tracking import Tracker

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment, parse_overrides
+from benchmarks.experiments import load_experiment
+from benchmarks.overrides import parse_overrides
 from benchmarks.perf import image_fid_curve
 from benchmarks.perf.image_fid_curve import curve_checkpoints, fid_curve, sampler_settings
 from benchmarks.runner import execute

@@ -5,8 +5,9 @@ import io
 import numpy as np
 import pytest
 
-from benchmarks.experiments import load_experiment, parse_overrides
-from benchmarks.reports import render_report
+from benchmarks.experiments import load_experiment
+from benchmarks.overrides import parse_overrides
+from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.tasks import image_splits, images
 from tests.helpers import StandInFeatures

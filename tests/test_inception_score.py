@@ -85,7 +85,8 @@ def test_bad_probabilities_are_refused():
 
 def test_absent_weights_say_how_to_provide_them(tmp_path, monkeypatch):
     from benchmarks.fid import InceptionFeatures
-    from benchmarks.tasks.images import ImageGeneration, ImageParams
+    from benchmarks.tasks.image_params import ImageParams
+    from benchmarks.tasks.images import ImageGeneration
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("PRIMEBENCH_DATA_CACHE", str(tmp_path / "cache"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.checkpoint_writer import TEMP_SUFFIX
-from benchmarks.experiments import deep_merge
+from benchmarks.overrides import deep_merge
 from benchmarks.tracking import Tracker
 from tests.helpers import TINY_TOY, as_overrides, mlflow_runs, sqlite, tiny_toy
 

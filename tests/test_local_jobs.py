@@ -8,11 +8,11 @@ import pickle
 import pytest
 
 from benchmarks.jobs import TrainJob, job_threads
-from benchmarks.launch import submit, wait
+from benchmarks.launch import submit
 from benchmarks.ledger import read_ledger
 from benchmarks.profiles import ClusterProfile
 from benchmarks.status import collect_status
-from benchmarks.submitted import LaunchError, interruption, summary
+from benchmarks.submitted import LaunchError, interruption, summary, wait
 from benchmarks.tracking import Tracker
 from tests.helpers import tiny_toy
 

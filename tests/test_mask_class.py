@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment, parse_overrides
+from benchmarks.experiments import load_experiment
+from benchmarks.overrides import parse_overrides
 from benchmarks.recipe import card
 from benchmarks.registry import MODELS, TASKS
 from prime import MaskedDiffusion, SamplerConfig, SubTokenizer

@@ -15,10 +15,11 @@ from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
 from benchmarks.dryrun import dry_run, layout_of
 from benchmarks.estimate import StepTime, estimate
-from benchmarks.experiments import load_experiment, parse_overrides, resolve_variant
+from benchmarks.experiments import load_experiment, resolve_variant
+from benchmarks.overrides import parse_overrides
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
-from benchmarks.reports import render_report
+from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.submission import PlannedExperiment, plan_experiments, upstream_of
 from benchmarks.weights import released

@@ -69,7 +69,7 @@ def test_the_plugins_of_the_users_own_experiment_files_are_imported(store, tmp_p
     _module(
         code,
         "users_plugin",
-        "from benchmarks.registry import TASKS\nfrom benchmarks.reports import renderer\n"
+        "from benchmarks.registry import TASKS\nfrom benchmarks.reports.render import renderer\n"
         "from tests.report_store import Probe, probe_tables\n"
         "TASKS.register('users-task')(type('UsersTask', (Probe,), {}))\n"
         "renderer('users-task')(probe_tables)\n",

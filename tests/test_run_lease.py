@@ -16,11 +16,12 @@ import pytest
 import torch
 
 from benchmarks.experiments import load_experiment
-from benchmarks.launch import LaunchError, submit, wait
+from benchmarks.launch import submit
 from benchmarks.lease import RunBusy, RunLease
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.profiles import load_profile
 from benchmarks.runner import execute
+from benchmarks.submitted import LaunchError, wait
 from benchmarks.tracking import Tracker
 from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy
 

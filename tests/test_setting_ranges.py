@@ -13,7 +13,8 @@ import torch
 
 from benchmarks.config import SEED_MAX, RunConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment, parse_overrides
+from benchmarks.experiments import load_experiment
+from benchmarks.overrides import parse_overrides
 from benchmarks.preflight import validate
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.streams import EVAL_STREAMS, eval_seed, idle_seed

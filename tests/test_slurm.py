@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.experiments import load_experiment
-from benchmarks.launch import launch, submit, wait
+from benchmarks.launch import launch, submit
 from benchmarks.profiles import ClusterProfile, load_profile
 from benchmarks.runner import execute
+from benchmarks.submitted import wait
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from tests.helpers import TINY_TOY, tiny_toy
 from tests.test_evaluation_jobs import TINY_TEXT, trained_once

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.launch import Submission
 from benchmarks.sqlite_cluster import filesystem_type, is_network_filesystem, parse_mount_table
+from benchmarks.submitted import Submission
 from benchmarks.tracking_store import TrackingError, check_tracking_reachable
 from tests.helpers import sqlite
 

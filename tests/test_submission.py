@@ -9,18 +9,17 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.core import ConfigError
-from benchmarks.dryrun import UNKNOWN_STEP_TIME
-from benchmarks.launch import Submission, launch
+from benchmarks.dryrun_summary import UNKNOWN_STEP_TIME
+from benchmarks.launch import launch
 from benchmarks.ledger import latest_by_run_id, ledger_path, read_ledger, record
 from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_squeue
 from benchmarks.status import collect_status, format_status
 from benchmarks.submission import _order, plan_experiments, stages, submit_plan
+from benchmarks.submitted import Submission
 from benchmarks.tracking import Tracker
 from tests.helpers import TINY_TOY, as_overrides, tiny_toy
 
 PAPER = ["reproduce", "--scale", "paper", "--cluster", "slurm", "--profile", "gpu-8x"]
-
-
 TINY_SETS = [arg for item in as_overrides(TINY_TOY) for arg in ("--set", item)]
 
 

@@ -5,12 +5,8 @@ import numpy as np
 import pytest
 
 from benchmarks.data import detokenizers as detok
-from benchmarks.data.text import (
-    load_documents,
-    shakespeare_documents,
-    tokenized_blocks,
-    wrap_blocks,
-)
+from benchmarks.data.blocks import wrap_blocks
+from benchmarks.data.text import load_documents, shakespeare_documents, tokenized_blocks
 from benchmarks.data.text_sources import OPENWEBTEXT, ZERO_SHOT
 from benchmarks.data.tokenizers import ByteTokenizer, get_tokenizer
 

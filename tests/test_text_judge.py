@@ -13,7 +13,7 @@ import torch
 from benchmarks.config import ComponentConfig
 from benchmarks.core import ConfigError, EvalContext
 from benchmarks.experiments import list_experiments, load_experiment
-from benchmarks.sample_quality import JudgeUnavailableError
+from benchmarks.sample_quality.judge import JudgeUnavailableError
 from benchmarks.submission import plan_experiments, stages, upstream_of
 from benchmarks.tasks.text import TextLM
 from benchmarks.tasks.text_judge import check_judge

@@ -132,7 +132,7 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
     import pyarrow.parquet as pq
 
     from benchmarks.config import RunConfig
-    from benchmarks.reports import render_report
+    from benchmarks.reports.render import render_report
 
     uri, runs = f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "runs"
     overrides = [
@@ -144,7 +144,7 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
         "task.sample_steps=4",
         "task.judge=null",
     ]
-    from benchmarks.experiments import parse_overrides
+    from benchmarks.overrides import parse_overrides
 
     (trained,) = load_experiment("table1-cpu").resolve("cpu", parse_overrides(overrides), ["mdlm"])
     data = tmp_path / "sets"

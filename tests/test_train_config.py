@@ -9,7 +9,8 @@ from torch import nn
 
 from benchmarks.config import RunConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import deep_merge, load_experiment
+from benchmarks.experiments import load_experiment
+from benchmarks.overrides import deep_merge
 from benchmarks.train_config import TrainConfig
 from benchmarks.training import DiffusionModule
 

@@ -30,7 +30,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import _http
 
 from benchmarks.weights import hub_errors
-from benchmarks.weights.hub import WeightsUnavailable, fetch_weights, weights_download_command
+from benchmarks.weights.hub import fetch_weights
+from benchmarks.weights.hub_errors import WeightsUnavailable, weights_download_command
 from tests.hub_cache import FakeHub, FakeRepo, fill_cache, repo_dir, serve
 
 REPO = "owner/prime"

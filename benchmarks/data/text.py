@@ -45,7 +45,6 @@ __all__ = [
     "load_documents",
     "shakespeare_documents",
     "tokenized_blocks",
-    "wrap_blocks",
 ]
 
 FORMAT_VERSION = 1

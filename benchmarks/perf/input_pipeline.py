@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data.loader import ArrayRows, StepSampler, training_loader
-from benchmarks.training import step_seed
+from benchmarks.streams import step_seed
 
 
 def _blocks(path: Path, n: int, length: int) -> np.ndarray:

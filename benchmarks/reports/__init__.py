@@ -13,8 +13,3 @@ A report says only what the store holds and runs only the user's own code:
 - a report replaces the whole set of files the previous report wrote, removing those it
   does not write again, and never overwrites a file no report wrote (:mod:`.output`).
 """
-
-from .render import RENDERERS, ReportError, render_report, renderer
-from .store import load_runs
-
-__all__ = ["RENDERERS", "ReportError", "load_runs", "render_report", "renderer"]

@@ -12,10 +12,9 @@ import pandas as pd
 
 from ..config import RunConfig
 from .conflicts import describe, twins
-from .stored import stored_config
 from .tables import latex_table, markdown_table, paper_table
 
-__all__ = ["ReportContext", "stored_config"]
+__all__ = ["ReportContext"]
 
 
 @dataclass

@@ -36,11 +36,11 @@ from ..recipe import render_cards
 from . import ell_nfe, fid_curve, idle_steps, images, text, text_dtype, text_nfe, toy2d
 from .conflicts import conflicts, differences
 from .context import ReportContext
-from .output import RELEASED, ReportError, index_name, index_title, install, staging
+from .output import RELEASED, index_name, index_title, install, staging
 from .store import load_runs
 from .stored import stored_config
 
-__all__ = ["RENDERERS", "ReportError", "renderer", "render_report"]
+__all__ = ["RENDERERS", "renderer", "render_report"]
 
 log = logging.getLogger("primebench")
 

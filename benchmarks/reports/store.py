@@ -6,13 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..tracking import (
-    COMPLETE_TAG,
-    EXPERIMENT_PREFIX,
-    check_tracking_reachable,
-    open_client,
-    resolve_tracking_uri,
-)
+from ..tracking import COMPLETE_TAG, EXPERIMENT_PREFIX
+from ..tracking_store import check_tracking_reachable, open_client, resolve_tracking_uri
 
 __all__ = ["load_runs"]
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from ..config import RunConfig
 from ..core import ConfigError
 from ..registry import TASKS
-from .images import ImageGeneration, ImageParams
+from .image_params import ImageParams
+from .images import ImageGeneration
 
 __all__ = ["ImageCheckpointEval"]
 

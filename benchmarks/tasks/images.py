@@ -44,7 +44,7 @@ from .image_scores import Extractors, image_scores
 from .image_splits import load_images
 from .likelihood import PER_BLOCK_ARTIFACT, block_nll, nll_metrics, save_per_block
 
-__all__ = ["ImageGeneration", "ImageParams"]
+__all__ = ["ImageGeneration"]
 
 
 @TASKS.register("image")

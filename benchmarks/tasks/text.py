@@ -38,7 +38,7 @@ from .text_params import TextLMParams
 from .text_quality import sample_quality_metrics
 from .text_samples import draw_text_samples
 
-__all__ = ["TextLM", "load_blocks", "subset"]
+__all__ = ["TextLM", "subset"]
 
 
 def subset(n: int, limit: int) -> np.ndarray:

@@ -26,9 +26,9 @@ from ..config import RunConfig
 from ..core import ConfigError
 from ..data.tokenizers import get_tokenizer
 from ..experiments import resolve_variant
-from ..sample_quality import HubJudge, Judge, JudgeUnavailableError, SuiteJudge
-from ..sample_quality.hub_judge import import_transformers
-from ..sample_quality.suite_judge import EOS_TEXT
+from ..sample_quality.hub_judge import HubJudge, import_transformers
+from ..sample_quality.judge import Judge, JudgeUnavailableError
+from ..sample_quality.suite_judge import EOS_TEXT, SuiteJudge
 from .text_params import TextLMParams
 
 __all__ = ["HUB_FILES", "BOSJudge", "build_judge", "check_judge", "judge_config"]

@@ -37,15 +37,11 @@ from ..config import RunConfig
 from ..core import ConfigError, EvalContext, Metric
 from ..data.tokenizers import get_tokenizer
 from ..safe_files import atomic_write
-from ..sample_quality import (
-    GenPPLResult,
-    Judge,
-    generative_perplexity,
-    judge_unigram_entropy,
-    mauve_score,
-    retokenize,
-    scored_positions,
-)
+from ..sample_quality.entropy import judge_unigram_entropy
+from ..sample_quality.gen_ppl import GenPPLResult, generative_perplexity, scored_positions
+from ..sample_quality.judge import Judge
+from ..sample_quality.mauve_metric import mauve_score
+from ..sample_quality.retokenize import retokenize
 from .text_judge import build_judge
 from .text_params import TextLMParams
 

@@ -39,7 +39,7 @@ from .network_autocast import network_autocast
 from .sample_retry import SampleRetry, draw_accepted
 from .sample_shards import DrawnBatch, batch_arrays
 
-__all__ = ["SampleRetry", "TextSamples", "draw_text_samples", "sample_batches"]
+__all__ = ["TextSamples", "draw_text_samples", "sample_batches"]
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 
 from .checksum import file_sha256
-from .hub_errors import WeightsUnavailable, weights_download_command, why_unavailable
+from .hub_errors import WeightsUnavailable, why_unavailable
 
-__all__ = ["FetchedWeights", "WeightsUnavailable", "fetch_weights", "weights_download_command"]
+__all__ = ["FetchedWeights", "fetch_weights"]
 
 logger = logging.getLogger(__name__)
 
