@@ -50,12 +50,9 @@ from .config import RunConfig
 from .eval_scaling import evaluation_shards, sample_count, speedup
 from .job_kinds import job_kind
 from .runstore import RunStore, run_state
-from .tracking import RUN_ID_TAG
+from .tracking import EVAL_TIME_METRIC, RUN_ID_TAG, SAMPLES_METRIC, STEP_METRIC
 
 __all__ = [
-    "EVAL_TIME_METRIC",
-    "SAMPLES_METRIC",
-    "STEP_METRIC",
     "Estimate",
     "Layout",
     "StepTime",
@@ -64,9 +61,6 @@ __all__ = [
     "measured_step_time",
 ]
 
-STEP_METRIC = "perf/step_time_s"
-EVAL_TIME_METRIC = "perf/eval_time_s"
-SAMPLES_METRIC = "perf/samples_per_s"
 _MEASURED_STATES = ("done", "running", "requeued", "interrupted")
 
 

@@ -34,7 +34,6 @@ from .checkpoints import (
 from .config import RunConfig
 from .core import ConfigError, EvalContext, Metric
 from .distributed import World, current_world, share_from_main
-from .estimate import EVAL_TIME_METRIC
 from .evaluation.ranks import evaluation_ranks
 from .evaluation.shards import Sharding
 from .evaluation.signals import EvaluationSignals
@@ -44,7 +43,7 @@ from .lease import RunBusy, RunLease
 from .preemption import Interrupted, Preempted, Terminated, terminate_raises
 from .registry import MODELS, TASKS
 from .safe_files import UnsafePath, check_not_symlink, ensure_directory
-from .tracking import Tracker
+from .tracking import EVAL_TIME_METRIC, Tracker
 from .training import fit
 from .weights.released import released_model
 

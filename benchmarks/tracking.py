@@ -42,6 +42,10 @@ REQUEUES_TAG = "primebench.requeues"
 STEP_TAG = "primebench.step"  # the training step of the last saved checkpoint
 CONFIG_TAG = "primebench.config_logged"  # params and config.json are in the run
 ERROR_TAG = "primebench.error"  # the first line of the error that failed the run
+# Machine figures a run logs and the cost estimate reads back.
+STEP_METRIC = "perf/step_time_s"
+EVAL_TIME_METRIC = "perf/eval_time_s"
+SAMPLES_METRIC = "perf/samples_per_s"
 
 
 def _git_commit() -> str:

@@ -9,8 +9,6 @@ import pytest
 from benchmarks.core import Metric
 from benchmarks.dryrun import dry_run
 from benchmarks.estimate import (
-    EVAL_TIME_METRIC,
-    SAMPLES_METRIC,
     Layout,
     StepTime,
     estimate,
@@ -22,7 +20,7 @@ from benchmarks.profiles import load_profile
 from benchmarks.registry import TASKS
 from benchmarks.runstore import RunStore
 from benchmarks.submission import PlannedExperiment
-from benchmarks.tracking import Tracker
+from benchmarks.tracking import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
 
 PER_BATCH = {"train": {"steps": 0}, "task": {"sample_seeding": "per-batch"}}

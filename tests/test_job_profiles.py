@@ -9,14 +9,14 @@ import benchmarks.submission
 from benchmarks.cli import _scale_experiments, main
 from benchmarks.core import ConfigError, Metric
 from benchmarks.dryrun import dry_run, layout_of
-from benchmarks.estimate import EVAL_TIME_METRIC, SAMPLES_METRIC, estimate, measured_eval_time
+from benchmarks.estimate import estimate, measured_eval_time
 from benchmarks.eval_scaling import sample_count
 from benchmarks.job_kinds import job_kind
 from benchmarks.job_profiles import choose_profiles
 from benchmarks.profiles import list_profiles, load_profile
 from benchmarks.runstore import RunStore
 from benchmarks.submission import PlannedExperiment, plan_experiments, submit_plan
-from benchmarks.tracking import Tracker
+from benchmarks.tracking import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
 from tests.test_submission import _fake_slurm
 
