@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import RunConfig
 from .pool import Outcome
-from .preemption import Interrupted
+from .preemption import Interrupted, Terminated
 
 __all__ = [
     "LaunchError",
@@ -27,10 +27,9 @@ __all__ = [
 # A traceback's closing line, "module.ExceptionName: message", as submitit reports a job's.
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Interrupt(?:ed)?|Terminated)\b.*$", re.M)
 _LOG = re.compile(r"\(log: [^)]*\)\s*$")
-# The exceptions of a job stopped by a signal (benchmarks.preemption).
+# The exceptions of a job stopped by a signal, as a traceback names them.
 _STOPS = (
-    "benchmarks.preemption.Interrupted",
-    "benchmarks.preemption.Terminated",
+    *(f"{stop.__module__}.{stop.__qualname__}" for stop in (Interrupted, Terminated)),
     "KeyboardInterrupt",
 )
 
