@@ -33,7 +33,7 @@ from .safe_files import atomic_write, check_not_symlink, ensure_directory, open_
 
 __all__ = ["reference_entry", "reference_features", "share_references"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("primebench")
 
 Extractor = InceptionFeatures | CleanFIDFeatures
 

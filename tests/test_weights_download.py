@@ -125,7 +125,7 @@ def test_offline_fetch_from_a_filled_cache(cache: Path) -> None:
 
 def test_a_branch_warns_once_a_commit_does_not(cache: Path, caplog) -> None:
     fill_cache(cache, REPO, NEW, {FILE: WEIGHTS, "config.json": CONFIG})
-    caplog.set_level(logging.WARNING, logger="benchmarks.weights.hub")
+    caplog.set_level(logging.WARNING, logger="primebench")
     got = fetch_weights(REPO, FILE, "main", companions=("config.json",), cache_dir=cache)
     (record,) = caplog.records
     assert "not pinned" in record.getMessage() and NEW in record.getMessage()

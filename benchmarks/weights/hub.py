@@ -28,7 +28,7 @@ from .hub_errors import WeightsUnavailable, why_unavailable
 
 __all__ = ["FetchedWeights", "fetch_weights"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("primebench")
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
