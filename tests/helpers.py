@@ -75,6 +75,15 @@ def mlflow_runs(uri: str, config) -> list:
     return tracker.client.search_runs([exp], f"tags.`{RUN_ID_TAG}` = '{config.run_id}'")
 
 
+# An idle-steps run of a few seconds: two sequence lengths' worth of steps, two runs.
+TINY_IDLE = {"task": {"seq_len": 1024, "steps": [256, 1024], "runs": 2}}
+
+
+def tiny_idle(variants=("mdm", "prime-l2")):
+    """The idle-steps configs of ``variants`` with :data:`TINY_IDLE`."""
+    return load_experiment("idle-steps").resolve("cpu", TINY_IDLE, list(variants))
+
+
 def tiny_toy(variants=None, overrides=None):
     """The toy2d configs of ``variants`` with :data:`TINY_TOY` (and ``overrides``)."""
     return load_experiment("toy2d").resolve("cpu", deep_merge(TINY_TOY, overrides), variants)

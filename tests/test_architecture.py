@@ -6,7 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
+
 PACKAGES = ("prime", "baselines", "benchmarks")
 MAX_LINES = 300
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import submitit
@@ -25,8 +24,8 @@ from benchmarks.preemption import Terminated
 from benchmarks.submitted import LaunchError, collect
 from benchmarks.tasks.toy2d import Toy2D
 from tests.helpers import TINY_TOY, as_overrides, sqlite, tiny_toy
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 TINY = [arg for item in as_overrides(TINY_TOY) for arg in ("--set", item)]
 
 

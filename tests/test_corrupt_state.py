@@ -24,8 +24,7 @@ from benchmarks.runner import execute
 from benchmarks.tracking import Tracker
 from benchmarks.tracking_store import TrackingError
 from tests.helpers import tiny_toy
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.paths import REPO
 
 
 def sqlite(path: Path) -> str:

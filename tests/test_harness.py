@@ -8,14 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.reports.render import render_report
@@ -25,15 +23,7 @@ from benchmarks.runner import execute
 from benchmarks.submission import PlannedExperiment
 from benchmarks.tracking import Tracker
 from benchmarks.tracking_store import TrackingError
-from tests.helpers import mlflow_runs, sqlite, tiny_toy
-
-REPO = Path(__file__).resolve().parent.parent
-
-TINY_IDLE = {"task": {"seq_len": 1024, "steps": [256, 1024], "runs": 2}}
-
-
-def tiny_idle(variants=("mdm", "prime-l2")):
-    return load_experiment("idle-steps").resolve("cpu", TINY_IDLE, list(variants))
+from tests.helpers import mlflow_runs, sqlite, tiny_idle, tiny_toy
 
 
 def test_warning_signal_saves_and_the_resumed_run_gives_the_same_metrics_in_one_mlflow_run(

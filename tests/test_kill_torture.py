@@ -18,8 +18,8 @@ from benchmarks.checkpoint_writer import TEMP_SUFFIX
 from benchmarks.overrides import deep_merge
 from benchmarks.tracking import Tracker
 from tests.helpers import TINY_TOY, as_overrides, mlflow_runs, sqlite, tiny_toy
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 VARIANT = "prime-l2-joint"
 # A checkpoint and a metric point at every step: a kill lands next to one of each.
 STEPS = 40

@@ -25,8 +25,9 @@ from benchmarks.weights.hub_models import load_hub_bd3lm, load_hub_mdlm
 from benchmarks.weights.mapping import WeightsMismatch
 from prime import SubTokenizer
 from prime.backbones import DiT, DiTConfig
+from tests.paths import FIXTURES
 
-AUTHORS = Path(__file__).parent / "fixtures" / "hub_models_authors.pt.xz"
+AUTHORS = FIXTURES / "hub_models_authors.pt.xz"
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 

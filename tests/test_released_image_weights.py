@@ -24,8 +24,9 @@ from benchmarks.weights.mdm_prime_image import load_mdm_prime_image
 from prime.backbones import UNET_PRESETS
 from prime.backbones.unet_keys import from_authors, unwrap_ema
 from tests.helpers import authors_unet_config
+from tests.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "image_checkpoints_authors.pt.xz"
+FIXTURE = FIXTURES / "image_checkpoints_authors.pt.xz"
 
 
 @pytest.fixture(scope="module")

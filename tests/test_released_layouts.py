@@ -33,8 +33,9 @@ from benchmarks.weights import released
 from benchmarks.weights.hub import FetchedWeights
 from benchmarks.weights.hub_models import WINDOW_KEYS, check_hub_config, hub_network_state
 from benchmarks.weights.mapping import WeightsMismatch, load_network
+from tests.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "released_layouts.json.xz"
+FIXTURE = FIXTURES / "released_layouts.json.xz"
 EXPERIMENTS = ["table1", "table1-hybrid", "ell-sweep"]
 TORCH_FORMATS = ("mdm-prime-text", "mdm-prime-image")
 

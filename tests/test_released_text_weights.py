@@ -26,8 +26,9 @@ from benchmarks.weights.mdm_prime_text import load_mdm_prime_text
 from prime import MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig
 from prime.grid_softmax import grid_softmax
+from tests.paths import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "text_checkpoints_authors.pt.xz"
+FIXTURE = FIXTURES / "text_checkpoints_authors.pt.xz"
 TOL = {"atol": 2e-5, "rtol": 1e-5}
 
 

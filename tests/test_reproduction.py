@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,10 +20,8 @@ from benchmarks.reproduction import default_parallel, format_time_table
 from benchmarks.submission import PlannedExperiment
 from benchmarks.tasks.toy2d import Toy2D
 from benchmarks.tracking import Tracker
-from tests.helpers import mlflow_runs, sqlite, tiny_toy
-from tests.test_harness import tiny_idle
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import mlflow_runs, sqlite, tiny_idle, tiny_toy
+from tests.paths import REPO
 
 
 def test_a_local_reproduction_runs_two_at_once_when_there_are_two_cores_per_rank(monkeypatch):

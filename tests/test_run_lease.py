@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,9 +23,7 @@ from benchmarks.runner import execute
 from benchmarks.submitted import LaunchError, wait
 from benchmarks.tracking import Tracker
 from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy
-
-REPO = Path(__file__).resolve().parent.parent
-
+from tests.paths import REPO
 
 # ------------------------------------------------------------------ the lease
 

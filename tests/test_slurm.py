@@ -25,9 +25,8 @@ from benchmarks.runner import execute
 from benchmarks.submitted import wait
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from tests.helpers import TINY_TOY, tiny_toy
+from tests.paths import REPO
 from tests.test_evaluation_jobs import TINY_TEXT, trained_once
-
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,

@@ -28,8 +28,8 @@ from benchmarks.tracking_store import (
     open_client,
 )
 from tests.helpers import sqlite
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 METRIC = ("loss", 0.25, 3)  # (name, value, step) committed before the killed write
 
 

@@ -1,7 +1,6 @@
 import io
 import lzma
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +9,10 @@ from prime import MaskedDiffusion, SamplerConfig, SubTokenizer
 from prime.backbones import UNET_PRESETS, PixelUNet, UNetConfig
 from prime.backbones.unet_keys import authors_key, from_authors, unwrap_ema
 from tests.helpers import authors_unet_config
+from tests.paths import FIXTURES
 
 # The authors' U-Net on a fixed input: tests/fixtures/make_unet_fixture.py.
-AUTHORS = Path(__file__).parent / "fixtures" / "unet_authors.pt.xz"
+AUTHORS = FIXTURES / "unet_authors.pt.xz"
 
 TINY = UNetConfig(
     model_channels=8, channel_mult=(3, 3), res_blocks=1, attention_at=(2,), head_dim=8, dropout=0.0

@@ -26,9 +26,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.paths import REPO
+
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 EXPERIMENT = "idle-steps"  # simulates the sampler, trains nothing: a few seconds
 _TOOL_CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache")
 RUN_ARGS = ["--variant", "mdm", "--set", "task.runs=2", "--set", "task.steps=[1024]"]
