@@ -22,7 +22,7 @@ absolute; with rotary embeddings only distances matter, and they stay below (c +
 
 Bookkeeping over the whole sequence: idle steps and NFE are summed over blocks, and
 ``num_steps`` is the total number of transitions, so ``idle_ratio`` is the mean of the
-blocks' ratios; for a block the closed form of :mod:`prime.idle` holds with the number of
+blocks' ratios; for a block the closed form of :mod:`prime.sampling.idle` holds with the number of
 tokens it reveals in place of L (:func:`expected_block_idle_ratio`).
 
 A given first token (``first_token``, BD3-LM's ``ignore_bos``) is fixed at position 0

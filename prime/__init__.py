@@ -8,31 +8,36 @@ and the closed-form idle analysis.
 """
 
 from .codec import SubTokenizer, smallest_base
+from .decoder.grid_draws import grid_sample
+from .decoder.grid_softmax import GridSoftmax, grid_softmax
+from .decoder.parameterization import (
+    independent_log_probs,
+    joint_log_probs,
+    subs_log_probs,
+    subtoken_log_marginals,
+)
 from .diffusion import MaskedDiffusion
-from .first_hitting import time_of_alpha
-from .grid_draws import grid_sample
-from .grid_softmax import GridSoftmax, grid_softmax
-from .idle import (
+from .losses import PrimeLosses, joint_decoder_losses, published_joint_loss, valid_marginal_bound
+from .mask_class import clean_class_logits, mask_class_cross_entropy, mask_class_losses
+from .noising import BatchShard, mask_at_least_one, mask_subtokens, masking_problem, sample_times
+from .sampling.config import SamplerConfig
+from .sampling.first_hitting import time_of_alpha
+from .sampling.idle import (
     expected_batch_idle_steps,
     expected_idle_ratio,
     expected_idle_steps,
     expected_nfe_with_cache,
     idle_step_probabilities,
 )
-from .losses import PrimeLosses, joint_decoder_losses, published_joint_loss, valid_marginal_bound
-from .mask_class import clean_class_logits, mask_class_cross_entropy, mask_class_losses
-from .noising import BatchShard, mask_at_least_one, mask_subtokens, masking_problem, sample_times
-from .parameterization import (
-    independent_log_probs,
-    joint_log_probs,
-    subs_log_probs,
-    subtoken_log_marginals,
+from .sampling.proposals import propose, sample_categorical, top_p_filter
+from .sampling.sampler import Sampler
+from .sampling.state import SampleResult
+from .sampling.step_schedules import (
+    corrector_schedule,
+    temperature_schedule,
+    time_grid,
+    warped_grid,
 )
-from .proposals import propose, sample_categorical, top_p_filter
-from .sampler import Sampler
-from .sampler_config import SamplerConfig
-from .sampler_schedules import corrector_schedule, temperature_schedule, time_grid, warped_grid
-from .sampler_state import SampleResult
 from .schedules import (
     CosineSchedule,
     LinearSchedule,

@@ -24,15 +24,15 @@ import torch
 from torch import nn
 
 from .codec import SubTokenizer
-from .grid_softmax import grid_softmax
-from .idle import expected_idle_ratio
+from .decoder.grid_softmax import grid_softmax
+from .decoder.parameterization import independent_log_probs
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
 from .mask_class import clean_class_logits, mask_class_cross_entropy, mask_class_losses
 from .noising import BatchShard, mask_at_least_one, mask_subtokens, masking_problem, sample_times
-from .parameterization import independent_log_probs
-from .sampler import Sampler
-from .sampler_config import SamplerConfig
-from .sampler_state import SampleResult
+from .sampling.config import SamplerConfig
+from .sampling.idle import expected_idle_ratio
+from .sampling.sampler import Sampler
+from .sampling.state import SampleResult
 from .schedules import Schedule, get_schedule
 
 __all__ = ["MaskedDiffusion", "Decoder", "Objective", "Masking"]

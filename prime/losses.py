@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 from .codec import SubTokenizer
-from .grid_softmax import grid_softmax
+from .decoder.grid_softmax import grid_softmax
 from .schedules import Schedule
 
 __all__ = [

@@ -35,8 +35,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .decoder.parameterization import subs_log_probs
 from .losses import PrimeLosses, published_joint_loss, valid_marginal_bound
-from .parameterization import subs_log_probs
 from .schedules import Schedule
 
 __all__ = ["clean_class_logits", "mask_class_cross_entropy", "mask_class_losses"]

@@ -7,7 +7,7 @@ import math
 import torch
 
 from prime import get_schedule
-from prime.corrector import corrector_jump
+from prime.sampling.corrector import corrector_jump
 
 
 def _rates(a: float, da: float, kappa: float, state: int, proposal: int, mask: int, size: int):

@@ -17,7 +17,7 @@ from benchmarks.tasks import image_splits, images
 from benchmarks.tasks.image_params import ImageParams
 from benchmarks.tasks.loader_reference import loader_reference
 from prime import Sampler, SamplerConfig, SubTokenizer, get_schedule
-from prime.corrector import corrector_jump
+from prime.sampling.corrector import corrector_jump
 from tests.test_image_task import _cifar_parquet, _eval_context
 
 

@@ -25,7 +25,7 @@ from benchmarks.weights.mapping import WeightsMismatch
 from benchmarks.weights.mdm_prime_text import load_mdm_prime_text
 from prime import MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig
-from prime.grid_softmax import grid_softmax
+from prime.decoder.grid_softmax import grid_softmax
 from tests.paths import FIXTURES
 
 FIXTURE = FIXTURES / "text_checkpoints_authors.pt.xz"

@@ -9,8 +9,8 @@ import torch
 
 import baselines.ar
 import prime.diffusion
-import prime.proposals
-import prime.sampler
+import prime.sampling.proposals
+import prime.sampling.sampler
 from baselines import AutoregressiveLM
 from benchmarks.config import ComponentConfig
 from benchmarks.core import ConfigError
@@ -137,8 +137,8 @@ def test_bfloat16_sampling_keeps_float64_probabilities(monkeypatch):
     config = SamplerConfig(steps=4, top_p=0.9, sampling_dtype=torch.float64)
     model = _mdm()
     calls, logits, probs = _watch(model), [], []
-    _spy(monkeypatch, prime.sampler, "propose", logits)
-    _spy(monkeypatch, prime.proposals, "top_p_filter", probs)
+    _spy(monkeypatch, prime.sampling.sampler, "propose", logits)
+    _spy(monkeypatch, prime.sampling.proposals, "top_p_filter", probs)
     drawn = draw_text_samples(model, 2, 0, 8, config, 7, CPU, "bfloat16")
     assert calls and set(calls) == {(True, torch.bfloat16)}
     # The sampler sees float32 logits, its probabilities (and noise) float64, no autocast.

@@ -2,7 +2,7 @@
 
 Both models use the same DiT preset and the GPT-2 vocabulary (C = 50257). Every step
 runs the network (no caching), so the per-step time compares like with like. Each
-step's time is split into the network call, the proposal draw (``prime.proposals.propose``,
+step's time is split into the network call, the proposal draw (``prime.sampling.proposals.propose``,
 the restricted draw down the digit grid at the positions the step reveals) and the rest
 (reveal decisions, idle bookkeeping). Releasing the network's output is counted with
 the network (see ``_Clock``). Targets: Prime / MDLM per step <= 1.10; the time
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-import prime.sampler
+import prime.sampling.sampler
 from benchmarks.core import DataSpec
 
 from .text_step import build
@@ -55,8 +55,8 @@ class _Clock:
 def profile_sampling(model, args, seed: int) -> dict[str, float]:
     """Seconds per step: total, network, draw and rest, for one sampling run."""
     network, draw = _Clock(owns_output=True), _Clock()
-    original = prime.sampler.propose
-    prime.sampler.propose = draw.wrap(original)
+    original = prime.sampling.sampler.propose
+    prime.sampling.sampler.propose = draw.wrap(original)
     try:
         start = time.perf_counter()
         config = prime.SamplerConfig(steps=args.steps, carry_over=model.carry_over, use_cache=False)
@@ -64,7 +64,7 @@ def profile_sampling(model, args, seed: int) -> dict[str, float]:
         result = sampler(args.batch, args.seq_len, generator=torch.Generator().manual_seed(seed))
         total = time.perf_counter() - start
     finally:
-        prime.sampler.propose = original
+        prime.sampling.sampler.propose = original
     steps = result.nfe  # T steps plus the final noise removal, each one network call
     return {
         "total": total / steps,

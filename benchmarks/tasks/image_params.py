@@ -110,7 +110,7 @@ class ImageParams:
     """auto: the corrector step runs where kappa > 0 (a = 0: no corrector); always: it
     runs after every step but the last whatever kappa, so at a = 0 its predictor term
     alpha' / (1 - alpha) still moves a sub-token to a fresh proposal
-    (:mod:`prime.corrector`; the authors' solver with --use_corrector_step)."""
+    (:mod:`prime.sampling.corrector`; the authors' solver with --use_corrector_step)."""
     time_warp: tuple[float, float, float] = (1.0, 0.0, 0.0)
     """[a, beta, c] of the grid warp s -> 1 - a (1 - s)^beta + c of s_k = k / N; [1, 0, 0]:
     the uniform grid down to t = 0 (the paper: [1, 1.7, 0])."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from .schedules import Schedule
+from ..schedules import Schedule
 
 __all__ = ["corrector_jump"]
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from .sampler_schedules import corrector_schedule, temperature_schedule, time_grid, warped_grid
+from .step_schedules import corrector_schedule, temperature_schedule, time_grid, warped_grid
 
 __all__ = ["SamplerConfig"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .codec import SubTokenizer
+from ..codec import SubTokenizer
 
 __all__ = ["SampleResult", "initial_state"]
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from .sampler_schedules import time_grid
-from .schedules import Schedule, get_schedule
+from ..schedules import Schedule, get_schedule
+from .step_schedules import time_grid
 
 __all__ = [
     "idle_step_probabilities",

@@ -1,9 +1,9 @@
 """The restricted softmax as a differentiable op over the digit grid (PRIME_SPEC §5.2).
 
 Forward: per chunk of rows, P = exp(E - s) in a reused buffer, then the reductions of
-:mod:`prime.digit_grid` (Z, the target's digit marginals S_j(f(x_0)_j), optionally every
+:mod:`prime.decoder.digit_grid` (Z, the target's digit marginals S_j(f(x_0)_j), optionally every
 S_j); nothing (N, C) is kept. Backward: P is recomputed from the saved logits and the
-separable coefficient grid of :mod:`prime.digit_grid` is multiplied in, one (N, C)
+separable coefficient grid of :mod:`prime.decoder.digit_grid` is multiplied in, one (N, C)
 write. The shift s is the row's maximum; rows whose Z underflows (V(y) ~87 nats below
 it in float32) are redone with the maximum over V(y).
 
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from .codec import SubTokenizer
+from ..codec import SubTokenizer
 from .digit_grid import (
     Grid,
     chunk_rows_for,

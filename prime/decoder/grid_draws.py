@@ -1,6 +1,6 @@
 """Draws from a restricted joint decoder down the digit grid (PRIME_SPEC §6.1-6.2).
 
-With the grid, indicators and levels of :mod:`prime.digit_grid`, a token draw
+With the grid, indicators and levels of :mod:`prime.decoder.digit_grid`, a token draw
 x ~ p(x | y) is ell small categorical draws: digit 1 from S_1 (one pass over the row),
 then digit j from the level fixed by the digits drawn before it, contracted with
 K_{>j}, which touches about C / n_1 entries. A sub-token draw takes every digit from its
@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .codec import SubTokenizer
+from ..codec import SubTokenizer
 from .digit_grid import (
     Grid,
     chunk_rows_for,

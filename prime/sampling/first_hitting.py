@@ -11,7 +11,7 @@ revealed is uniform among the n, at the time s solving
 exactly one sub-token per network call: no step is idle, and NFE = the number of masked
 sub-tokens at the start (Zheng et al., 2024; the block-diffusion sampler's option). The
 revealed value is the chosen sub-token's entry of a clean proposal drawn from the
-prediction at the current time (:func:`prime.proposals.propose`).
+prediction at the current time (:func:`prime.sampling.proposals.propose`).
 
 Times differ between the sequences of a batch, so the denoiser gets t as (B,). Selected
 by ``SamplerConfig(first_hitting=True)``; no temperature or corrector applies.
@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 import torch
 
-from .codec import SubTokenizer
-from .sampler_state import SampleResult
-from .schedules import Schedule
+from ..codec import SubTokenizer
+from ..schedules import Schedule
+from .state import SampleResult
 
 __all__ = ["reveal_one_per_call", "time_of_alpha"]
 

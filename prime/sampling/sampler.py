@@ -11,7 +11,7 @@ optionally with the first P tokens fixed to a prefix. Step k (t = t_k -> s = t_{
    decisions are drawn first, so proposals are drawn only at positions that reveal
    something (the same law: a proposal no sub-token takes is never seen);
 4. corrector (image sampler, optional): every sub-token may then jump at the rates of
-   :mod:`prime.corrector`, towards the step's clean proposal: with ``token`` proposals the
+   :mod:`prime.sampling.corrector`, towards the step's clean proposal: with ``token`` proposals the
    same draw the reveals used, with ``subtoken`` proposals an independent draw from the
    marginals (the two solvers of the authors' image code);
 5. idle detection: step k is idle for a sequence if none of its sub-tokens changed. If the
@@ -30,9 +30,9 @@ corrector, and no final call is made. Counts:
                         less the final call on a grid down to t = 0 (the image
                         solvers' N calls for N steps)
 
-Clean proposals and categorical draws: :mod:`prime.proposals`; the settings:
+Clean proposals and categorical draws: :mod:`prime.sampling.proposals`; the settings:
 :class:`prime.SamplerConfig`; one sub-token per call instead of a grid:
-:mod:`prime.first_hitting`.
+:mod:`prime.sampling.first_hitting`.
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ from typing import Literal
 
 import torch
 
-from .codec import SubTokenizer
+from ..codec import SubTokenizer
+from ..schedules import Schedule, get_schedule
+from .config import SamplerConfig
 from .corrector import corrector_jump
 from .first_hitting import reveal_one_per_call
 from .proposals import propose
-from .sampler_config import SamplerConfig
-from .sampler_state import SampleResult, initial_state
-from .schedules import Schedule, get_schedule
+from .state import SampleResult, initial_state
 
 __all__ = ["Denoiser", "Sampler"]
 

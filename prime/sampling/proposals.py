@@ -10,7 +10,7 @@ candidate value. The draws:
   sum_{x : f(x)_j = v} p(x | y_t);
 * independent decoder: every digit from its own softmax.
 
-Without top-p, joint draws go digit by digit down the grid (:mod:`prime.grid_draws`,
+Without top-p, joint draws go digit by digit down the grid (:mod:`prime.decoder.grid_draws`,
 inverse-CDF draws with the cumulative sums in ``sampling_dtype``; no (B, L, C)
 probabilities are formed); top-p needs the sorted token distribution. A step changes
 only some positions, so ``where`` limits the draws to those.
@@ -27,9 +27,13 @@ from typing import Literal
 
 import torch
 
-from .codec import SubTokenizer
-from .grid_draws import grid_sample
-from .parameterization import independent_log_probs, joint_log_probs, subtoken_log_marginals
+from ..codec import SubTokenizer
+from ..decoder.grid_draws import grid_sample
+from ..decoder.parameterization import (
+    independent_log_probs,
+    joint_log_probs,
+    subtoken_log_marginals,
+)
 
 __all__ = ["Proposal", "propose", "sample_categorical", "top_p_filter"]
 

@@ -28,8 +28,8 @@ The gradient of any function of (log Z, log p(x_0 | y), log S) with upstream gra
 and its coefficient grid is built axis by axis from the end, so the backward pass
 writes the (N, C) gradient once and reads P (recomputed from the saved logits) once.
 
-The differentiable op is :mod:`prime.grid_softmax`; draws from the restricted decoder go
-down the same grid (:mod:`prime.grid_draws`).
+The differentiable op is :mod:`prime.decoder.grid_softmax`; draws from the restricted decoder go
+down the same grid (:mod:`prime.decoder.grid_draws`).
 
 The shift s is the row's maximum; if the consistent set lies so far below it that Z
 underflows, the row is redone with the maximum over V(y) itself.
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from .codec import SubTokenizer
+from ..codec import SubTokenizer
 
 __all__ = [
     "Grid",

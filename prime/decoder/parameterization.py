@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from .codec import SubTokenizer
+from ..codec import SubTokenizer
 from .grid_softmax import grid_softmax
 
 __all__ = [
@@ -134,7 +134,7 @@ def subtoken_log_marginals(log_probs: torch.Tensor, codec: SubTokenizer) -> torc
     Returns:
         (..., ell, b) log-marginals; -inf for digit values no allowed token has.
 
-    Reductions over the digit grid (:mod:`prime.digit_grid`); rows are renormalised.
+    Reductions over the digit grid (:mod:`prime.decoder.digit_grid`); rows are renormalised.
     Each row is shifted by its maximum before exponentiating so that a marginal
     underflows only if every token in its group is ~e^-87 (fp32) below the row's best.
     """
