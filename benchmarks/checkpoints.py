@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
+from .config.experiments import resolve_variant
+from .config.overrides import parse_overrides
+from .config.run_config import RunConfig
 from .core import ConfigError
 from .ema import EMA
-from .experiments import resolve_variant
-from .overrides import parse_overrides
 from .registry import MODELS, TASKS
 from .tracking import Tracker
 

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 
 from .cli_errors import parse_set, run_command
 from .cli_parser import build_parser
+from .config.experiments import Experiment, list_experiments, load_experiment
 from .core import ConfigError
 from .dryrun import dry_run
-from .experiments import Experiment, list_experiments, load_experiment
 from .explain import explain_entry, explain_runs
 from .job_errors import wait_jobs
 from .job_profiles import JobProfiles, choose_profiles

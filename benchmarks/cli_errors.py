@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
+from .config.overrides import parse_overrides
+from .config.yaml_io import yaml_problem
 from .core import ConfigError
-from .overrides import parse_overrides
 from .preemption import Interrupted, Terminated
 from .submitted import SweepInterrupted
-from .yaml_io import yaml_problem
 
 __all__ = [
     "EXIT_ERROR",
@@ -44,7 +44,7 @@ _STORE_COMMANDS = ("run", "sweep", "report", "reproduce", "status")
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """:func:`benchmarks.overrides.parse_overrides`; a value that is not YAML is a
+    """:func:`benchmarks.config.overrides.parse_overrides`; a value that is not YAML is a
     ConfigError naming the ``--set`` item."""
     for item in items or []:
         try:

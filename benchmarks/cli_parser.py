@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 
-from .config import SCALES
+from .config.run_config import SCALES
+from .config.weights_section import WEIGHTS_MODES
 from .lease import IF_BUSY
 from .preflight import CLUSTERS
-from .weights.source import WEIGHTS_MODES
 
 __all__ = ["build_parser"]
 

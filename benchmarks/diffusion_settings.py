@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .config.validation import within
 from .core import ConfigError
-from .validation import within
 
 __all__ = [
     "ScheduleName",
@@ -34,7 +34,7 @@ __all__ = [
 ScheduleName = Literal["linear", "loglinear", "polynomial", "cosine"]
 MaskingName = Literal["independent", "at_least_one"]
 WEIGHTED_OBJECTIVES = ("published", "valid")
-# Field metadata of every model's time_eps (benchmarks.validation.within).
+# Field metadata of every model's time_eps (benchmarks.config.validation.within).
 TIME_EPS_RANGE = within(
     0, 1, high_open=True, why="the smallest diffusion time: times are drawn from [eps, 1)"
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .config.experiments import upstream_config
 from .core import ConfigError
 from .dryrun_summary import PlannedJob, hours_text, summary
 from .estimate import (
@@ -25,7 +26,6 @@ from .estimate import (
     measured_eval_time,
     measured_step_time,
 )
-from .experiments import upstream_config
 from .job_kinds import job_kind
 from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
 from .launch import LOCAL_TIMEOUT_MIN

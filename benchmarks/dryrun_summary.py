@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .estimate import Estimate, Layout
 from .eval_scaling import evaluation_shards
 from .job_kinds import KINDS, JobKind

@@ -46,7 +46,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .eval_scaling import evaluation_shards, sample_count, speedup
 from .job_kinds import job_kind
 from .runstore import RunStore, run_state

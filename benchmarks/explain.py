@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from .config import RunConfig
-from .precision import describe_fastest
-from .recipe import card_of, settings
+from .config.precision import describe_fastest
+from .config.recipe import card_of, settings
+from .config.run_config import RunConfig
+from .config.yaml_io import yaml_text
 from .registry import MODELS, TASKS
-from .yaml_io import yaml_text
 
 __all__ = ["FieldInfo", "field_docs", "describe", "explain_runs", "explain_entry"]
 
@@ -169,7 +169,7 @@ def _summary(entry: type) -> str:
 
 def explain_runs(configs: list[RunConfig]) -> str:
     """Every setting of ``configs[0]``, each with its meaning and, for a paper-scale run,
-    its source on the recipe card (:mod:`benchmarks.recipe`); ``*`` marks the values that
+    its source on the recipe card (:mod:`benchmarks.config.recipe`); ``*`` marks the values that
     differ from the default, and the variants' differences are listed first."""
     sources = card_of(configs[0])
     known = settings(configs[0]) if sources is not None else {}

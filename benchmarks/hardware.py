@@ -7,7 +7,7 @@ ranks, pinned host memory for the loader. On the CPU all of these are off (fp32,
 Attention is PyTorch's scaled_dot_product_attention, which picks its flash or
 memory-efficient kernel on GPUs by itself. :meth:`Hardware.tags` is stored with the run,
 with whether the device computes bfloat16 natively (what ``fastest`` precision settings
-were resolved by, :mod:`benchmarks.precision`).
+were resolved by, :mod:`benchmarks.config.precision`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .precision import bf16_support
-from .train_config import TrainConfig
+from .config.precision import bf16_support
+from .config.train_config import TrainConfig
 
 __all__ = ["Hardware", "select_hardware", "PEAK_BF16_TFLOPS"]
 

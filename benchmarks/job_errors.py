@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .pool import Outcome
 from .submitted import LaunchError, Submission, summary, wait
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .registry import TASKS
 
 __all__ = ["KINDS", "JobKind", "job_kind"]

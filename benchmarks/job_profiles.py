@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .core import ConfigError
 from .job_kinds import job_kind
 from .profiles import ClusterProfile, load_profile

@@ -21,7 +21,7 @@ from typing import Any
 
 import submitit
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .core import ConfigError
 from .inprocess import InProcessExecutor
 from .job_errors import one_line, wait_jobs

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .safe_files import (
     UnsafePath,
     check_not_symlink,

@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from .config.validation import build_dataclass
+from .config.yaml_io import load_yaml, yaml_problem
 from .core import ConfigError, require_at_least
 from .resources import profiles_dir
-from .validation import build_dataclass
-from .yaml_io import load_yaml, yaml_problem
 
 __all__ = [
     "ClusterProfile",

@@ -31,13 +31,13 @@ from .checkpoints import (
     load_trained_model,
     resume_checkpoint,
 )
-from .config import RunConfig
+from .config.experiments import upstream_config
+from .config.run_config import RunConfig
 from .core import ConfigError, EvalContext, Metric
 from .distributed import World, current_world, share_from_main
 from .evaluation.ranks import evaluation_ranks
 from .evaluation.shards import Sharding
 from .evaluation.signals import EvaluationSignals
-from .experiments import upstream_config
 from .hardware import Hardware, select_hardware
 from .lease import RunBusy, RunLease
 from .preemption import Interrupted, Preempted, Terminated, terminate_raises

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .ledger import LedgerEntry, latest_by_run_id, read_ledger
 from .runstore import RunStore, requeue_count, run_state
 from .slurm_query import SlurmJob, query_jobs

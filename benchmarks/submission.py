@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config.experiments import Experiment, list_experiments, load_experiment
+from .config.run_config import RunConfig
+from .config.weights_section import NoReleasedWeights
 from .core import ConfigError
-from .experiments import Experiment, list_experiments, load_experiment
 from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
 from .launch import submit
 from .preflight import validate
@@ -31,7 +32,6 @@ from .profiles import ClusterProfile
 from .sqlite_cluster import check_sqlite_for_slurm
 from .submitted import Submission
 from .tracking_store import resolve_tracking_uri
-from .weights.source import NoReleasedWeights
 
 __all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "stages", "submit_plan"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .pool import Outcome
 from .preemption import Interrupted, Terminated
 

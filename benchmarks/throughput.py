@@ -21,8 +21,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from .config.train_config import TrainConfig
 from .hardware import Hardware
-from .train_config import TrainConfig
 
 __all__ = ["Throughput", "flops_per_token_of"]
 

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config.run_config import RunConfig
 from .core import Metric
 from .tracking_store import (
     check_tracking_reachable,

@@ -34,7 +34,8 @@ from prime import BatchShard
 
 from .checkpoint_writer import AtomicCheckpointIO, PeriodicCheckpoints, remove_temporaries
 from .checkpoints import RUN_ID_KEY, check_run_id, resume_checkpoint
-from .config import RunConfig
+from .config.run_config import RunConfig
+from .config.train_config import TrainConfig
 from .data.loader import StepSampler, TrainRows, training_loader
 from .distributed import JobEnvironment, World
 from .ema import EMA
@@ -45,7 +46,6 @@ from .preemption import SaveOnSignal
 from .run_logger import OpenRunLogger
 from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
-from .train_config import TrainConfig
 
 __all__ = ["DiffusionModule", "fit"]
 

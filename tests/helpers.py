@@ -7,8 +7,8 @@ import itertools
 
 import torch
 
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import deep_merge
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import deep_merge
 from benchmarks.tracking import RUN_ID_TAG, Tracker
 from prime import SubTokenizer
 from prime.backbones import UNetConfig

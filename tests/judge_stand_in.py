@@ -10,8 +10,8 @@ import torch
 
 from baselines import AutoregressiveLM
 from benchmarks.checkpoints import RUN_ID_KEY, last_checkpoint
-from benchmarks.config import RunConfig
-from benchmarks.experiments import load_experiment
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.run_config import RunConfig
 from benchmarks.registry import MODELS, TASKS
 
 

@@ -13,10 +13,10 @@ import torch
 
 from baselines import ARM_PRESETS, ARMConfig, ARMTransformer
 from benchmarks.backbones import ARMParams, DiTParams, build_backbone
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, DataSpec
-from benchmarks.experiments import load_experiment
 from benchmarks.models import AR, ARParams, Prime
-from benchmarks.validation import build_dataclass
 
 TINY = ARMConfig(hidden=32, depth=2, heads=4, dropout=0.0)
 C = 11

@@ -5,14 +5,14 @@ from dataclasses import dataclass
 import pytest
 import submitit
 
-from benchmarks.config import RunConfig
+from benchmarks.config.experiments import list_experiments, load_experiment
+from benchmarks.config.overrides import parse_overrides
+from benchmarks.config.run_config import RunConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.experiments import list_experiments, load_experiment
 from benchmarks.launch import _executor
-from benchmarks.overrides import parse_overrides
 from benchmarks.profiles import list_profiles, load_profile
 from benchmarks.registry import MODELS, TASKS, Registry
-from benchmarks.validation import build_dataclass
 
 
 def test_every_experiment_file_resolves_at_every_scale_it_names():
@@ -119,7 +119,7 @@ def test_run_id_changes_with_any_setting_and_round_trips():
 @pytest.mark.slow  # two fresh interpreters: ~10 s
 def test_run_id_is_stable_across_processes():
     code = (
-        "from benchmarks.experiments import load_experiment;"
+        "from benchmarks.config.experiments import load_experiment;"
         "print(' '.join(c.run_id for c in load_experiment('toy2d').resolve('cpu')))"
     )
     ids = {

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.config.overrides import deep_merge
+from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import StepSampler, draw_global_batch
 from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
-from benchmarks.overrides import deep_merge
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.profiles import (
     ClusterProfile,
@@ -22,7 +23,6 @@ from benchmarks.profiles import (
 )
 from benchmarks.runner import execute
 from benchmarks.tracking import RUN_ID_TAG, Tracker
-from benchmarks.train_config import TrainConfig
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig, ToyMLP
 from tests.helpers import tiny_toy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.backbones import DiTParams, build_backbone
-from benchmarks.config import ComponentConfig
+from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import DataSpec
 from benchmarks.models import PrimeParams
 from prime.backbones import DIT_PRESETS, DiT

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
 from benchmarks.data.blocks import block_count, wrap_blocks
 from benchmarks.data.text import tokenized_blocks
@@ -18,7 +19,6 @@ from benchmarks.tasks import zero_shot
 from benchmarks.tasks.text import TextLM
 from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.zero_shot import TextZeroShot, ZeroShotParams
-from benchmarks.validation import build_dataclass
 
 B, E = 90, 91  # BOS, EOS
 DOCS = [[1, 2], [3], [4, 5, 6, 7], [8], [9, 10], [11], [12, 13, 14, 15, 16]]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.config.train_config import TrainConfig
 from benchmarks.ema import EMA
-from benchmarks.train_config import TrainConfig
 from benchmarks.training import DiffusionModule
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.config.experiments import load_experiment
 from benchmarks.core import Metric
 from benchmarks.dryrun import dry_run
 from benchmarks.estimate import (
@@ -15,7 +16,6 @@ from benchmarks.estimate import (
     measured_eval_time,
 )
 from benchmarks.eval_scaling import SPLIT, evaluation_shards, speedup
-from benchmarks.experiments import load_experiment
 from benchmarks.profiles import load_profile
 from benchmarks.registry import TASKS
 from benchmarks.runstore import RunStore

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.config import ComponentConfig
+from benchmarks.config.run_config import ComponentConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.zero_shot import ZeroShotParams
-from benchmarks.validation import build_dataclass
 
 EPS, SEED = 1e-3, 123
 

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
+from benchmarks.config.experiments import load_experiment
 from benchmarks.evaluation.signals import SIGNAL_AT_SHARD_ENV
-from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
 from benchmarks.profiles import load_profile
 from benchmarks.runner import execute

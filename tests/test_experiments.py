@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from benchmarks.config.experiments import load_experiment, resolve_variant, upstream_config
+from benchmarks.config.overrides import expand_grid
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment, resolve_variant, upstream_config
-from benchmarks.overrides import expand_grid
 from benchmarks.reports.context import ReportContext
 from benchmarks.submission import plan_experiments
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.config import RunConfig, UpstreamConfig
-from benchmarks.experiments import list_experiments, load_experiment
+from benchmarks.config.experiments import list_experiments, load_experiment
+from benchmarks.config.run_config import RunConfig, UpstreamConfig
+from benchmarks.config.train_config import TrainConfig
 from benchmarks.explain import UNDOCUMENTED, describe, explain_runs, field_docs
 from benchmarks.profiles import ClusterProfile
 from benchmarks.registry import MODELS, TASKS
-from benchmarks.train_config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import parse_overrides
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import parse_overrides
 from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.tasks import image_fid_curve, images

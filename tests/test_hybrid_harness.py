@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from benchmarks.checkpoints import initialise_from, load_trained_model
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import deep_merge
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
-from benchmarks.overrides import deep_merge
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report

@@ -11,7 +11,7 @@ import torch
 from baselines import BlockDiffusion
 from benchmarks.backbones import DiTParams
 from benchmarks.block_diffusion_model import BD3LM, BD3LMParams
-from benchmarks.config import ComponentConfig
+from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import ConfigError, DataSpec
 from benchmarks.tasks.likelihood import scored_tokens
 from prime import SamplerConfig, SubTokenizer, expected_idle_steps

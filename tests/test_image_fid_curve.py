@@ -4,9 +4,9 @@ a tiny CIFAR-10-schema run that keeps its periodic checkpoints."""
 import numpy as np
 import pytest
 
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import parse_overrides
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import parse_overrides
 from benchmarks.perf import image_fid_curve
 from benchmarks.perf.image_fid_curve import curve_checkpoints, fid_curve, sampler_settings
 from benchmarks.runner import execute

@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import parse_overrides
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import parse_overrides
 from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.tasks import image_splits, images
@@ -97,7 +97,7 @@ def test_tiny_cifar_run_reports_fid_kid_bpd_beside_the_paper(
     assert not (tmp_path / "results" / "cpu" / "table4_ell_nfe.md").exists()
 
     # The ell x NFE table: the same checkpoint sampled at two step counts.
-    from benchmarks.config import RunConfig
+    from benchmarks.config.run_config import RunConfig
 
     for nfe in (2, 4):
         evaluation = RunConfig.from_dict(

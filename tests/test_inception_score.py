@@ -195,7 +195,7 @@ def test_image_scores_log_inception_score_beside_fid(tmp_path):
 
 
 def test_inception_score_is_a_later_image_setting_on_in_table3():
-    from benchmarks.experiments import load_experiment
+    from benchmarks.config.experiments import load_experiment
     from benchmarks.tasks.image_params import ImageParams
 
     assert ImageParams().inception_score is False

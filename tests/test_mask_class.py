@@ -13,10 +13,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import parse_overrides
+from benchmarks.config.recipe import card
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import parse_overrides
-from benchmarks.recipe import card
 from benchmarks.registry import MODELS, TASKS
 from prime import MaskedDiffusion, SamplerConfig, SubTokenizer
 from tests.helpers import ExactPosterior, entropy

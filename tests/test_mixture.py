@@ -6,7 +6,7 @@ import torch
 
 from baselines import LabelMixture, build_mdm
 from benchmarks.backbones import UNetParams
-from benchmarks.config import RunConfig
+from benchmarks.config.run_config import RunConfig
 from benchmarks.core import ConfigError, DataSpec
 from benchmarks.registry import MODELS, TASKS
 from prime import Sampler, SamplerConfig, SubTokenizer

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import DataSpec, Model
 from benchmarks.registry import MODELS
-from benchmarks.validation import build_dataclass
 from prime import SamplerConfig, SampleResult, sample_times
 
 DATA = DataSpec(num_classes=64, seq_len=16, bos_id=0)

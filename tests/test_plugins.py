@@ -8,9 +8,9 @@ import textwrap
 import pytest
 import yaml
 
-from benchmarks.config import RunConfig
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.run_config import RunConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
 from benchmarks.launch import launch
 from benchmarks.registry import MODELS
 from benchmarks.runner import execute

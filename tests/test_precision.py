@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.config import RunConfig
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.precision import CPU_BF16_ENV, bf16_support
+from benchmarks.config.run_config import RunConfig
+from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
 from benchmarks.hardware import select_hardware
-from benchmarks.precision import CPU_BF16_ENV, bf16_support
-from benchmarks.train_config import TrainConfig
 
 EXPLICIT = {
     "bf16": {

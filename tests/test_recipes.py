@@ -1,5 +1,5 @@
 """Recipe cards: every paper-scale setting has a source, and agrees with it unless a
-deviation is written (benchmarks.recipe)."""
+deviation is written (benchmarks.config.recipe)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ import math
 
 import pytest
 
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.recipe import (
+    Entry,
+    card,
+    paper_experiments,
+    problems,
+    render_cards,
+    settings,
+)
+from benchmarks.config.recipe_tables import authors_image_row, steps_per_epoch
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
-from benchmarks.recipe import Entry, card, paper_experiments, problems, render_cards, settings
-from benchmarks.recipe_tables import authors_image_row, steps_per_epoch
 
 
 def _own_runs():

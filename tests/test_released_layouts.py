@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.config import RunConfig
+from benchmarks.config.run_config import RunConfig
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.submission import plan_experiments
 from benchmarks.weights import released

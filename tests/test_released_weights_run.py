@@ -11,12 +11,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from benchmarks.cli import main
-from benchmarks.config import RunConfig
+from benchmarks.config.experiments import load_experiment, resolve_variant
+from benchmarks.config.overrides import parse_overrides
+from benchmarks.config.run_config import RunConfig
+from benchmarks.config.weights_section import NoReleasedWeights
 from benchmarks.core import ConfigError
 from benchmarks.dryrun import dry_run, layout_of
 from benchmarks.estimate import StepTime, estimate
-from benchmarks.experiments import load_experiment, resolve_variant
-from benchmarks.overrides import parse_overrides
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report
@@ -24,7 +25,6 @@ from benchmarks.runner import execute
 from benchmarks.submission import PlannedExperiment, plan_experiments, upstream_of
 from benchmarks.weights import released
 from benchmarks.weights.mapping import load_network
-from benchmarks.weights.source import NoReleasedWeights
 from tests.helpers import mlflow_runs, sqlite, tiny_toy
 
 PAPER_RELEASED = ["table1", "table1-hybrid", "table2", "table3", "ell-sweep", "nfe-sweep"]

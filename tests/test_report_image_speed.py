@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from benchmarks.experiments import load_experiment
+from benchmarks.config.experiments import load_experiment
 from benchmarks.reports.context import ReportContext
 from benchmarks.reports.ell_nfe import table4
 from benchmarks.reports.images import table3, table3_nfe

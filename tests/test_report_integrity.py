@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import experiments
+from benchmarks.config import experiments
 from benchmarks.reports import render
 from benchmarks.reports.context import ReportContext
 from benchmarks.reports.output import MANIFEST, ReportError

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import experiments
-from benchmarks.config import RunConfig
+from benchmarks.config import experiments
+from benchmarks.config.run_config import RunConfig
 from benchmarks.reports import render
 from tests.report_store import Store, probe, probe_store, report
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.experiments import load_experiment, upstream_config
+from benchmarks.config.experiments import load_experiment, upstream_config
 from benchmarks.reports.text_dtype import _key, dtype_verdict
 from tests.report_store import probe_store, report
 from tests.text_report_store import add, quality, sampled, trained

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from benchmarks.experiments import load_experiment
+from benchmarks.config.experiments import load_experiment
 from benchmarks.launch import submit
 from benchmarks.lease import RunBusy, RunLease
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
@@ -91,7 +91,7 @@ def test_a_second_start_of_a_running_run_can_exit_naming_the_holder(tmp_path):
 _STARTER = """
 import json, sys, time
 from pathlib import Path
-from benchmarks.experiments import load_experiment
+from benchmarks.config.experiments import load_experiment
 from benchmarks.runner import execute
 overrides, uri, runs, go = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
 (config,) = load_experiment("toy2d").resolve("cpu", overrides, ["prime-l2-joint"])

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from baselines import BlockDiffusion
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, EvalContext
-from benchmarks.experiments import load_experiment
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.streams import eval_batch_seed
 from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.text_samples import draw_text_samples
-from benchmarks.validation import build_dataclass
 from prime import SamplerConfig, SubTokenizer
 from tests.test_block_diffusion import _network
 

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
 from benchmarks.tasks.sample_retry import MAX_DRAWS, first_low_entropy_end, window_entropy
 from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.text_samples import draw_text_samples
-from benchmarks.validation import build_dataclass
 from prime import SamplerConfig, SampleResult
 from tests.test_sample_batches import _model as _block_model
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.config import SEED_MAX, RunConfig
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import parse_overrides
+from benchmarks.config.run_config import SEED_MAX, RunConfig
+from benchmarks.config.train_config import TrainConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import parse_overrides
 from benchmarks.preflight import validate
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.streams import EVAL_STREAMS, eval_seed, idle_seed
-from benchmarks.train_config import TrainConfig
-from benchmarks.validation import build_dataclass
 from prime import SubTokenizer
 
 # (experiment, variant, --set override, the field path and the allowed range the error

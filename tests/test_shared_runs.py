@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.config.experiments import load_experiment
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
 from benchmarks.submission import plan_experiments
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.experiments import load_experiment
+from benchmarks.config.experiments import load_experiment
 from benchmarks.launch import launch, submit
 from benchmarks.profiles import ClusterProfile, load_profile
 from benchmarks.runner import execute

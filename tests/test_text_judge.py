@@ -10,15 +10,15 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from benchmarks.config import ComponentConfig
+from benchmarks.config.experiments import list_experiments, load_experiment
+from benchmarks.config.run_config import ComponentConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, EvalContext
-from benchmarks.experiments import list_experiments, load_experiment
 from benchmarks.sample_quality.judge import JudgeUnavailableError
 from benchmarks.submission import plan_experiments, stages, upstream_of
 from benchmarks.tasks.text import TextLM
 from benchmarks.tasks.text_judge import check_judge
 from benchmarks.tasks.text_params import TextLMParams
-from benchmarks.validation import build_dataclass
 from tests.hub_cache import fill_cache
 from tests.judge_stand_in import judge_spec, random_judge_model, save_judge
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.checkpoints import load_trained_model
+from benchmarks.config.experiments import load_experiment
 from benchmarks.core import DataSpec, EvalContext
-from benchmarks.experiments import load_experiment
 from benchmarks.registry import MODELS
 from benchmarks.runner import execute
 from benchmarks.tasks.likelihood import block_nll
@@ -20,7 +20,7 @@ DIT = {"name": "dit", "preset": "cpu"}
 
 
 def _build(name: str, **params):
-    from benchmarks.validation import build_dataclass
+    from benchmarks.config.validation import build_dataclass
 
     entry = MODELS.get(name)
     torch.manual_seed(0)
@@ -131,7 +131,7 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from benchmarks.config import RunConfig
+    from benchmarks.config.run_config import RunConfig
     from benchmarks.reports.render import render_report
 
     uri, runs = f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "runs"
@@ -144,7 +144,7 @@ def test_zero_shot_evaluates_the_trained_checkpoint_on_local_sets(tmp_path):
         "task.sample_steps=4",
         "task.judge=null",
     ]
-    from benchmarks.overrides import parse_overrides
+    from benchmarks.config.overrides import parse_overrides
 
     (trained,) = load_experiment("table1-cpu").resolve("cpu", parse_overrides(overrides), ["mdlm"])
     data = tmp_path / "sets"

@@ -12,15 +12,15 @@ import prime.diffusion
 import prime.sampling.proposals
 import prime.sampling.sampler
 from baselines import AutoregressiveLM
-from benchmarks.config import ComponentConfig
+from benchmarks.config.precision import CPU_BF16_ENV
+from benchmarks.config.run_config import ComponentConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.precision import CPU_BF16_ENV
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.network_autocast import network_autocast
 from benchmarks.tasks.text_params import TextLMParams
 from benchmarks.tasks.text_samples import draw_text_samples
 from benchmarks.tasks.zero_shot import ZeroShotParams
-from benchmarks.validation import build_dataclass
 from prime import MaskedDiffusion, SamplerConfig, SubTokenizer
 from prime.backbones import DIT_PRESETS, DiT
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.config.experiments import load_experiment
 from benchmarks.core import EvalContext
-from benchmarks.experiments import load_experiment
 from benchmarks.registry import MODELS
 from benchmarks.tasks.text import TextLM
 from benchmarks.tasks.text_quality import PER_SAMPLE_ARTIFACT, reference_texts

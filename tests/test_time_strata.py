@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from baselines import BlockDiffusion
+from benchmarks.config.train_config import TrainConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.train_config import TrainConfig
 from benchmarks.training import DiffusionModule
-from benchmarks.validation import build_dataclass
 from prime import BatchShard, SubTokenizer, sample_times
 from prime.backbones import DiT, DiTConfig
 

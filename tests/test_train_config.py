@@ -7,11 +7,11 @@ import math
 import pytest
 from torch import nn
 
-from benchmarks.config import RunConfig
+from benchmarks.config.experiments import load_experiment
+from benchmarks.config.overrides import deep_merge
+from benchmarks.config.run_config import RunConfig
+from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
-from benchmarks.experiments import load_experiment
-from benchmarks.overrides import deep_merge
-from benchmarks.train_config import TrainConfig
 from benchmarks.training import DiffusionModule
 
 

@@ -8,7 +8,7 @@ import torch
 
 import prime.diffusion
 from baselines import build_mdm
-from benchmarks.config import ComponentConfig
+from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import ConfigError
 from benchmarks.models import MDMParams, PrimeParams
 from prime import MaskedDiffusion, SubTokenizer, mask_subtokens

@@ -11,7 +11,7 @@ from functools import cache
 
 import numpy as np
 
-from benchmarks.experiments import load_experiment
+from benchmarks.config.experiments import load_experiment
 from benchmarks.reports.gen_ppl_paired import PER_SAMPLE_ARTIFACT
 from tests.report_store import Store
 

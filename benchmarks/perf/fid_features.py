@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.config.precision import describe_fastest
 from benchmarks.fid import CleanFIDFeatures, InceptionFeatures
-from benchmarks.precision import describe_fastest
 
 
 def images_per_second(extractor, images: np.ndarray) -> float:

@@ -30,17 +30,17 @@ import numpy as np
 import torch
 
 from benchmarks.checkpoints import kept_checkpoints, last_checkpoint, load_trained_model
-from benchmarks.config import RunConfig
+from benchmarks.config.experiments import resolve_variant
+from benchmarks.config.overrides import parse_overrides
+from benchmarks.config.run_config import RunConfig
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, EvalContext
 from benchmarks.data.cache import default_cache_dir
-from benchmarks.experiments import resolve_variant
 from benchmarks.fid import InceptionFeatures
-from benchmarks.overrides import parse_overrides
 from benchmarks.registry import TASKS
 from benchmarks.tasks.image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, ImageParams
 from benchmarks.tasks.image_splits import load_images
 from benchmarks.tasks.images import ImageGeneration
-from benchmarks.validation import build_dataclass
 
 
 def curve_checkpoints(runs_dir: Path, run_id: str) -> list[tuple[int | None, Path]]:

@@ -12,10 +12,10 @@ import time
 
 import torch
 
+from benchmarks.config.precision import describe_fastest
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import DataSpec
-from benchmarks.precision import describe_fastest
 from benchmarks.registry import MODELS
-from benchmarks.validation import build_dataclass
 from prime import SamplerConfig
 
 

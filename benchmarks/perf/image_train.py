@@ -7,7 +7,7 @@ or the CIFAR-10 shape (32 x 32 x 3), with the U-Net preset given. Optimizer step
 by step, so that a slow phase of the machine hits all of them alike; the median over
 steps is printed with the quartiles, the steps that a training budget of ``--budget``
 seconds buys, the bfloat16 / float32 ratio of paired steps, and the precision that the
-suite's ``fastest`` setting picks on this machine (:mod:`benchmarks.precision`).
+suite's ``fastest`` setting picks on this machine (:mod:`benchmarks.config.precision`).
 
     python -m benchmarks.perf.image_train --batch 32 --steps 10
 """
@@ -19,10 +19,10 @@ import statistics
 
 import torch
 
+from benchmarks.config.precision import describe_fastest
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import DataSpec
-from benchmarks.precision import describe_fastest
 from benchmarks.registry import MODELS
-from benchmarks.validation import build_dataclass
 
 from .text_step import step_times
 

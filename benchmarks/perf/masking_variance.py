@@ -24,10 +24,10 @@ import math
 
 import torch
 
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import DataSpec
 from benchmarks.registry import MODELS
 from benchmarks.tasks.toy2d import target_pmf
-from benchmarks.validation import build_dataclass
 
 TOY = {
     "toy MDM": {"name": "mdm", "schedule": "linear", "time_eps": 0.005},

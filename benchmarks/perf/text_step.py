@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.config.validation import build_dataclass
 from benchmarks.core import DataSpec
 from benchmarks.data.corpora import shakespeare_dataset
 from benchmarks.data.text import tokenized_blocks
 from benchmarks.data.text_sources import TextSource
 from benchmarks.data.tokenizers import get_tokenizer
 from benchmarks.registry import MODELS
-from benchmarks.validation import build_dataclass
 
 from .memory import peak_cpu_bytes
 

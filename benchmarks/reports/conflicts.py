@@ -15,7 +15,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping
 
-from ..config import RunConfig, flatten
+from ..config.run_config import RunConfig, flatten
 
 __all__ = ["conflicts", "differences", "describe", "twins"]
 

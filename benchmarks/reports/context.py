@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from .conflicts import describe, twins
 from .tables import latex_table, markdown_table, paper_table
 

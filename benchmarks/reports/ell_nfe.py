@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..experiments import upstream_config
+from ..config.experiments import upstream_config
 from .context import ReportContext
 from .images import _ell, _idle_cell, _metrics
 from .speed import SPEED_NOTE, samples_per_s

@@ -15,9 +15,9 @@ import math
 
 import pandas as pd
 
-from ..config import RunConfig
-from ..experiments import upstream_config
-from ..recipe_tables import steps_per_epoch
+from ..config.experiments import upstream_config
+from ..config.recipe_tables import steps_per_epoch
+from ..config.run_config import RunConfig
 from .context import ReportContext
 
 __all__ = ["fid_curves"]

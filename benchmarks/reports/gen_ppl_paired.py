@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from .context import ReportContext
 from .paired import Z95, AmbiguousPairing, Claim, combine_seeds, seed_pairs, verdict
 from .tables import run_value

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import RunConfig
-from ..experiments import upstream_config
+from ..config.experiments import upstream_config
+from ..config.run_config import RunConfig
 from .context import ReportContext
 from .paired import (
     Z95,

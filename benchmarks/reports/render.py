@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config.recipe import render_cards
+from ..config.run_config import RunConfig
 from ..core import ConfigError
-from ..recipe import render_cards
 from . import ell_nfe, fid_curve, idle_steps, images, text, text_dtype, text_nfe, toy2d
 from .conflicts import conflicts, differences
 from .context import ReportContext

@@ -24,12 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import experiments
-from ..config import RunConfig
+from ..config import experiments
+from ..config.overrides import parse_overrides
+from ..config.run_config import RunConfig
+from ..config.validation import coerce
 from ..core import ConfigError
-from ..overrides import parse_overrides
 from ..registry import MODELS, TASKS, Registry, import_plugins
-from ..validation import coerce
 
 __all__ = ["config_from_stored", "stored_config", "user_plugins"]
 

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from ..data.text_sources import ZERO_SHOT
 from .context import ReportContext
 from .gen_ppl_paired import Sampled, claim_row, claims_table

@@ -32,7 +32,7 @@ from collections import defaultdict
 
 import pandas as pd
 
-from ..config import RunConfig, flatten
+from ..config.run_config import RunConfig, flatten
 from .context import ReportContext
 from .gen_ppl_paired import load_per_sample, log_ppl_difference
 from .paired import paired_difference, verdict

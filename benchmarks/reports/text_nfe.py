@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..config import RunConfig
+from ..config.experiments import upstream_config
+from ..config.run_config import RunConfig
 from ..core import ConfigError
-from ..experiments import upstream_config
 from .context import ReportContext
 from .gen_ppl_paired import Sampled, claim_row, claims_table
 from .paired import Claim

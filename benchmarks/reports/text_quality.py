@@ -23,9 +23,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from ..config import RunConfig
+from ..config.experiments import resolve_variant
+from ..config.run_config import RunConfig
 from ..core import ConfigError
-from ..experiments import resolve_variant
 from .cards import metric_card
 from .tables import run_value
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from ..tasks.toy2d import TARGET_SOURCE, target_pmf
 from .context import ReportContext
 from .paired import (

@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from prime import Sampler, SamplerConfig, SubTokenizer, idle_step_probabilities
 
+from ..config.validation import within
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..registry import TASKS
 from ..streams import idle_seed
-from ..validation import within
 
 __all__ = ["IdleSteps", "simulate_idle_steps"]
 

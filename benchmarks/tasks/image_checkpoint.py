@@ -4,7 +4,7 @@ names; this task samples it with its own settings."""
 
 from __future__ import annotations
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from ..core import ConfigError
 from ..registry import TASKS
 from .image_params import ImageParams

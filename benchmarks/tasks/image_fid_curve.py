@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from ..core import ConfigError, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.cache import default_cache_dir
 from ..evaluation.shards import sharding_of

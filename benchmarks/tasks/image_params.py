@@ -8,9 +8,9 @@ from typing import Any, ClassVar, Literal
 
 from prime import corrector_schedule, temperature_schedule, warped_grid
 
+from ..config.precision import FASTEST, fastest_network_precision
 from ..core import ConfigError, require_at_least
 from ..data.row_order import RowOrder
-from ..precision import FASTEST, fastest_network_precision
 
 __all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams", "check_sampler_triples"]
 
@@ -118,7 +118,7 @@ class ImageParams:
     """Precision of the network's calls while sampling: bfloat16 runs them under autocast
     (faster only where the machine computes bfloat16 natively); the probabilities and the
     noise stay in sampling_dtype. fastest: bfloat16 there, else float32, chosen before the
-    run id is computed (:mod:`benchmarks.precision`)."""
+    run id is computed (:mod:`benchmarks.config.precision`)."""
     sampling_dtype: Literal["float32", "float64"] = "float64"
     """Dtype of the probabilities and the categorical noise; float32 noise truncates the
     Gumbel tail and lowers the effective temperature."""

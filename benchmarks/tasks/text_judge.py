@@ -22,10 +22,10 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 
 from ..checkpoints import last_checkpoint, load_trained_model, read_checkpoint
-from ..config import RunConfig
+from ..config.experiments import resolve_variant
+from ..config.run_config import RunConfig
 from ..core import ConfigError
 from ..data.tokenizers import get_tokenizer
-from ..experiments import resolve_variant
 from ..sample_quality.hub_judge import HubJudge, import_transformers
 from ..sample_quality.judge import Judge, JudgeUnavailableError
 from ..sample_quality.suite_judge import EOS_TEXT, SuiteJudge

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from ..config.precision import FASTEST, fastest_network_precision
 from ..core import ConfigError, require_at_least
 from ..data.row_order import RowOrder
-from ..precision import FASTEST, fastest_network_precision
 from .likelihood import Strata
 from .network_autocast import NetworkPrecision
 from .sample_retry import SampleRetry
@@ -105,7 +105,7 @@ class TextLMParams:
     natively) and hands their output on in float32, so the estimators' sums and the
     sampler's probabilities and noise (sampling_dtype) compute as in float32
     (benchmarks.tasks.network_autocast). fastest: bfloat16 where the machine computes it
-    natively, else float32, chosen before the run id is computed (benchmarks.precision)."""
+    natively, else float32, chosen before the run id is computed (benchmarks.config.precision)."""
     judge: str | None = None
     """The language model that scores the decoded samples (sample_gen_ppl, sample_entropy,
     sample_mauve; benchmarks.tasks.text_quality): null: none; a hub model id or local

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config.run_config import RunConfig
 from ..core import ConfigError, EvalContext, Metric
 from ..data.tokenizers import get_tokenizer
 from ..safe_files import atomic_write

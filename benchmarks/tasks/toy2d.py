@@ -27,12 +27,12 @@ import torch
 
 from prime import SamplerConfig
 
+from ..config.validation import within
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.loader import GridRows
 from ..registry import TASKS
 from ..safe_files import atomic_write
 from ..streams import eval_generator, eval_seed
-from ..validation import within
 from .likelihood import ESTIMATORS, PER_BLOCK_ARTIFACT, block_nll, save_per_block
 from .toy2d_sampling import coordinate_histogram, sample_counts, steps_sweep, total_variation
 

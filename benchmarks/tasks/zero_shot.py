@@ -9,12 +9,12 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from ..config.precision import FASTEST, fastest_network_precision
 from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Task, require_at_least
 from ..data.text import tokenized_blocks
 from ..data.text_sources import ZERO_SHOT, TextSource
 from ..data.tokenizers import get_tokenizer
 from ..evaluation.shards import sharding_of
-from ..precision import FASTEST, fastest_network_precision
 from ..registry import TASKS
 from ..streams import eval_seed
 from .likelihood import Strata, block_nll, nll_metrics, scored_tokens

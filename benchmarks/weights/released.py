@@ -9,9 +9,9 @@ from typing import Any
 
 from torch import nn
 
-from ..config import RunConfig
+from ..config.experiments import upstream_config
+from ..config.run_config import RunConfig
 from ..core import DataSpec
-from ..experiments import upstream_config
 from ..registry import MODELS, TASKS
 from ..tracking import Tracker
 from .hub import FetchedWeights, fetch_weights

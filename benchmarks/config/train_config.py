@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .core import ConfigError, positive
+from ..core import ConfigError, positive
 from .precision import FASTEST, fastest_training_precision
 from .validation import within
 
@@ -140,7 +140,7 @@ class TrainConfig:
     precision: Literal["auto", "fastest", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """Lightning precision (the paper: bf16 for text, fp32 for images). fastest: replaced
     by bf16-mixed where the machine computes bfloat16 natively, else 32-true, before the
-    run id is computed (:mod:`benchmarks.precision`); auto: bf16-mixed on GPUs that
+    run id is computed (:mod:`benchmarks.config.precision`); auto: bf16-mixed on GPUs that
     compute bfloat16 natively, else 32-true (on a CPU too), decided where the run starts
     (outside the run id)."""
     micro_batch_size: int | None = None

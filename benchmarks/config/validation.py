@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .core import ConfigError
+from ..core import ConfigError
 
 __all__ = ["Range", "build_dataclass", "coerce", "within"]
 

@@ -42,13 +42,13 @@ from typing import Any
 
 import yaml
 
-from .config import SCALES, RunConfig, check_runnable
-from .core import ConfigError
+from ..core import ConfigError
+from ..resources import experiments_dir
 from .experiment_fields import reproduce_field, training_seeds
 from .overrides import deep_merge, expand_grid, parse_overrides
-from .resources import experiments_dir
-from .weights.choice import choose_weights
-from .weights.source import WEIGHTS_MODES
+from .run_config import SCALES, RunConfig, check_runnable
+from .weights_choice import choose_weights
+from .weights_section import WEIGHTS_MODES
 from .yaml_io import load_yaml, yaml_problem
 
 __all__ = [
@@ -79,7 +79,7 @@ class Experiment:
     shared: dict[str, tuple[str, str]] = field(default_factory=dict)
     """variant -> (experiment, variant) of the run it is (``same_as``)."""
     recipe: dict[str, Any] = field(default_factory=dict)
-    """Where each setting comes from (:mod:`benchmarks.recipe`)."""
+    """Where each setting comes from (:mod:`benchmarks.config.recipe`)."""
 
     def reproduced(self, scale: str) -> list[str] | None:
         """The variants ``primebench reproduce`` runs at ``scale`` (None: every one)."""

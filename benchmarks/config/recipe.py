@@ -31,10 +31,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .config import RunConfig
-from .core import ConfigError
+from ..core import ConfigError
 from .experiments import EXPERIMENTS_DIR, Experiment, list_experiments, load_experiment
 from .recipe_tables import table_entry
+from .run_config import RunConfig
 from .yaml_io import load_yaml, yaml_text
 
 __all__ = ["Entry", "KINDS", "card", "card_of", "problems", "settings", "render_cards"]
@@ -89,7 +89,8 @@ def _entry(raw: Any, where: str) -> Entry:
 def card(experiment: Experiment, config: RunConfig) -> dict[str, Entry]:
     """The entries of ``config``'s variant: the shared cards its recipe names (``base``),
     the recipe's defaults, then the variant's own; ``{table: NAME}`` entries are looked up
-    in that table of the authors' settings for this config (:mod:`benchmarks.recipe_tables`)."""
+    in that table of the authors' settings for this config
+    (:mod:`benchmarks.config.recipe_tables`)."""
     recipe = experiment.recipe or {}
     where = f"{experiment.path.name}: recipe"
     unknown = set(recipe) - {"base", "defaults", "variants"}

@@ -30,7 +30,7 @@ import platform
 
 import torch
 
-from .core import ConfigError
+from ..core import ConfigError
 
 __all__ = [
     "FASTEST",

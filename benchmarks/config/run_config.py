@@ -1,6 +1,6 @@
 """Typed run configurations and run ids.
 
-A :class:`RunConfig` is one fully resolved run (see :mod:`benchmarks.experiments` for
+A :class:`RunConfig` is one fully resolved run (see :mod:`benchmarks.config.experiments` for
 the experiment files it comes from): the unit of tracking, checkpointing and launching.
 Task and model parameters are validated against the ``Params`` dataclasses their
 registry entries declare. The run id is a hash of the resolved configuration, stable
@@ -16,11 +16,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .core import ConfigError
-from .registry import MODELS, TASKS, Registry, import_plugins
+from ..core import ConfigError
+from ..registry import MODELS, TASKS, Registry, import_plugins
 from .train_config import TrainConfig
 from .validation import build_dataclass, coerce
-from .weights.source import NoReleasedWeights, WeightsConfig
+from .weights_section import NoReleasedWeights, WeightsConfig
 
 __all__ = [
     "ComponentConfig",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import SCALES
-from .core import ConfigError
+from ..core import ConfigError
+from .run_config import SCALES
 
 __all__ = ["reproduce_field", "training_seeds"]
 

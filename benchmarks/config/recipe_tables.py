@@ -19,10 +19,10 @@ import math
 from functools import cache
 from typing import Any
 
-from .config import RunConfig
-from .core import ConfigError
+from ..core import ConfigError
+from ..resources import paper_dir
 from .experiments import upstream_config
-from .resources import paper_dir
+from .run_config import RunConfig
 
 __all__ = ["TRAIN_IMAGES", "steps_per_epoch", "authors_image_row", "table_entry"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .source import NoReleasedWeights
+from .weights_section import NoReleasedWeights
 
 __all__ = ["choose_weights"]
 

@@ -11,7 +11,7 @@ import copy
 import itertools
 from typing import Any
 
-from .core import ConfigError
+from ..core import ConfigError
 from .yaml_io import load_yaml
 
 __all__ = ["deep_merge", "expand_grid", "nested", "parse_overrides"]
