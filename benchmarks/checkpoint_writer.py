@@ -27,8 +27,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .checkpoints import CheckpointError
-from .run_logger import flush_step_metrics
 from .safe_files import atomic_write, ensure_directory
+from .tracking.run_logger import flush_step_metrics
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -100,7 +100,7 @@ class PeriodicCheckpoints(ModelCheckpoint):
     """``step<n>.ckpt`` and ``last.ckpt`` every ``checkpoint_every`` steps, nothing else.
 
     Before a step's checkpoint is written, the step's metric points are sent to the
-    tracking store (:func:`benchmarks.run_logger.flush_step_metrics`): a run killed
+    tracking store (:func:`benchmarks.tracking.run_logger.flush_step_metrics`): a run killed
     between the two then resumes at a step whose points are in the store, where saving
     first would lose them for good.
 

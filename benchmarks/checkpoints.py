@@ -28,7 +28,7 @@ from .config.run_config import RunConfig
 from .core import ConfigError
 from .ema import EMA
 from .registry import MODELS, TASKS
-from .tracking import Tracker
+from .tracking.tracker import Tracker
 
 __all__ = [
     "CheckpointError",

@@ -31,10 +31,10 @@ from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
 from .launch import LOCAL_TIMEOUT_MIN
 from .preflight import validate
 from .profiles import ClusterProfile
-from .runstore import RunStore
 from .sqlite_cluster import check_sqlite_for_slurm
 from .submission import PlannedExperiment
-from .tracking_store import TrackingError, resolve_tracking_uri
+from .tracking.store import TrackingError, resolve_tracking_uri
+from .tracking.store_reader import RunStore
 
 __all__ = ["layout_of", "dry_run"]
 

@@ -49,8 +49,8 @@ from typing import Any
 from .config.run_config import RunConfig
 from .eval_scaling import evaluation_shards, sample_count, speedup
 from .job_kinds import job_kind
-from .runstore import RunStore, run_state
-from .tracking import EVAL_TIME_METRIC, RUN_ID_TAG, SAMPLES_METRIC, STEP_METRIC
+from .tracking.store_reader import RunStore, run_state
+from .tracking.tracker import EVAL_TIME_METRIC, RUN_ID_TAG, SAMPLES_METRIC, STEP_METRIC
 
 __all__ = [
     "Estimate",

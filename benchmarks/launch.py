@@ -42,8 +42,8 @@ from .submitted import (
     raise_failures,
     say,
 )
-from .tracking import Tracker
-from .tracking_store import resolve_tracking_uri
+from .tracking.store import resolve_tracking_uri
+from .tracking.tracker import Tracker
 
 __all__ = [
     "LOCAL_TIMEOUT_MIN",

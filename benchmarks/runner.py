@@ -43,7 +43,7 @@ from .lease import RunBusy, RunLease
 from .preemption import Interrupted, Preempted, Terminated, terminate_raises
 from .registry import MODELS, TASKS
 from .safe_files import UnsafePath, check_not_symlink, ensure_directory
-from .tracking import EVAL_TIME_METRIC, Tracker
+from .tracking.tracker import EVAL_TIME_METRIC, Tracker
 from .training import fit
 from .weights.released import released_model
 
@@ -90,7 +90,7 @@ def execute(
 
     Args:
         config: a :class:`RunConfig` or its ``to_dict()`` form (what launchers pickle).
-        tracking_uri: MLflow store; see :func:`benchmarks.tracking.resolve_tracking_uri`.
+        tracking_uri: MLflow store; see :func:`benchmarks.tracking.tracker.resolve_tracking_uri`.
         runs_dir: checkpoints and artifacts go to ``runs_dir/<run id>/``.
         if_busy: if another process holds the run's lease, ``"wait"`` for it (and then
             usually skip the finished run) or ``"exit"`` with :class:`RunBusy`.

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from .profiles import ClusterProfile
-from .tracking_store import TrackingError, sqlite_path
+from .tracking.store import TrackingError, sqlite_path
 
 __all__ = [
     "NETWORK_FILESYSTEMS",

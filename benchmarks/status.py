@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .config.run_config import RunConfig
 from .ledger import LedgerEntry, latest_by_run_id, read_ledger
-from .runstore import RunStore, requeue_count, run_state
 from .slurm_query import SlurmJob, query_jobs
+from .tracking.store_reader import RunStore, requeue_count, run_state
 
 __all__ = ["StatusRow", "collect_status", "format_status"]
 

@@ -31,7 +31,7 @@ from .preflight import validate
 from .profiles import ClusterProfile
 from .sqlite_cluster import check_sqlite_for_slurm
 from .submitted import Submission
-from .tracking_store import resolve_tracking_uri
+from .tracking.store import resolve_tracking_uri
 
 __all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "stages", "submit_plan"]
 

@@ -43,9 +43,9 @@ from .finite_loss import PATIENCE_WITH_SCALER, FiniteLossGuard, NonFiniteLoss
 from .hardware import Hardware
 from .loss_scale import DynamicLossScale, LossScaledModule
 from .preemption import SaveOnSignal
-from .run_logger import OpenRunLogger
 from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
+from .tracking.run_logger import OpenRunLogger
 
 __all__ = ["DiffusionModule", "fit"]
 

@@ -9,7 +9,7 @@ import torch
 
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.overrides import deep_merge
-from benchmarks.tracking import RUN_ID_TAG, Tracker
+from benchmarks.tracking.tracker import RUN_ID_TAG, Tracker
 from prime import SubTokenizer
 from prime.backbones import UNetConfig
 

@@ -21,8 +21,8 @@ from benchmarks.data.images import CIFAR10, image_tokens
 from benchmarks.data.text import load_documents
 from benchmarks.data.text_sources import ZERO_SHOT
 from benchmarks.runner import execute
-from benchmarks.tracking import Tracker
-from benchmarks.tracking_store import TrackingError
+from benchmarks.tracking.store import TrackingError
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import tiny_toy
 from tests.paths import REPO
 
@@ -155,7 +155,9 @@ def test_a_read_only_tracking_store_is_an_error_before_any_work(tmp_path):
     Tracker(uri).experiment_id("toy2d")
     (tmp_path / "mlflow.db").chmod(0o444)
     before = (tmp_path / "mlflow.db").read_bytes()
-    done = _unprivileged(f"from benchmarks.tracking import Tracker; Tracker({uri!r})", tmp_path)
+    done = _unprivileged(
+        f"from benchmarks.tracking.tracker import Tracker; Tracker({uri!r})", tmp_path
+    )
     assert done.returncode != 0
     assert f"{tmp_path / 'mlflow.db'} is not writable" in done.stderr
     assert (tmp_path / "mlflow.db").read_bytes() == before
@@ -213,7 +215,7 @@ def test_a_store_being_created_is_waited_for_not_called_foreign(tmp_path):
     import fcntl
     import threading
 
-    from benchmarks.tracking_store import check_sqlite_store
+    from benchmarks.tracking.store import check_sqlite_store
 
     store = tmp_path / "mlflow.db"
     with sqlite3.connect(store) as db:

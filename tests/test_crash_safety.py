@@ -18,7 +18,7 @@ from benchmarks.finite_loss import FiniteLossGuard, NonFiniteLoss
 from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.runner import execute
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import mlflow_runs, sqlite, tiny_toy
 
 EVERY_STEP = {"train": {"checkpoint_every": 1, "keep_checkpoints": True}}

@@ -22,7 +22,7 @@ from benchmarks.profiles import (
     partition_nodes,
 )
 from benchmarks.runner import execute
-from benchmarks.tracking import RUN_ID_TAG, Tracker
+from benchmarks.tracking.tracker import RUN_ID_TAG, Tracker
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig, ToyMLP
 from tests.helpers import tiny_toy

@@ -18,9 +18,9 @@ from benchmarks.estimate import (
 from benchmarks.eval_scaling import SPLIT, evaluation_shards, speedup
 from benchmarks.profiles import load_profile
 from benchmarks.registry import TASKS
-from benchmarks.runstore import RunStore
 from benchmarks.submission import PlannedExperiment
-from benchmarks.tracking import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
+from benchmarks.tracking.store_reader import RunStore
+from benchmarks.tracking.tracker import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
 
 PER_BATCH = {"train": {"steps": 0}, "task": {"sample_seeding": "per-batch"}}

@@ -17,7 +17,7 @@ from benchmarks.evaluation.signals import SIGNAL_AT_SHARD_ENV
 from benchmarks.launch import launch
 from benchmarks.profiles import load_profile
 from benchmarks.runner import execute
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ from benchmarks.reports.store import load_runs
 from benchmarks.reproduction import reproduce_locally
 from benchmarks.runner import execute
 from benchmarks.submission import PlannedExperiment
-from benchmarks.tracking import Tracker
-from benchmarks.tracking_store import TrackingError
+from benchmarks.tracking.store import TrackingError
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import mlflow_runs, sqlite, tiny_idle, tiny_toy
 
 

@@ -15,7 +15,7 @@ from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report
 from benchmarks.runner import execute
 from benchmarks.submission import plan_experiments
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import as_overrides
 from tests.test_distributed import assert_same_training
 

@@ -9,7 +9,7 @@ from benchmarks.checkpoints import initialise_from, kept_checkpoint, load_traine
 from benchmarks.core import ConfigError
 from benchmarks.registry import MODELS
 from benchmarks.runner import execute
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import as_overrides
 from tests.test_hybrid_harness import TINY, _config, _spec
 

@@ -14,9 +14,9 @@ from benchmarks.eval_scaling import sample_count
 from benchmarks.job_kinds import job_kind
 from benchmarks.job_profiles import choose_profiles
 from benchmarks.profiles import list_profiles, load_profile
-from benchmarks.runstore import RunStore
 from benchmarks.submission import PlannedExperiment, plan_experiments, submit_plan
-from benchmarks.tracking import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
+from benchmarks.tracking.store_reader import RunStore
+from benchmarks.tracking.tracker import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
 from tests.test_submission import _fake_slurm
 

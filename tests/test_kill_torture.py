@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.checkpoint_writer import TEMP_SUFFIX
 from benchmarks.config.overrides import deep_merge
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import TINY_TOY, as_overrides, mlflow_runs, sqlite, tiny_toy
 from tests.paths import REPO
 

@@ -13,7 +13,7 @@ from benchmarks.ledger import read_ledger
 from benchmarks.profiles import ClusterProfile
 from benchmarks.status import collect_status
 from benchmarks.submitted import LaunchError, interruption, summary, wait
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import tiny_toy
 
 

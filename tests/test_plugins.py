@@ -14,7 +14,7 @@ from benchmarks.core import ConfigError
 from benchmarks.launch import launch
 from benchmarks.registry import MODELS
 from benchmarks.runner import execute
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import TINY_TOY
 
 PACKAGE = '''

@@ -19,7 +19,7 @@ from benchmarks.profiles import load_profile
 from benchmarks.reproduction import default_parallel, format_time_table
 from benchmarks.submission import PlannedExperiment
 from benchmarks.tasks.toy2d import Toy2D
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import mlflow_runs, sqlite, tiny_idle, tiny_toy
 from tests.paths import REPO
 

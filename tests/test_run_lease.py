@@ -21,7 +21,7 @@ from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.profiles import load_profile
 from benchmarks.runner import execute
 from benchmarks.submitted import LaunchError, wait
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy
 from tests.paths import REPO
 
@@ -143,7 +143,7 @@ def test_concurrent_starts_of_one_run_id_make_one_mlflow_run_and_log_each_point_
 _OPENER = """
 import sys, time
 from pathlib import Path
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 go = Path(sys.argv[2])
 Path(sys.argv[3]).touch()  # imported, ready
 while not go.exists():

@@ -18,7 +18,7 @@ import pytest
 from benchmarks.cli import main
 from benchmarks.sqlite_cluster import filesystem_type, is_network_filesystem, parse_mount_table
 from benchmarks.submitted import Submission
-from benchmarks.tracking_store import TrackingError, check_tracking_reachable
+from benchmarks.tracking.store import TrackingError, check_tracking_reachable
 from tests.helpers import sqlite
 
 MOUNTINFO = """\

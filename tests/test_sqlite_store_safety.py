@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks.tracking_store as tracking_store
-from benchmarks.tracking_store import (
+import benchmarks.tracking.store as tracking_store
+from benchmarks.tracking.store import (
     TrackingError,
     check_sqlite_store,
     check_tracking_reachable,
@@ -134,7 +134,7 @@ def test_a_reader_without_write_permission_is_told_the_same(store):
     journal = _kill_a_writer(store)
     caps = "-dac_override,-dac_read_search"
     code = (
-        "from benchmarks.tracking_store import check_tracking_reachable; "
+        "from benchmarks.tracking.store import check_tracking_reachable; "
         f"check_tracking_reachable({sqlite(store)!r}, write=False)"
     )
     store.chmod(0o444)

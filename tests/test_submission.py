@@ -16,7 +16,7 @@ from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_
 from benchmarks.status import collect_status, format_status
 from benchmarks.submission import _order, plan_experiments, stages, submit_plan
 from benchmarks.submitted import Submission
-from benchmarks.tracking import Tracker
+from benchmarks.tracking.tracker import Tracker
 from tests.helpers import TINY_TOY, as_overrides, tiny_toy
 
 PAPER = ["reproduce", "--scale", "paper", "--cluster", "slurm", "--profile", "gpu-8x"]

@@ -1,6 +1,6 @@
 """A metric's identity card, read back from the runs table of the store.
 
-Every metric is logged with a card (:mod:`benchmarks.tracking`): the JSON tag
+Every metric is logged with a card (:mod:`benchmarks.tracking.tracker`): the JSON tag
 ``card.<metric>``, which the runs table holds as the column ``tags.card.<metric>``. A
 report reads it to say how a number was measured (the judge of a generative perplexity,
 the device of a sampling speed), never to compute the number.

@@ -6,8 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..tracking import COMPLETE_TAG, EXPERIMENT_PREFIX
-from ..tracking_store import check_tracking_reachable, open_client, resolve_tracking_uri
+from ..tracking.store import check_tracking_reachable, open_client, resolve_tracking_uri
+from ..tracking.tracker import COMPLETE_TAG, EXPERIMENT_PREFIX
 
 __all__ = ["load_runs"]
 

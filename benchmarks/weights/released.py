@@ -13,7 +13,7 @@ from ..config.experiments import upstream_config
 from ..config.run_config import RunConfig
 from ..core import DataSpec
 from ..registry import MODELS, TASKS
-from ..tracking import Tracker
+from ..tracking.tracker import Tracker
 from .hub import FetchedWeights, fetch_weights
 from .hub_models import load_hub_bd3lm, load_hub_mdlm
 from .mdm_prime_image import load_mdm_prime_image

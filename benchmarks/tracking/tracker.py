@@ -1,6 +1,6 @@
 """MLflow tracking: one MLflow run per run id, metrics with identity cards.
 
-* Store: see :mod:`benchmarks.tracking_store` (checked before any work starts).
+* Store: see :mod:`benchmarks.tracking.store` (checked before any work starts).
 * Each config's run id (a hash of the resolved config) is the tag ``primebench.run_id``;
   a re-submitted or requeued job finds its MLflow run by that tag and continues it.
 * Every metric is logged with an identity card (estimator, eps, steps, samples, EMA,
@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .config.run_config import RunConfig
-from .core import Metric
-from .tracking_store import (
+from ..config.run_config import RunConfig
+from ..core import Metric
+from .store import (
     check_tracking_reachable,
     open_client,
     resolve_tracking_uri,

@@ -1,6 +1,6 @@
 """A read-only view of the MLflow store, for ``status`` and dry runs.
 
-Unlike :class:`benchmarks.tracking.Tracker` it never creates anything: no sqlite file
+Unlike :class:`benchmarks.tracking.tracker.Tracker` it never creates anything: no sqlite file
 (a store that does not exist yet simply has no runs), no MLflow experiment, no run.
 Runs are found by the run-id tag, as the jobs find them.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .tracking import COMPLETE_TAG, EXPERIMENT_PREFIX, REQUEUES_TAG, RUN_ID_TAG, STATE_TAG, STEP_TAG
-from .tracking_store import check_tracking_reachable, open_client, resolve_tracking_uri
+from .store import check_tracking_reachable, open_client, resolve_tracking_uri
+from .tracker import COMPLETE_TAG, EXPERIMENT_PREFIX, REQUEUES_TAG, RUN_ID_TAG, STATE_TAG, STEP_TAG
 
 __all__ = ["RunStore", "run_state", "requeue_count"]
 
