@@ -105,7 +105,7 @@ class PeriodicCheckpoints(ModelCheckpoint):
     first would lose them for good.
 
     The end of training writes ``last.ckpt`` itself (:func:`benchmarks.training.fit`, or
-    :class:`benchmarks.preemption.SaveOnSignal` on a signal), so Lightning's own save at
+    :class:`benchmarks.runtime.preemption.SaveOnSignal` on a signal), so Lightning's own save at
     the end is left out: one save, one file, never a ``last-v1.ckpt`` twin.
 
     The steps of ``keep_steps`` are saved too, off the grid as well, and never removed

@@ -22,7 +22,7 @@ import yaml
 from .config.overrides import parse_overrides
 from .config.yaml_io import yaml_problem
 from .core import ConfigError
-from .preemption import Interrupted, Terminated
+from .runtime.preemption import Interrupted, Terminated
 from .submitted import SweepInterrupted
 
 __all__ = [

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 
 from .config.run_config import SCALES
 from .config.weights_section import WEIGHTS_MODES
-from .lease import IF_BUSY
 from .preflight import CLUSTERS
+from .runtime.lease import IF_BUSY
 
 __all__ = ["build_parser"]
 

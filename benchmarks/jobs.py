@@ -2,7 +2,7 @@
 the CPU threads its ranks use.
 
 On the scheduler's warning signal the run has saved its checkpoint and raised
-:class:`benchmarks.preemption.Preempted`; the job then lets submitit requeue it with the
+:class:`benchmarks.runtime.preemption.Preempted`; the job then lets submitit requeue it with the
 same arguments (see :mod:`benchmarks.launch`).
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import submitit
 
-from .distributed import in_submitit_job
-from .preemption import WARNING_SIGNAL, Preempted, sigint_restored
 from .profiles import ClusterProfile
 from .runner import execute
+from .runtime.distributed import in_submitit_job
+from .runtime.preemption import WARNING_SIGNAL, Preempted, sigint_restored
 
 __all__ = ["TrainJob", "job_threads"]
 
@@ -45,7 +45,7 @@ class TrainJob(submitit.helpers.Checkpointable):
             # environment, whose PRIMEBENCH_THREADS must not override the submission's
             # layout: results differ in the last float32 bits with the thread count.
             os.environ["PRIMEBENCH_THREADS"] = str(self.threads)
-            # A local sweep starts its jobs with SIGINT ignored (benchmarks.preemption).
+            # A local sweep starts its jobs with SIGINT ignored (benchmarks.runtime.preemption).
             sigint_restored()
         try:
             result = execute(config, tracking_uri, runs_dir, if_busy=self.if_busy)

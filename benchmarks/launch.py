@@ -26,12 +26,12 @@ from .core import ConfigError
 from .inprocess import InProcessExecutor
 from .job_errors import one_line, wait_jobs
 from .jobs import TrainJob, job_threads
-from .lease import IF_BUSY
 from .ledger import record
 from .pool import Outcome, run_pool
-from .preemption import Interrupted, StopRequest, sigint_ignored
 from .preflight import validate
 from .profiles import ClusterProfile
+from .runtime.lease import IF_BUSY
+from .runtime.preemption import Interrupted, StopRequest, sigint_ignored
 from .safe_files import ensure_private_directory
 from .sqlite_cluster import check_sqlite_for_slurm
 from .submitted import (
@@ -207,7 +207,8 @@ def launch_local(
     total = len(configs)
 
     def start(config: RunConfig) -> Any:
-        # submitit's controller must not act on Ctrl-C (benchmarks.preemption); its job does.
+        # submitit's controller must not act on Ctrl-C (benchmarks.runtime.preemption);
+        # its job does.
         # A Ctrl-C in these few hundred milliseconds is lost to every process: the next
         # one then acts as the first.
         with sigint_ignored():

@@ -2,7 +2,7 @@
 
 This is the function every launcher calls (in-process, as a local process, or as a Slurm
 array task). The main rank first takes the run directory's lease
-(:mod:`benchmarks.lease`), so one run id is worked on by one job at a time; it then
+(:mod:`benchmarks.runtime.lease`), so one run id is worked on by one job at a time; it then
 decides for every rank: a run whose MLflow run is complete is skipped; an incomplete one
 continues in the same MLflow run from its last checkpoint.
 
@@ -34,14 +34,14 @@ from .checkpoints import (
 from .config.experiments import upstream_config
 from .config.run_config import RunConfig
 from .core import ConfigError, EvalContext, Metric
-from .distributed import World, current_world, share_from_main
 from .evaluation.ranks import evaluation_ranks
 from .evaluation.shards import Sharding
 from .evaluation.signals import EvaluationSignals
 from .hardware import Hardware, select_hardware
-from .lease import RunBusy, RunLease
-from .preemption import Interrupted, Preempted, Terminated, terminate_raises
 from .registry import MODELS, TASKS
+from .runtime.distributed import World, current_world, share_from_main
+from .runtime.lease import RunBusy, RunLease
+from .runtime.preemption import Interrupted, Preempted, Terminated, terminate_raises
 from .safe_files import UnsafePath, check_not_symlink, ensure_directory
 from .tracking.tracker import EVAL_TIME_METRIC, Tracker
 from .training import fit
@@ -84,9 +84,9 @@ def execute(
     (:mod:`benchmarks.evaluation`), the main rank alone writes to MLflow. On the
     scheduler's warning signal the run saves a checkpoint (in training) or stops at the
     next evaluation shard (every finished shard is kept under ``evaluation/``), marks
-    its MLflow run requeued and raises :class:`benchmarks.preemption.Preempted`; on
+    its MLflow run requeued and raises :class:`benchmarks.runtime.preemption.Preempted`; on
     SIGINT / SIGTERM it saves, marks the run interrupted and raises
-    :class:`benchmarks.preemption.Interrupted`.
+    :class:`benchmarks.runtime.preemption.Interrupted`.
 
     Args:
         config: a :class:`RunConfig` or its ``to_dict()`` form (what launchers pickle).

@@ -9,7 +9,7 @@ from typing import Any
 
 from .config.run_config import RunConfig
 from .pool import Outcome
-from .preemption import Interrupted, Terminated
+from .runtime.preemption import Interrupted, Terminated
 
 __all__ = [
     "LaunchError",

@@ -37,12 +37,12 @@ from .checkpoints import RUN_ID_KEY, check_run_id, resume_checkpoint
 from .config.run_config import RunConfig
 from .config.train_config import TrainConfig
 from .data.loader import StepSampler, TrainRows, training_loader
-from .distributed import JobEnvironment, World
 from .ema import EMA
 from .finite_loss import PATIENCE_WITH_SCALER, FiniteLossGuard, NonFiniteLoss
 from .hardware import Hardware
 from .loss_scale import DynamicLossScale, LossScaledModule
-from .preemption import SaveOnSignal
+from .runtime.distributed import JobEnvironment, World
+from .runtime.preemption import SaveOnSignal
 from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
 from .tracking.run_logger import OpenRunLogger
@@ -185,7 +185,7 @@ def fit(
     """Train ``model`` for ``config.train.steps`` on ``world``'s ranks, resuming from
     runs/<id>/checkpoints/last.ckpt; ``logger`` = (tracking URI, MLflow run id) on the
     main rank; ``ema_start``: see :class:`DiffusionModule`. Raises
-    :class:`benchmarks.preemption.Preempted` on the warning signal."""
+    :class:`benchmarks.runtime.preemption.Preempted` on the warning signal."""
     cfg = config.train
     micro, accumulation = cfg.split(world.size)
     ckpt_dir = run_dir / "checkpoints"

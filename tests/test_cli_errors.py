@@ -18,9 +18,9 @@ import submitit
 from benchmarks import cli
 from benchmarks.cli import main
 from benchmarks.job_errors import one_line
-from benchmarks.lease import RunLease
 from benchmarks.pool import Outcome
-from benchmarks.preemption import Terminated
+from benchmarks.runtime.lease import RunLease
+from benchmarks.runtime.preemption import Terminated
 from benchmarks.submitted import LaunchError, collect
 from benchmarks.tasks.toy2d import Toy2D
 from tests.helpers import TINY_TOY, as_overrides, sqlite, tiny_toy

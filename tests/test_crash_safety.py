@@ -15,9 +15,9 @@ from benchmarks import checkpoint_writer
 from benchmarks.checkpoint_writer import CheckpointWriteError, write_atomically
 from benchmarks.checkpoints import CheckpointError, resume_checkpoint
 from benchmarks.finite_loss import FiniteLossGuard, NonFiniteLoss
-from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.runner import execute
+from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.tracking.tracker import Tracker
 from tests.helpers import mlflow_runs, sqlite, tiny_toy
 

@@ -14,7 +14,6 @@ from benchmarks.core import ConfigError
 from benchmarks.data.loader import StepSampler, draw_global_batch
 from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
-from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.profiles import (
     ClusterProfile,
     check_slurm_can_run,
@@ -22,6 +21,7 @@ from benchmarks.profiles import (
     partition_nodes,
 )
 from benchmarks.runner import execute
+from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.tracking.tracker import RUN_ID_TAG, Tracker
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig, ToyMLP

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from baselines import BlockDiffusion
-from benchmarks.distributed import World
 from benchmarks.evaluation.ranks import evaluation_ranks
 from benchmarks.evaluation.shards import Sharding
+from benchmarks.runtime.distributed import World
 from benchmarks.tasks.image_sampling import draw_image_batches, sharded_features
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.text_samples import draw_text_samples

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from benchmarks.launch import launch
-from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.reports.render import render_report
 from benchmarks.reports.store import load_runs
 from benchmarks.reproduction import reproduce_locally
 from benchmarks.runner import execute
+from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.submission import PlannedExperiment
 from benchmarks.tracking.store import TrackingError
 from benchmarks.tracking.tracker import Tracker

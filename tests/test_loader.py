@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.data.loader import ArrayRows, StepSampler, training_loader
-from benchmarks.preemption import WARNING_SIGNAL
+from benchmarks.runtime.preemption import WARNING_SIGNAL
 
 
 def _exit_like_submitit(signum, frame):

@@ -58,7 +58,9 @@ def test_a_jobs_error_is_one_line_and_a_stop_by_signal_is_told_from_a_failure():
         text = f"Job (task=0) failed during processing with trace:\n----\n{trace}\n\n----\n"
         return LaunchError(text + "You can check full logs (log: /runs/7_0_log.err)")
 
-    stopped = job_error("benchmarks.preemption.Interrupted: stopped on signal SIGINT at step 9")
+    stopped = job_error(
+        "benchmarks.runtime.preemption.Interrupted: stopped on signal SIGINT at step 9"
+    )
     assert interruption(stopped) == "stopped on signal SIGINT at step 9"
     assert interruption(job_error("KeyboardInterrupt")) == "KeyboardInterrupt"
     broken = job_error("ValueError: task.path: no such file")

@@ -23,10 +23,10 @@ from benchmarks import training
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import ArrayRows
-from benchmarks.distributed import World
 from benchmarks.hardware import select_hardware
 from benchmarks.loss_scale import DynamicLossScale
-from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Preempted
+from benchmarks.runtime.distributed import World
+from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
 
 G = 2.0**60
 START = 2.0**66  # S G = 2^126: two doublings from the overflow

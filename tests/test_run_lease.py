@@ -16,10 +16,10 @@ import torch
 
 from benchmarks.config.experiments import load_experiment
 from benchmarks.launch import submit
-from benchmarks.lease import RunBusy, RunLease
-from benchmarks.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.profiles import load_profile
 from benchmarks.runner import execute
+from benchmarks.runtime.lease import RunBusy, RunLease
+from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.submitted import LaunchError, wait
 from benchmarks.tracking.tracker import Tracker
 from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy
@@ -59,7 +59,7 @@ def test_a_waiting_starter_gets_the_lease_when_the_holder_lets_go(tmp_path):
 def test_the_lease_of_a_killed_holder_is_free_at_once(tmp_path):
     """A crash leaves the record but no lock: the kernel drops a dead process's flock."""
     code = (
-        "import sys, time; from benchmarks.lease import RunLease; "
+        "import sys, time; from benchmarks.runtime.lease import RunLease; "
         f"lease = RunLease({str(tmp_path / 'run')!r}); lease.try_acquire(); "
         "print('held', flush=True); time.sleep(60)"
     )

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..preemption import WARNING_SIGNAL
+from ..runtime.preemption import WARNING_SIGNAL
 from .row_order import ROW_ORDERS, EpochPermutations
 
 __all__ = [

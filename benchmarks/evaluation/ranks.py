@@ -18,12 +18,12 @@ from typing import Any
 
 import torch.distributed as dist
 
-from ..distributed import World
+from ..runtime.distributed import World
 from .signals import EvaluationSignals
 
 __all__ = ["EvalRanks", "evaluation_ranks", "STORE_PORT_OFFSET"]
 
-# The job's port is Lightning's; +1 is the run decision's store (benchmarks.distributed).
+# The job's port is Lightning's; +1 is the run decision's store (benchmarks.runtime.distributed).
 STORE_PORT_OFFSET = 2
 _WAIT = timedelta(days=30)  # no rank gives up on another: the job's time limit decides
 _POLL_S = 0.2

@@ -1,6 +1,6 @@
 """Stop an evaluation at a shard boundary on a signal, keeping every finished shard.
 
-Training reacts to signals at optimizer-step boundaries (:mod:`benchmarks.preemption`);
+Training reacts to signals at optimizer-step boundaries (:mod:`benchmarks.runtime.preemption`);
 an evaluation reacts at shard boundaries. Within :class:`EvaluationSignals`, the
 scheduler's warning signal (time limit, preemption) and SIGINT / SIGTERM are recorded;
 :meth:`EvaluationSignals.raise_if_stopped`, called after each saved shard and while a
@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from ..preemption import STOP_SIGNALS, WARNING_SIGNAL, Interrupted, Preempted
+from ..runtime.preemption import STOP_SIGNALS, WARNING_SIGNAL, Interrupted, Preempted
 
 __all__ = [
     "EvaluationSignals",

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .safe_files import UnsafePath, ensure_directory, open_directory, open_nofollow
+from ..safe_files import UnsafePath, ensure_directory, open_directory, open_nofollow
 
 __all__ = ["IF_BUSY", "LEASE_FILE", "RunBusy", "RunLease", "describe_holder"]
 

@@ -38,7 +38,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from .tracking.run_logger import flush_step_metrics
+from ..tracking.run_logger import flush_step_metrics
 
 __all__ = [
     "StopRequest",
