@@ -143,7 +143,7 @@ def entropy(probs: torch.Tensor) -> float:
 
 
 class StandInFeatures:
-    """A small fixed feature extractor with the interface of ``benchmarks.fid``'s
+    """A small fixed feature extractor with the interface of ``benchmarks.metrics.fid``'s
     Inception extractors (``name``, ``__call__(images, desc)``), for tests of the FID
     plumbing: 4 x 4 average pools of every channel through a fixed random projection."""
 

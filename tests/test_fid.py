@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.fid import (
+from benchmarks.metrics.fid import (
     convert,
     converted_weights_path,
     feature_statistics,
@@ -92,7 +92,7 @@ def _toy_images():
 
 
 def test_kid_and_the_reference_cache_on_a_stand_in_extractor(tmp_path):
-    from benchmarks.fid_reference import reference_features
+    from benchmarks.metrics.fid_reference import reference_features
 
     gray, other = _toy_images()
     extractor = StandInFeatures()
@@ -107,7 +107,7 @@ def test_kid_and_the_reference_cache_on_a_stand_in_extractor(tmp_path):
 
 @pytest.mark.slow
 def test_both_inception_pipelines_give_distances_and_differ_by_their_resize(tmp_path):
-    from benchmarks.fid import CleanFIDFeatures, InceptionFeatures
+    from benchmarks.metrics.fid import CleanFIDFeatures, InceptionFeatures
 
     gray, other = _toy_images()
     fidelity = InceptionFeatures(tmp_path, batch_size=4)
@@ -122,7 +122,7 @@ def test_both_inception_pipelines_give_distances_and_differ_by_their_resize(tmp_
 def test_fast_extractor_matches_torch_fidelitys_reference_layout(tmp_path):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from benchmarks.fid import InceptionFeatures
+    from benchmarks.metrics.fid import InceptionFeatures
 
     images = np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
     fast = InceptionFeatures(tmp_path)(images)  # channels-last memory layout
@@ -137,7 +137,7 @@ def test_fast_extractor_matches_torch_fidelitys_reference_layout(tmp_path):
 
 
 def test_fid_through_the_sample_gram_matrix_equals_the_d_by_d_form():
-    from benchmarks.fid import feature_statistics, frechet_distance
+    from benchmarks.metrics.fid import feature_statistics, frechet_distance
     from benchmarks.tasks.image_scores import fid_to_reference
 
     rng = np.random.default_rng(0)
@@ -150,7 +150,7 @@ def test_fid_through_the_sample_gram_matrix_equals_the_d_by_d_form():
 
 
 def test_fid_half_sample_se_matches_the_spread_over_independent_sample_sets():
-    from benchmarks.fid import feature_statistics
+    from benchmarks.metrics.fid import feature_statistics
     from benchmarks.tasks.image_scores import fid_half_sample_se, fid_to_reference
 
     rng = np.random.default_rng(1)
@@ -166,7 +166,7 @@ def test_fid_half_sample_se_matches_the_spread_over_independent_sample_sets():
 
 
 def test_fid_half_sample_se_is_the_sd_of_fid_over_the_same_halves():
-    from benchmarks.fid import feature_statistics
+    from benchmarks.metrics.fid import feature_statistics
     from benchmarks.tasks.image_scores import fid_half_sample_se, fid_to_reference
 
     rng = np.random.default_rng(2)

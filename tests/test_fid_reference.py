@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks.fid_reference import (
+from benchmarks.metrics.fid_reference import (
     _entry_lock,
     reference_entry,
     reference_features,

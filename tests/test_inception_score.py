@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.fid import converted_weights_path
-from benchmarks.inception_score import (
+from benchmarks.metrics.fid import converted_weights_path
+from benchmarks.metrics.inception_score import (
     classifier_file_name,
     classifier_weights,
     classifier_weights_file,
@@ -84,7 +84,7 @@ def test_bad_probabilities_are_refused():
 
 
 def test_absent_weights_say_how_to_provide_them(tmp_path, monkeypatch):
-    from benchmarks.fid import InceptionFeatures
+    from benchmarks.metrics.fid import InceptionFeatures
     from benchmarks.tasks.image_params import ImageParams
     from benchmarks.tasks.images import ImageGeneration
 
@@ -133,7 +133,7 @@ def _classifier_file(fid_state, hub, fc_scale: float = 0.05, body_offset: float 
 
 @pytest.mark.slow  # two Inception networks built and run on a CPU
 def test_logits_come_from_the_same_pass_as_the_fid_features(fid_cache, tmp_path, monkeypatch):
-    from benchmarks.fid import InceptionFeatures
+    from benchmarks.metrics.fid import InceptionFeatures
 
     cache, fid_state = fid_cache
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.sample_quality.entropy import judge_unigram_entropy, sample_entropy, unigram_entropy
+from benchmarks.metrics.entropy import judge_unigram_entropy, sample_entropy, unigram_entropy
 
 
 def test_a_constant_sequence_has_zero_entropy():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.sample_quality.gen_ppl import generative_perplexity, scored_positions
-from benchmarks.sample_quality.judge import Judge
+from benchmarks.metrics.gen_ppl import generative_perplexity, scored_positions
+from benchmarks.metrics.judge import Judge
 
 ALPHABET = "abc|"  # '|' is the judge's EOS, id 3
 EOS = 3

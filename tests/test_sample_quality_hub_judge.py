@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.sample_quality.gen_ppl import generative_perplexity
-from benchmarks.sample_quality.hub_judge import HubJudge
-from benchmarks.sample_quality.judge import JudgeUnavailableError
+from benchmarks.metrics.gen_ppl import generative_perplexity
+from benchmarks.metrics.hub_judge import HubJudge
+from benchmarks.metrics.judge import JudgeUnavailableError
 
 
 def test_missing_transformers_names_the_package(monkeypatch):

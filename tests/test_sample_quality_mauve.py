@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.sample_quality.mauve_metric import MAUVE_DEFAULTS, mauve_score
+from benchmarks.metrics.mauve_metric import MAUVE_DEFAULTS, mauve_score
 
 
 def _gaussian(n: int, shift: float, seed: int) -> np.ndarray:

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from baselines import ARMConfig, ARMTransformer, AutoregressiveLM
 from benchmarks.data.tokenizers import get_tokenizer
-from benchmarks.sample_quality.gen_ppl import generative_perplexity
-from benchmarks.sample_quality.judge import Judge
-from benchmarks.sample_quality.suite_judge import SuiteJudge
+from benchmarks.metrics.gen_ppl import generative_perplexity
+from benchmarks.metrics.judge import Judge
+from benchmarks.metrics.suite_judge import SuiteJudge
 from prime.backbones import DiT, DiTConfig
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks.config.precision import describe_fastest
-from benchmarks.fid import CleanFIDFeatures, InceptionFeatures
+from benchmarks.metrics.fid import CleanFIDFeatures, InceptionFeatures
 
 
 def images_per_second(extractor, images: np.ndarray) -> float:

@@ -36,7 +36,7 @@ from benchmarks.config.run_config import RunConfig
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, EvalContext
 from benchmarks.data.cache import default_cache_dir
-from benchmarks.fid import InceptionFeatures
+from benchmarks.metrics.fid import InceptionFeatures
 from benchmarks.registry import TASKS
 from benchmarks.tasks.image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, ImageParams
 from benchmarks.tasks.image_splits import load_images

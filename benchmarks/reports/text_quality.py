@@ -1,7 +1,7 @@
 """Sample quality of text in the tables: generative perplexity, unigram entropy, MAUVE,
 and the notes that name the judge.
 
-The text task logs, for its samples (:mod:`benchmarks.sample_quality`):
+The text task logs, for its samples (:mod:`benchmarks.metrics`):
 
 * ``sample_gen_ppl`` = exp( sum of the judge's NLL over the scored tokens / their
   number ), pooled over all samples; its card names the judge (``judge``);

@@ -33,8 +33,8 @@ from ..config.run_config import RunConfig
 from ..core import ConfigError, EvalContext, EvalOutput, Metric, Task, require_at_least
 from ..data.cache import default_cache_dir
 from ..evaluation.shards import sharding_of
-from ..fid import InceptionFeatures
-from ..fid_reference import share_references
+from ..metrics.fid import InceptionFeatures
+from ..metrics.fid_reference import share_references
 from ..registry import TASKS
 from .image_params import REFERENCE_SPLIT, ImageParams, check_sampler_triples
 from .image_splits import load_images

@@ -28,7 +28,7 @@ from prime import SamplerConfig
 
 from ..core import EvalContext, Metric
 from ..evaluation.shards import Arrays, Sharding, sharding_of
-from ..fid import CleanFIDFeatures, InceptionFeatures
+from ..metrics.fid import CleanFIDFeatures, InceptionFeatures
 from ..streams import eval_batch_seed, eval_seed
 from .image_params import SHAPES, ImageParams
 from .sample_shards import DrawnBatch, batch_arrays, speed_metrics

@@ -12,7 +12,7 @@ For N images with Inception pool features g_1..g_N and reference features r_1..r
   SD of FID over R random halves of the N features, the reference fixed. It holds the
   noise of the samples, not that of training;
 * optionally the Inception Score of the N images (mean and SD over 10 splits, as
-  torch-fidelity: :mod:`benchmarks.inception_score`), from the classifier logits of the
+  torch-fidelity: :mod:`benchmarks.metrics.inception_score`), from the classifier logits of the
   same network pass as their pool features.
 
 With N <= d (1,000 samples, d = 2048), S_g = X^T X / (N - 1) for the centred (N, d)
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 
 from ..core import Metric
-from ..fid import (
+from ..metrics.fid import (
     CleanFIDFeatures,
     InceptionFeatures,
     feature_statistics,
     frechet_distance,
 )
-from ..fid_reference import reference_features
-from ..inception_score import inception_score
+from ..metrics.fid_reference import reference_features
+from ..metrics.inception_score import inception_score
 
 __all__ = [
     "Extractors",

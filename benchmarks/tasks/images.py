@@ -32,9 +32,9 @@ from ..core import ConfigError, DataSpec, EvalContext, EvalOutput, Metric, Task
 from ..data.cache import default_cache_dir
 from ..data.images import ImageRows
 from ..evaluation.shards import sharding_of
-from ..fid import CleanFIDFeatures, InceptionFeatures
-from ..fid_reference import share_references
-from ..inception_score import SPLITS, classifier_weights_file
+from ..metrics.fid import CleanFIDFeatures, InceptionFeatures
+from ..metrics.fid_reference import share_references
+from ..metrics.inception_score import SPLITS, classifier_weights_file
 from ..registry import TASKS
 from ..safe_files import atomic_write
 from ..streams import eval_seed

@@ -26,9 +26,9 @@ from ..config.experiments import resolve_variant
 from ..config.run_config import RunConfig
 from ..core import ConfigError
 from ..data.tokenizers import get_tokenizer
-from ..sample_quality.hub_judge import HubJudge, import_transformers
-from ..sample_quality.judge import Judge, JudgeUnavailableError
-from ..sample_quality.suite_judge import EOS_TEXT, SuiteJudge
+from ..metrics.hub_judge import HubJudge, import_transformers
+from ..metrics.judge import Judge, JudgeUnavailableError
+from ..metrics.suite_judge import EOS_TEXT, SuiteJudge
 from .text_params import TextLMParams
 
 __all__ = ["HUB_FILES", "BOSJudge", "build_judge", "check_judge", "judge_config"]

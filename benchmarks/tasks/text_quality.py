@@ -2,7 +2,7 @@
 
 Three numbers, each a :class:`Metric` whose card names the judge (model or run, its
 tokenizer, revision or run id), the retokenization and first-EOS rule, the batch and the
-samples (:mod:`benchmarks.sample_quality` gives the conventions and their sources):
+samples (:mod:`benchmarks.metrics` gives the conventions and their sources):
 
 * ``sample_gen_ppl``: generative perplexity, exp(sum of the judge's NLL over the scored
   tokens / their number), the N texts re-encoded by the judge's tokenizer, cut to
@@ -36,12 +36,12 @@ import torch
 from ..config.run_config import RunConfig
 from ..core import ConfigError, EvalContext, Metric
 from ..data.tokenizers import get_tokenizer
+from ..metrics.entropy import judge_unigram_entropy
+from ..metrics.gen_ppl import GenPPLResult, generative_perplexity, scored_positions
+from ..metrics.judge import Judge
+from ..metrics.mauve_metric import mauve_score
+from ..metrics.retokenize import retokenize
 from ..safe_files import atomic_write
-from ..sample_quality.entropy import judge_unigram_entropy
-from ..sample_quality.gen_ppl import GenPPLResult, generative_perplexity, scored_positions
-from ..sample_quality.judge import Judge
-from ..sample_quality.mauve_metric import mauve_score
-from ..sample_quality.retokenize import retokenize
 from .text_judge import build_judge
 from .text_params import TextLMParams
 

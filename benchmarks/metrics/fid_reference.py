@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..safe_files import atomic_write, check_not_symlink, ensure_directory, open_nofollow
 from .fid import CleanFIDFeatures, InceptionFeatures
-from .safe_files import atomic_write, check_not_symlink, ensure_directory, open_nofollow
 
 __all__ = ["reference_entry", "reference_features", "share_references"]
 

@@ -8,7 +8,7 @@ branch3x3dbl_3`` ...) so that torch-fidelity's own extractor (its TF1-compatible
 and normalisation included) runs on them. The TorchScript has no logits layer, so the
 converted weights carry a zero classifier, never used. For the Inception Score the
 extractor instead loads torch-fidelity's own weights file, classifier included, when it
-is present (``benchmarks.inception_score``), and returns the logits from the same pass.
+is present (``benchmarks.metrics.inception_score``), and returns the logits from the same pass.
 
     FID = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
 
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..safe_files import atomic_write, check_not_symlink
 from .inception_score import classifier_weights
-from .safe_files import atomic_write, check_not_symlink
 
 __all__ = [
     "InceptionFeatures",
