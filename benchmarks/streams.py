@@ -31,7 +31,7 @@ __all__ = [
 
 # Training streams (the third argument of step_seed).
 DATA_STREAM, NOISE_STREAM, NETWORK_STREAM = 0, 1, 2
-WINDOW_STREAM = 3  # the block-diffusion window search (benchmarks.window_search)
+WINDOW_STREAM = 3  # the block-diffusion window search (benchmarks.models.window_search)
 EPOCH_STREAM = 4  # per-epoch row permutations (step_seed's step is then the epoch)
 
 # Evaluation streams: name -> offset added to the run seed.

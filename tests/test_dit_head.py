@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.backbones import DiTParams, build_backbone
 from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import DataSpec
 from benchmarks.models import PrimeParams
+from benchmarks.models.backbone_params import DiTParams, build_backbone
 from prime.backbones import DIT_PRESETS, DiT
 
 DATA = DataSpec(num_classes=64, seq_len=8)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from baselines import BlockDiffusion
-from benchmarks.backbones import DiTParams
-from benchmarks.block_diffusion_model import BD3LM, BD3LMParams
 from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import ConfigError, DataSpec
+from benchmarks.models.backbone_params import DiTParams
+from benchmarks.models.bd3lm import BD3LM, BD3LMParams
 from benchmarks.tasks.likelihood import scored_tokens
 from prime import SamplerConfig, SubTokenizer, expected_idle_steps
 from tests.helpers import ExactPosterior

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from baselines import LabelMixture, build_mdm
-from benchmarks.backbones import UNetParams
 from benchmarks.config.run_config import RunConfig
 from benchmarks.core import ConfigError, DataSpec
+from benchmarks.models.backbone_params import UNetParams
 from benchmarks.registry import MODELS, TASKS
 from prime import Sampler, SamplerConfig, SubTokenizer
 from prime.backbones import PixelUNet, UNetConfig

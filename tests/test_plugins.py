@@ -22,7 +22,7 @@ PACKAGE = '''
 from dataclasses import dataclass, field
 
 from baselines import build_mdm
-from benchmarks.backbones import ToyMLPParams, build_backbone
+from benchmarks.models.backbone_params import ToyMLPParams, build_backbone
 from benchmarks.core import ModelEntry
 {register_import}
 

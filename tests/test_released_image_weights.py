@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.backbones import UNetParams
 from benchmarks.core import DataSpec
-from benchmarks.mixture_model import MDMMixture, MixtureParams
 from benchmarks.models import MDM, MDMParams, Prime, PrimeParams
+from benchmarks.models.backbone_params import UNetParams
+from benchmarks.models.mdm_mixture import MDMMixture, MixtureParams
 from benchmarks.weights.foreign_pickle import opaque_fields, read_foreign_checkpoint
 from benchmarks.weights.mapping import WeightsMismatch, load_network
 from benchmarks.weights.mdm_prime_image import load_mdm_prime_image

@@ -9,10 +9,10 @@ import torch
 
 from baselines import BlockDiffusion
 from baselines.clipped_windows import window_moments
-from benchmarks.block_diffusion_model import BD3LMParams
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import ArrayRows
-from benchmarks.window_search import WindowSearch
+from benchmarks.models.bd3lm import BD3LMParams
+from benchmarks.models.window_search import WindowSearch
 from prime import SubTokenizer
 from tests.test_block_diffusion import _network
 

@@ -10,10 +10,10 @@ from typing import Any, ClassVar, Literal
 from baselines import BlockDiffusion
 from prime import SubTokenizer
 
-from .backbones import DiTParams, build_backbone
-from .core import ConfigError, DataSpec, ModelEntry, Task, require_at_least
+from ..core import ConfigError, DataSpec, ModelEntry, Task, require_at_least
+from ..registry import MODELS
+from .backbone_params import DiTParams, build_backbone
 from .diffusion_settings import TIME_EPS_RANGE, ScheduleName, check_ell
-from .registry import MODELS
 from .window_search import WindowSearch
 
 __all__ = ["BD3LMParams", "BD3LM"]

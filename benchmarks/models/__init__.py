@@ -19,9 +19,10 @@ from typing import ClassVar, Literal
 from baselines import AutoregressiveLM, build_mdm
 from prime import MaskedDiffusion, SubTokenizer, masking_problem
 
-from . import block_diffusion_model, mixture_model  # noqa: F401  (register bd3lm, mdm-mixture)
-from .backbones import ARMParams, BackboneParams, DiTParams, ToyMLPParams, build_backbone
-from .core import ConfigError, DataSpec, ModelEntry
+from ..core import ConfigError, DataSpec, ModelEntry
+from ..registry import MODELS
+from . import bd3lm, mdm_mixture  # noqa: F401  (register bd3lm, mdm-mixture)
+from .backbone_params import ARMParams, BackboneParams, DiTParams, ToyMLPParams, build_backbone
 from .diffusion_settings import (
     TIME_EPS_RANGE,
     MaskingName,
@@ -29,7 +30,6 @@ from .diffusion_settings import (
     check_ell,
     check_train_time_eps,
 )
-from .registry import MODELS
 
 __all__ = ["PrimeParams", "MDMParams", "ARParams"]
 

@@ -23,8 +23,8 @@ from prime.backbones import (
     UNetConfig,
 )
 
-from .config.validation import within
-from .core import ConfigError, DataSpec, require_at_least
+from ..config.validation import within
+from ..core import ConfigError, DataSpec, require_at_least
 
 __all__ = [
     "ToyMLPParams",

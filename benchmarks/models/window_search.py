@@ -23,9 +23,9 @@ from lightning.pytorch.callbacks import Callback
 from baselines import DEFAULT_WINDOWS, BlockDiffusion
 from baselines.clipped_windows import variances_from_moments, window_moments
 
-from .core import ConfigError
-from .data.loader import TrainRows
-from .streams import WINDOW_STREAM, step_seed
+from ..core import ConfigError
+from ..data.loader import TrainRows
+from ..streams import WINDOW_STREAM, step_seed
 
 __all__ = ["WindowSearch"]
 

@@ -9,10 +9,10 @@ from typing import ClassVar, Literal
 from baselines import LabelMixture, build_mdm
 from prime import MaskedDiffusion
 
-from .backbones import UNetParams, build_backbone
-from .core import DataSpec, ModelEntry, require_at_least
+from ..core import DataSpec, ModelEntry, require_at_least
+from ..registry import MODELS
+from .backbone_params import UNetParams, build_backbone
 from .diffusion_settings import TIME_EPS_RANGE, ScheduleName, check_train_time_eps
-from .registry import MODELS
 
 __all__ = ["MixtureParams", "MDMMixture"]
 

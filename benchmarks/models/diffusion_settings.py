@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .config.validation import within
-from .core import ConfigError
+from ..config.validation import within
+from ..core import ConfigError
 
 __all__ = [
     "ScheduleName",
