@@ -4,7 +4,7 @@ Every run of a plan is one of three kinds:
 
 * ``training``: it trains a model (a model of its own, a task that trains, ``train.steps``
   > 0, no released weights), then evaluates it. These are the runner's conditions for
-  training (:mod:`benchmarks.runner`), so the kind says what the job will do.
+  training (:mod:`benchmarks.training.runner`), so the kind says what the job will do.
 * ``evaluation``: it only evaluates: released weights (``--weights released``), the
   checkpoint(s) of an upstream run (``upstream:``), or a task or run that trains nothing.
   The dry run estimates it from a measured evaluation (:mod:`benchmarks.estimate`).

@@ -16,9 +16,9 @@ from typing import Any
 import submitit
 
 from .profiles import ClusterProfile
-from .runner import execute
 from .runtime.distributed import in_submitit_job
 from .runtime.preemption import WARNING_SIGNAL, Preempted, sigint_restored
+from .training.runner import execute
 
 __all__ = ["TrainJob", "job_threads"]
 
@@ -33,7 +33,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     ``threads``: CPU threads of each rank, decided at submission (:func:`job_threads`) and
     carried through requeues; None leaves the process's own setting (in-process jobs).
     ``if_busy``: what a job does when another process holds its run's lease
-    (:func:`benchmarks.runner.execute`).
+    (:func:`benchmarks.training.runner.execute`).
     """
 
     def __init__(self, threads: int | None = None, if_busy: str = "wait"):

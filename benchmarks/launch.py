@@ -2,8 +2,8 @@
 machine), or ``slurm`` (a job array with a cluster profile from ``slurm/<profile>.yaml``).
 
 Every job calls :class:`benchmarks.jobs.TrainJob`, a ``submitit.helpers.Checkpointable``
-around :func:`benchmarks.runner.execute`: on Slurm's warning signal (time limit or preemption)
-the run saves a checkpoint and the job is requeued with the same arguments, at most
+around :func:`benchmarks.training.runner.execute`: on Slurm's warning signal (time limit or
+preemption) the run saves a checkpoint and the job is requeued with the same arguments, at most
 ``profile.max_requeues`` times for time-outs; the requeued job resumes the checkpoint
 inside the same MLflow run. ``execute`` is idempotent, so a sweep submitted twice
 re-runs nothing that finished and resumes what did not.

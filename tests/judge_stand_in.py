@@ -1,5 +1,5 @@
 """A stand-in for the cpu scale's judge run (text-judge/ar-judge): its model with random
-weights, written where and as :func:`benchmarks.checkpoints.load_trained_model` reads a
+weights, written where and as :func:`benchmarks.training.checkpoints.load_trained_model` reads a
 trained run's last checkpoint (no training)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from baselines import AutoregressiveLM
-from benchmarks.checkpoints import RUN_ID_KEY, last_checkpoint
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.run_config import RunConfig
 from benchmarks.registry import MODELS, TASKS
+from benchmarks.training.checkpoints import RUN_ID_KEY, last_checkpoint
 
 
 def judge_spec() -> RunConfig:

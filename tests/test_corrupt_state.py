@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from benchmarks.checkpoints import RUN_ID_KEY, CheckpointError, load_trained_model
 from benchmarks.cli import main
 from benchmarks.data.images import CIFAR10, image_tokens
 from benchmarks.data.text import load_documents
 from benchmarks.data.text_sources import ZERO_SHOT
-from benchmarks.runner import execute
 from benchmarks.tracking.store import TrackingError
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.checkpoints import RUN_ID_KEY, CheckpointError, load_trained_model
+from benchmarks.training.runner import execute
 from tests.helpers import tiny_toy
 from tests.paths import REPO
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import checkpoint_writer
-from benchmarks.checkpoint_writer import CheckpointWriteError, write_atomically
-from benchmarks.checkpoints import CheckpointError, resume_checkpoint
-from benchmarks.finite_loss import FiniteLossGuard, NonFiniteLoss
 from benchmarks.registry import MODELS, TASKS
-from benchmarks.runner import execute
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training import checkpoint_writer
+from benchmarks.training.checkpoint_writer import CheckpointWriteError, write_atomically
+from benchmarks.training.checkpoints import CheckpointError, resume_checkpoint
+from benchmarks.training.finite_loss import FiniteLossGuard, NonFiniteLoss
+from benchmarks.training.runner import execute
 from tests.helpers import mlflow_runs, sqlite, tiny_toy
 
 EVERY_STEP = {"train": {"checkpoint_every": 1, "keep_checkpoints": True}}

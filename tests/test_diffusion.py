@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from baselines import build_mdm
-from benchmarks.ema import EMA
+from benchmarks.training.ema import EMA
 from prime import MaskedDiffusion, SamplerConfig, SubTokenizer, subs_log_probs
 from prime.backbones import ToyMLP
 

@@ -12,7 +12,6 @@ from benchmarks.config.overrides import deep_merge
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import StepSampler, draw_global_batch
-from benchmarks.hardware import select_hardware
 from benchmarks.launch import launch
 from benchmarks.profiles import (
     ClusterProfile,
@@ -20,9 +19,10 @@ from benchmarks.profiles import (
     load_profile,
     partition_nodes,
 )
-from benchmarks.runner import execute
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.tracking.tracker import RUN_ID_TAG, Tracker
+from benchmarks.training.hardware import select_hardware
+from benchmarks.training.runner import execute
 from prime import BatchShard, MaskedDiffusion, SubTokenizer
 from prime.backbones import DiT, DiTConfig, ToyMLP
 from tests.helpers import tiny_toy

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from benchmarks.config.train_config import TrainConfig
-from benchmarks.ema import EMA
-from benchmarks.training import DiffusionModule
+from benchmarks.training.ema import EMA
+from benchmarks.training.lightning_module import DiffusionModule
 
 
 def _scalar(value: float) -> nn.Linear:

@@ -16,8 +16,8 @@ from benchmarks.config.experiments import load_experiment
 from benchmarks.evaluation.signals import SIGNAL_AT_SHARD_ENV
 from benchmarks.launch import launch
 from benchmarks.profiles import load_profile
-from benchmarks.runner import execute
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.runner import execute
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from benchmarks.config.experiments import load_experiment
 from benchmarks.config.overrides import parse_overrides
 from benchmarks.core import ConfigError
 from benchmarks.reports.render import render_report
-from benchmarks.runner import execute
 from benchmarks.tasks import image_fid_curve, images
+from benchmarks.training.runner import execute
 from tests.helpers import StandInFeatures
 from tests.test_image_task import _cifar_parquet, cifar_task_overrides
 

@@ -18,11 +18,11 @@ from benchmarks.launch import launch
 from benchmarks.reports.render import render_report
 from benchmarks.reports.store import load_runs
 from benchmarks.reproduction import reproduce_locally
-from benchmarks.runner import execute
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.submission import PlannedExperiment
 from benchmarks.tracking.store import TrackingError
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.runner import execute
 from tests.helpers import mlflow_runs, sqlite, tiny_idle, tiny_toy
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.checkpoints import initialise_from, load_trained_model
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.overrides import deep_merge
 from benchmarks.core import ConfigError
@@ -13,9 +12,10 @@ from benchmarks.launch import launch
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report
-from benchmarks.runner import execute
 from benchmarks.submission import plan_experiments
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.checkpoints import initialise_from, load_trained_model
+from benchmarks.training.runner import execute
 from tests.helpers import as_overrides
 from tests.test_distributed import assert_same_training
 

@@ -42,7 +42,7 @@ def test_epoch_permutation_uses_every_training_image_once_per_epoch(tmp_path, mo
     assert _task(path=path).train_rows().order == "replacement"  # the default
     rows = _task(path=path, row_order="epoch_permutation").train_rows()
     assert rows.order == "epoch_permutation"
-    # as the training loop builds its sampler (benchmarks/training.py)
+    # as the training loop builds its sampler (benchmarks/training/lightning_module.py)
     sampler = StepSampler(
         len(rows),
         batch,

@@ -9,8 +9,8 @@ from benchmarks.config.overrides import parse_overrides
 from benchmarks.core import ConfigError
 from benchmarks.perf import image_fid_curve
 from benchmarks.perf.image_fid_curve import curve_checkpoints, fid_curve, sampler_settings
-from benchmarks.runner import execute
 from benchmarks.tasks import images
+from benchmarks.training.runner import execute
 from tests.helpers import StandInFeatures
 from tests.test_image_task import _cifar_parquet, cifar_task_overrides
 

@@ -8,8 +8,8 @@ import pytest
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.overrides import parse_overrides
 from benchmarks.reports.render import render_report
-from benchmarks.runner import execute
 from benchmarks.tasks import image_splits, images
+from benchmarks.training.runner import execute
 from tests.helpers import StandInFeatures
 
 

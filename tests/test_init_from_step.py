@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.checkpoints import initialise_from, kept_checkpoint, load_trained_model
 from benchmarks.core import ConfigError
 from benchmarks.registry import MODELS
-from benchmarks.runner import execute
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.checkpoints import initialise_from, kept_checkpoint, load_trained_model
+from benchmarks.training.runner import execute
 from tests.helpers import as_overrides
 from tests.test_hybrid_harness import TINY, _config, _spec
 

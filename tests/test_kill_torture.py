@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.checkpoint_writer import TEMP_SUFFIX
 from benchmarks.config.overrides import deep_merge
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.checkpoint_writer import TEMP_SUFFIX
 from tests.helpers import TINY_TOY, as_overrides, mlflow_runs, sqlite, tiny_toy
 from tests.paths import REPO
 

@@ -19,14 +19,14 @@ import torch.multiprocessing as mp
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from benchmarks import training
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import ArrayRows
-from benchmarks.hardware import select_hardware
-from benchmarks.loss_scale import DynamicLossScale
 from benchmarks.runtime.distributed import World
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
+from benchmarks.training import lightning_module as training
+from benchmarks.training.hardware import select_hardware
+from benchmarks.training.loss_scale import DynamicLossScale
 
 G = 2.0**60
 START = 2.0**66  # S G = 2^126: two doublings from the overflow

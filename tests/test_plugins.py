@@ -13,8 +13,8 @@ from benchmarks.config.run_config import RunConfig
 from benchmarks.core import ConfigError
 from benchmarks.launch import launch
 from benchmarks.registry import MODELS
-from benchmarks.runner import execute
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.runner import execute
 from tests.helpers import TINY_TOY
 
 PACKAGE = '''

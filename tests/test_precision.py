@@ -14,7 +14,7 @@ from benchmarks.config.precision import CPU_BF16_ENV, bf16_support
 from benchmarks.config.run_config import RunConfig
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
-from benchmarks.hardware import select_hardware
+from benchmarks.training.hardware import select_hardware
 
 EXPLICIT = {
     "bf16": {

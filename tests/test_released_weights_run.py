@@ -21,8 +21,8 @@ from benchmarks.estimate import StepTime, estimate
 from benchmarks.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report
-from benchmarks.runner import execute
 from benchmarks.submission import PlannedExperiment, plan_experiments, upstream_of
+from benchmarks.training.runner import execute
 from benchmarks.weights import released
 from benchmarks.weights.mapping import load_network
 from tests.helpers import mlflow_runs, sqlite, tiny_toy

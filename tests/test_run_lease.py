@@ -17,11 +17,11 @@ import torch
 from benchmarks.config.experiments import load_experiment
 from benchmarks.launch import submit
 from benchmarks.profiles import load_profile
-from benchmarks.runner import execute
 from benchmarks.runtime.lease import RunBusy, RunLease
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Interrupted
 from benchmarks.submitted import LaunchError, wait
 from benchmarks.tracking.tracker import Tracker
+from benchmarks.training.runner import execute
 from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy
 from tests.paths import REPO
 
@@ -92,7 +92,7 @@ _STARTER = """
 import json, sys, time
 from pathlib import Path
 from benchmarks.config.experiments import load_experiment
-from benchmarks.runner import execute
+from benchmarks.training.runner import execute
 overrides, uri, runs, go = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
 (config,) = load_experiment("toy2d").resolve("cpu", overrides, ["prime-l2-joint"])
 while not go.exists():  # every starter imported and ready: start together

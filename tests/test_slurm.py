@@ -21,9 +21,9 @@ import pytest
 from benchmarks.config.experiments import load_experiment
 from benchmarks.launch import launch, submit
 from benchmarks.profiles import ClusterProfile, load_profile
-from benchmarks.runner import execute
 from benchmarks.submitted import wait
 from benchmarks.tracking.tracker import RUN_ID_TAG, Tracker
+from benchmarks.training.runner import execute
 from tests.helpers import TINY_TOY, tiny_toy
 from tests.paths import REPO
 from tests.test_evaluation_jobs import TINY_TEXT, trained_once

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.checkpoints import load_trained_model
 from benchmarks.config.experiments import load_experiment
 from benchmarks.core import DataSpec, EvalContext
 from benchmarks.registry import MODELS
-from benchmarks.runner import execute
 from benchmarks.tasks.likelihood import block_nll
 from benchmarks.tasks.text import TextLM
+from benchmarks.training.checkpoints import load_trained_model
+from benchmarks.training.runner import execute
 from prime.backbones import DIT_PRESETS, DiT, SubTokenEmbedding
 
 DATA = DataSpec(num_classes=256, seq_len=32)

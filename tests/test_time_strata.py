@@ -12,7 +12,7 @@ from baselines import BlockDiffusion
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.training import DiffusionModule
+from benchmarks.training.lightning_module import DiffusionModule
 from prime import BatchShard, SubTokenizer, sample_times
 from prime.backbones import DiT, DiTConfig
 

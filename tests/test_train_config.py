@@ -12,7 +12,7 @@ from benchmarks.config.overrides import deep_merge
 from benchmarks.config.run_config import RunConfig
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
-from benchmarks.training import DiffusionModule
+from benchmarks.training.lightning_module import DiffusionModule
 
 
 def test_constant_schedule_is_the_linear_warm_up_then_one():

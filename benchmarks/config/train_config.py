@@ -17,7 +17,7 @@ __all__ = ["TrainConfig"]
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings: AdamW, a linear warm-up, then a constant or cosine-decayed
-    learning rate (:meth:`lr_factor`), and a weight EMA (:class:`benchmarks.ema.EMA`).
+    learning rate (:meth:`lr_factor`), and a weight EMA (:class:`benchmarks.training.ema.EMA`).
 
     With W ranks, each rank takes ``global_batch_size / W`` rows per optimizer step, as
     ``accumulation`` micro-batches of ``micro_batch_size`` rows.
@@ -103,7 +103,7 @@ class TrainConfig:
     training, which passes its float32 loss through one): backward on S * loss, the
     gradients unscaled before the step, a step whose scaled gradients hold an inf or NaN
     skipped with S halved, S doubled after 2000 clean steps, from S = 2^16
-    (:mod:`benchmarks.loss_scale`). Not with 16-mixed, which scales by itself."""
+    (:mod:`benchmarks.training.loss_scale`). Not with 16-mixed, which scales by itself."""
     ema: float | None = None
     """Decay d of the weight EMA, updated with d_n = min(d, (1 + k) / (10 + k)) where
     k = n + ema_offset and n is the number of updates before this one; evaluation uses the

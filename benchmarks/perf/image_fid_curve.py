@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.checkpoints import kept_checkpoints, last_checkpoint, load_trained_model
 from benchmarks.config.experiments import resolve_variant
 from benchmarks.config.overrides import parse_overrides
 from benchmarks.config.run_config import RunConfig
@@ -41,6 +40,7 @@ from benchmarks.registry import TASKS
 from benchmarks.tasks.image_params import HELD_OUT_SPLIT, REFERENCE_SPLIT, ImageParams
 from benchmarks.tasks.image_splits import load_images
 from benchmarks.tasks.images import ImageGeneration
+from benchmarks.training.checkpoints import kept_checkpoints, last_checkpoint, load_trained_model
 
 
 def curve_checkpoints(runs_dir: Path, run_id: str) -> list[tuple[int | None, Path]]:

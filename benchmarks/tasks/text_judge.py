@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from huggingface_hub import try_to_load_from_cache
 
-from ..checkpoints import last_checkpoint, load_trained_model, read_checkpoint
 from ..config.experiments import resolve_variant
 from ..config.run_config import RunConfig
 from ..core import ConfigError
@@ -29,6 +28,7 @@ from ..data.tokenizers import get_tokenizer
 from ..metrics.hub_judge import HubJudge, import_transformers
 from ..metrics.judge import Judge, JudgeUnavailableError
 from ..metrics.suite_judge import EOS_TEXT, SuiteJudge
+from ..training.checkpoints import last_checkpoint, load_trained_model, read_checkpoint
 from .text_params import TextLMParams
 
 __all__ = ["HUB_FILES", "BOSJudge", "build_judge", "check_judge", "judge_config"]

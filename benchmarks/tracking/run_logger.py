@@ -5,7 +5,7 @@ The metric steps of a run are the same however often it stopped: every ``every``
 step (and the last), each once. Steps already in the run are not logged again: after a
 hard kill the run resumes from its last periodic checkpoint and replays, bit for bit,
 steps that were logged after it; the checkpoint of a step is written only after the
-step's points are in the store (:class:`benchmarks.checkpoint_writer.PeriodicCheckpoints`),
+step's points are in the store (:class:`benchmarks.training.checkpoint_writer.PeriodicCheckpoints`),
 so no step is skipped either. The off-grid step at which a job stops on the warning
 signal is not logged.
 """

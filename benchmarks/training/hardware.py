@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config.precision import bf16_support
-from .config.train_config import TrainConfig
+from ..config.precision import bf16_support
+from ..config.train_config import TrainConfig
 
 __all__ = ["Hardware", "select_hardware", "PEAK_BF16_TFLOPS"]
 

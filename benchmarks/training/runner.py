@@ -24,6 +24,19 @@ from typing import Any
 
 import torch
 
+from ..config.experiments import upstream_config
+from ..config.run_config import RunConfig
+from ..core import ConfigError, EvalContext, Metric
+from ..evaluation.ranks import evaluation_ranks
+from ..evaluation.shards import Sharding
+from ..evaluation.signals import EvaluationSignals
+from ..registry import MODELS, TASKS
+from ..runtime.distributed import World, current_world, share_from_main
+from ..runtime.lease import RunBusy, RunLease
+from ..runtime.preemption import Interrupted, Preempted, Terminated, terminate_raises
+from ..safe_files import UnsafePath, check_not_symlink, ensure_directory
+from ..tracking.tracker import EVAL_TIME_METRIC, Tracker
+from ..weights.released import released_model
 from .checkpoint_writer import remove_temporaries
 from .checkpoints import (
     initialise_from,
@@ -31,21 +44,8 @@ from .checkpoints import (
     load_trained_model,
     resume_checkpoint,
 )
-from .config.experiments import upstream_config
-from .config.run_config import RunConfig
-from .core import ConfigError, EvalContext, Metric
-from .evaluation.ranks import evaluation_ranks
-from .evaluation.shards import Sharding
-from .evaluation.signals import EvaluationSignals
 from .hardware import Hardware, select_hardware
-from .registry import MODELS, TASKS
-from .runtime.distributed import World, current_world, share_from_main
-from .runtime.lease import RunBusy, RunLease
-from .runtime.preemption import Interrupted, Preempted, Terminated, terminate_raises
-from .safe_files import UnsafePath, check_not_symlink, ensure_directory
-from .tracking.tracker import EVAL_TIME_METRIC, Tracker
-from .training import fit
-from .weights.released import released_model
+from .lightning_module import fit
 
 __all__ = ["execute", "RunResult"]
 

@@ -8,7 +8,7 @@ directory), with an error naming the file. A run whose ``last.ckpt`` is damaged 
 from its newest whole periodic checkpoint (:func:`resume_checkpoint`); with none, the
 error says how to move the file aside to start from scratch. Nothing is deleted or
 overwritten. Checkpoints are read as data (:func:`read_checkpoint`), never unpickled
-as code; they are written by :mod:`benchmarks.checkpoint_writer`.
+as code; they are written by :mod:`benchmarks.training.checkpoint_writer`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 
 import torch
 
-from .config.experiments import resolve_variant
-from .config.overrides import parse_overrides
-from .config.run_config import RunConfig
-from .core import ConfigError
+from ..config.experiments import resolve_variant
+from ..config.overrides import parse_overrides
+from ..config.run_config import RunConfig
+from ..core import ConfigError
+from ..registry import MODELS, TASKS
+from ..tracking.tracker import Tracker
 from .ema import EMA
-from .registry import MODELS, TASKS
-from .tracking.tracker import Tracker
 
 __all__ = [
     "CheckpointError",

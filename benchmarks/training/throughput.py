@@ -21,7 +21,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from .config.train_config import TrainConfig
+from ..config.train_config import TrainConfig
 from .hardware import Hardware
 
 __all__ = ["Throughput", "flops_per_token_of"]

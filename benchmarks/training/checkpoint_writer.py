@@ -26,9 +26,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from ..safe_files import atomic_write, ensure_directory
+from ..tracking.run_logger import flush_step_metrics
 from .checkpoints import CheckpointError
-from .safe_files import atomic_write, ensure_directory
-from .tracking.run_logger import flush_step_metrics
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -104,9 +104,10 @@ class PeriodicCheckpoints(ModelCheckpoint):
     between the two then resumes at a step whose points are in the store, where saving
     first would lose them for good.
 
-    The end of training writes ``last.ckpt`` itself (:func:`benchmarks.training.fit`, or
-    :class:`benchmarks.runtime.preemption.SaveOnSignal` on a signal), so Lightning's own save at
-    the end is left out: one save, one file, never a ``last-v1.ckpt`` twin.
+    The end of training writes ``last.ckpt`` itself
+    (:func:`benchmarks.training.lightning_module.fit`, or
+    :class:`benchmarks.runtime.preemption.SaveOnSignal` on a signal), so Lightning's own save
+    at the end is left out: one save, one file, never a ``last-v1.ckpt`` twin.
 
     The steps of ``keep_steps`` are saved too, off the grid as well, and never removed
     when only the newest periodic checkpoint is kept: a fine-tuned run starts from one.

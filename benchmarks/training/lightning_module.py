@@ -32,20 +32,20 @@ from torch import nn
 
 from prime import BatchShard
 
+from ..config.run_config import RunConfig
+from ..config.train_config import TrainConfig
+from ..data.loader import StepSampler, TrainRows, training_loader
+from ..runtime.distributed import JobEnvironment, World
+from ..runtime.preemption import SaveOnSignal
+from ..streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
+from ..tracking.run_logger import OpenRunLogger
 from .checkpoint_writer import AtomicCheckpointIO, PeriodicCheckpoints, remove_temporaries
 from .checkpoints import RUN_ID_KEY, check_run_id, resume_checkpoint
-from .config.run_config import RunConfig
-from .config.train_config import TrainConfig
-from .data.loader import StepSampler, TrainRows, training_loader
 from .ema import EMA
 from .finite_loss import PATIENCE_WITH_SCALER, FiniteLossGuard, NonFiniteLoss
 from .hardware import Hardware
 from .loss_scale import DynamicLossScale, LossScaledModule
-from .runtime.distributed import JobEnvironment, World
-from .runtime.preemption import SaveOnSignal
-from .streams import DATA_STREAM, EPOCH_STREAM, NOISE_STREAM, network_stream, step_seed
 from .throughput import Throughput
-from .tracking.run_logger import OpenRunLogger
 
 __all__ = ["DiffusionModule", "fit"]
 
