@@ -28,24 +28,24 @@ from .cli_errors import parse_set, run_command
 from .cli_parser import build_parser
 from .config.experiments import Experiment, list_experiments, load_experiment
 from .core import ConfigError
-from .dryrun import dry_run
 from .explain import explain_entry, explain_runs
-from .job_errors import wait_jobs
-from .job_profiles import JobProfiles, choose_profiles
-from .launch import launch
-from .profiles import list_profiles
-from .registry import MODELS, TASKS
-from .reports.render import render_report
-from .reproduction import (
+from .launch.dryrun import dry_run
+from .launch.job_errors import wait_jobs
+from .launch.job_profiles import JobProfiles, choose_profiles
+from .launch.launcher import launch
+from .launch.plan import plan_experiments, submit_plan
+from .launch.profiles import list_profiles
+from .launch.reproduction import (
     Reproduction,
     default_parallel,
     format_time_table,
     reproduce_in_process,
     reproduce_locally,
 )
-from .status import collect_status, format_status
-from .submission import plan_experiments, submit_plan
-from .submitted import print_results
+from .launch.status import collect_status, format_status
+from .launch.submission import print_results
+from .registry import MODELS, TASKS
+from .reports.render import render_report
 
 __all__ = ["main", "COMMANDS"]
 
@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _profiles(args: argparse.Namespace) -> JobProfiles:
-    """The profile of each kind of job (benchmarks.job_profiles)."""
+    """The profile of each kind of job (benchmarks.launch.job_profiles)."""
     if args.cluster == "slurm" and not args.profile:
         valid = ", ".join(list_profiles())
         raise ConfigError(f"--profile is required with --cluster slurm; valid: {valid}")

@@ -22,8 +22,8 @@ import yaml
 from .config.overrides import parse_overrides
 from .config.yaml_io import yaml_problem
 from .core import ConfigError
+from .launch.submission import SweepInterrupted
 from .runtime.preemption import Interrupted, Terminated
-from .submitted import SweepInterrupted
 
 __all__ = [
     "EXIT_ERROR",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from .config.run_config import SCALES
 from .config.weights_section import WEIGHTS_MODES
-from .preflight import CLUSTERS
+from .launch.preflight import CLUSTERS
 from .runtime.lease import IF_BUSY
 
 __all__ = ["build_parser"]
@@ -127,7 +127,7 @@ def build_parser(
 
 
 def _add_profiles(p: argparse.ArgumentParser) -> None:
-    """A cluster profile per kind of job (benchmarks.job_profiles)."""
+    """A cluster profile per kind of job (benchmarks.launch.job_profiles)."""
     p.add_argument(
         "--profile",
         help="cluster profile under slurm/ (or a .yaml path) of training jobs, and of every "

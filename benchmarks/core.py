@@ -125,7 +125,7 @@ class Task:
     the experiment's ``upstream:`` section when there is one. A task with ``needs_model =
     False`` is handed none (it simulates, or loads the upstream's kept checkpoints itself).
     A task with ``needs_device = False`` computes on the CPU alone (a simulation): its jobs
-    get a cluster profile without GPUs (:mod:`benchmarks.job_kinds`).
+    get a cluster profile without GPUs (:mod:`benchmarks.launch.job_kinds`).
     """
 
     Params: ClassVar[type]

@@ -17,11 +17,11 @@ import submitit
 
 from benchmarks import cli
 from benchmarks.cli import main
-from benchmarks.job_errors import one_line
-from benchmarks.pool import Outcome
+from benchmarks.launch.job_errors import one_line
+from benchmarks.launch.pool import Outcome
+from benchmarks.launch.submission import LaunchError, collect
 from benchmarks.runtime.lease import RunLease
 from benchmarks.runtime.preemption import Terminated
-from benchmarks.submitted import LaunchError, collect
 from benchmarks.tasks.toy2d import Toy2D
 from tests.helpers import TINY_TOY, as_overrides, sqlite, tiny_toy
 from tests.paths import REPO

@@ -10,8 +10,8 @@ from benchmarks.config.overrides import parse_overrides
 from benchmarks.config.run_config import RunConfig
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.launch import _executor
-from benchmarks.profiles import list_profiles, load_profile
+from benchmarks.launch.launcher import _executor
+from benchmarks.launch.profiles import list_profiles, load_profile
 from benchmarks.registry import MODELS, TASKS, Registry
 
 

@@ -12,8 +12,8 @@ from benchmarks.config.overrides import deep_merge
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
 from benchmarks.data.loader import StepSampler, draw_global_batch
-from benchmarks.launch import launch
-from benchmarks.profiles import (
+from benchmarks.launch.launcher import launch
+from benchmarks.launch.profiles import (
     ClusterProfile,
     check_slurm_can_run,
     load_profile,

@@ -8,17 +8,17 @@ import pytest
 
 from benchmarks.config.experiments import load_experiment
 from benchmarks.core import Metric
-from benchmarks.dryrun import dry_run
-from benchmarks.estimate import (
+from benchmarks.launch.dryrun import dry_run
+from benchmarks.launch.estimate import (
     Layout,
     StepTime,
     estimate,
     measured_eval_time,
 )
-from benchmarks.eval_scaling import SPLIT, evaluation_shards, speedup
-from benchmarks.profiles import load_profile
+from benchmarks.launch.eval_scaling import SPLIT, evaluation_shards, speedup
+from benchmarks.launch.plan import PlannedExperiment
+from benchmarks.launch.profiles import load_profile
 from benchmarks.registry import TASKS
-from benchmarks.submission import PlannedExperiment
 from benchmarks.tracking.store_reader import RunStore
 from benchmarks.tracking.tracker import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy

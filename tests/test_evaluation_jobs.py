@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks.config.experiments import load_experiment
 from benchmarks.evaluation.signals import SIGNAL_AT_SHARD_ENV
-from benchmarks.launch import launch
-from benchmarks.profiles import load_profile
+from benchmarks.launch.launcher import launch
+from benchmarks.launch.profiles import load_profile
 from benchmarks.tracking.tracker import Tracker
 from benchmarks.training.runner import execute
 

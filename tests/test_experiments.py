@@ -10,8 +10,8 @@ import yaml
 from benchmarks.config.experiments import load_experiment, resolve_variant, upstream_config
 from benchmarks.config.overrides import expand_grid
 from benchmarks.core import ConfigError
+from benchmarks.launch.plan import plan_experiments
 from benchmarks.reports.context import ReportContext
-from benchmarks.submission import plan_experiments
 
 TOY = yaml.safe_load(load_experiment("toy2d").path.read_text())
 

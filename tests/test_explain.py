@@ -13,7 +13,7 @@ from benchmarks.config.experiments import list_experiments, load_experiment
 from benchmarks.config.run_config import RunConfig, UpstreamConfig
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.explain import UNDOCUMENTED, describe, explain_runs, field_docs
-from benchmarks.profiles import ClusterProfile
+from benchmarks.launch.profiles import ClusterProfile
 from benchmarks.registry import MODELS, TASKS
 
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.launch import launch
+from benchmarks.launch.launcher import launch
+from benchmarks.launch.plan import PlannedExperiment
+from benchmarks.launch.reproduction import reproduce_locally
 from benchmarks.reports.render import render_report
 from benchmarks.reports.store import load_runs
-from benchmarks.reproduction import reproduce_locally
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
-from benchmarks.submission import PlannedExperiment
 from benchmarks.tracking.store import TrackingError
 from benchmarks.tracking.tracker import Tracker
 from benchmarks.training.runner import execute

@@ -8,11 +8,11 @@ import torch
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.overrides import deep_merge
 from benchmarks.core import ConfigError
-from benchmarks.launch import launch
-from benchmarks.profiles import load_profile
+from benchmarks.launch.launcher import launch
+from benchmarks.launch.plan import plan_experiments
+from benchmarks.launch.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report
-from benchmarks.submission import plan_experiments
 from benchmarks.tracking.tracker import Tracker
 from benchmarks.training.checkpoints import initialise_from, load_trained_model
 from benchmarks.training.runner import execute

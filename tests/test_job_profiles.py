@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-import benchmarks.submission
+import benchmarks.launch.plan
 from benchmarks.cli import _scale_experiments, main
 from benchmarks.core import ConfigError, Metric
-from benchmarks.dryrun import dry_run, layout_of
-from benchmarks.estimate import estimate, measured_eval_time
-from benchmarks.eval_scaling import sample_count
-from benchmarks.job_kinds import job_kind
-from benchmarks.job_profiles import choose_profiles
-from benchmarks.profiles import list_profiles, load_profile
-from benchmarks.submission import PlannedExperiment, plan_experiments, submit_plan
+from benchmarks.launch.dryrun import dry_run, layout_of
+from benchmarks.launch.estimate import estimate, measured_eval_time
+from benchmarks.launch.eval_scaling import sample_count
+from benchmarks.launch.job_kinds import job_kind
+from benchmarks.launch.job_profiles import choose_profiles
+from benchmarks.launch.plan import PlannedExperiment, plan_experiments, submit_plan
+from benchmarks.launch.profiles import list_profiles, load_profile
 from benchmarks.tracking.store_reader import RunStore
 from benchmarks.tracking.tracker import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
@@ -143,13 +143,13 @@ def _recording_slurm(monkeypatch) -> tuple[list, list]:
     (the kinds of its jobs, the other arguments of ``submit``)."""
     calls: list = []
     _fake_slurm(monkeypatch, calls)
-    fake, arrays = benchmarks.submission.submit, []
+    fake, arrays = benchmarks.launch.plan.submit, []
 
     def recording(configs, cluster, **kwargs):
         arrays.append(({job_kind(c).name for c in configs}, kwargs))
         return fake(configs, cluster, **kwargs)
 
-    monkeypatch.setattr("benchmarks.submission.submit", recording)
+    monkeypatch.setattr("benchmarks.launch.plan.submit", recording)
     return calls, arrays
 
 

@@ -7,12 +7,12 @@ import pickle
 
 import pytest
 
-from benchmarks.jobs import TrainJob, job_threads
-from benchmarks.launch import submit
-from benchmarks.ledger import read_ledger
-from benchmarks.profiles import ClusterProfile
-from benchmarks.status import collect_status
-from benchmarks.submitted import LaunchError, interruption, summary, wait
+from benchmarks.launch.launcher import submit
+from benchmarks.launch.ledger import read_ledger
+from benchmarks.launch.profiles import ClusterProfile
+from benchmarks.launch.status import collect_status
+from benchmarks.launch.submission import LaunchError, interruption, summary, wait
+from benchmarks.launch.train_job import TrainJob, job_threads
 from benchmarks.tracking.tracker import Tracker
 from tests.helpers import tiny_toy
 

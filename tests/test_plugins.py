@@ -11,7 +11,7 @@ import yaml
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.run_config import RunConfig
 from benchmarks.core import ConfigError
-from benchmarks.launch import launch
+from benchmarks.launch.launcher import launch
 from benchmarks.registry import MODELS
 from benchmarks.tracking.tracker import Tracker
 from benchmarks.training.runner import execute

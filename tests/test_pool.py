@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.pool import Outcome, run_pool, span
+from benchmarks.launch.pool import Outcome, run_pool, span
 
 
 class Ticks:

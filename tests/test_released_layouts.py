@@ -27,8 +27,8 @@ import pytest
 import torch
 
 from benchmarks.config.run_config import RunConfig
+from benchmarks.launch.plan import plan_experiments
 from benchmarks.registry import MODELS, TASKS
-from benchmarks.submission import plan_experiments
 from benchmarks.weights import released
 from benchmarks.weights.hub import FetchedWeights
 from benchmarks.weights.hub_models import WINDOW_KEYS, check_hub_config, hub_network_state

@@ -16,12 +16,12 @@ from benchmarks.config.overrides import parse_overrides
 from benchmarks.config.run_config import RunConfig
 from benchmarks.config.weights_section import NoReleasedWeights
 from benchmarks.core import ConfigError
-from benchmarks.dryrun import dry_run, layout_of
-from benchmarks.estimate import StepTime, estimate
-from benchmarks.profiles import load_profile
+from benchmarks.launch.dryrun import dry_run, layout_of
+from benchmarks.launch.estimate import StepTime, estimate
+from benchmarks.launch.plan import PlannedExperiment, plan_experiments, upstream_of
+from benchmarks.launch.profiles import load_profile
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.reports.render import render_report
-from benchmarks.submission import PlannedExperiment, plan_experiments, upstream_of
 from benchmarks.training.runner import execute
 from benchmarks.weights import released
 from benchmarks.weights.mapping import load_network

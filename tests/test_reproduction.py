@@ -15,9 +15,9 @@ import torch
 
 from benchmarks import cli
 from benchmarks.cli import main
-from benchmarks.profiles import load_profile
-from benchmarks.reproduction import default_parallel, format_time_table
-from benchmarks.submission import PlannedExperiment
+from benchmarks.launch.plan import PlannedExperiment
+from benchmarks.launch.profiles import load_profile
+from benchmarks.launch.reproduction import default_parallel, format_time_table
 from benchmarks.tasks.toy2d import Toy2D
 from benchmarks.tracking.tracker import Tracker
 from tests.helpers import mlflow_runs, sqlite, tiny_idle, tiny_toy

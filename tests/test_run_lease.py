@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from benchmarks.config.experiments import load_experiment
-from benchmarks.launch import submit
-from benchmarks.profiles import load_profile
+from benchmarks.launch.launcher import submit
+from benchmarks.launch.profiles import load_profile
+from benchmarks.launch.submission import LaunchError, wait
 from benchmarks.runtime.lease import RunBusy, RunLease
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Interrupted
-from benchmarks.submitted import LaunchError, wait
 from benchmarks.tracking.tracker import Tracker
 from benchmarks.training.runner import execute
 from tests.helpers import TINY_TOY, mlflow_runs, sqlite, tiny_toy

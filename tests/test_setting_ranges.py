@@ -17,7 +17,7 @@ from benchmarks.config.run_config import SEED_MAX, RunConfig
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.preflight import validate
+from benchmarks.launch.preflight import validate
 from benchmarks.registry import MODELS, TASKS
 from benchmarks.streams import EVAL_STREAMS, eval_seed, idle_seed
 from prime import SubTokenizer

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from benchmarks.data.cache import published, staged_directory
-from benchmarks.launch import submit
-from benchmarks.ledger import ledger_path, read_ledger, record
+from benchmarks.launch.launcher import submit
+from benchmarks.launch.ledger import ledger_path, read_ledger, record
 from benchmarks.metrics.fid_reference import reference_entry, reference_features, share_references
 from benchmarks.runtime.lease import RunLease
 from benchmarks.safe_files import (

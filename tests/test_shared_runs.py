@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.config.experiments import load_experiment
 from benchmarks.core import ConfigError
-from benchmarks.submission import plan_experiments
+from benchmarks.launch.plan import plan_experiments
 
 
 def test_a_same_as_variant_is_the_other_experiments_run():

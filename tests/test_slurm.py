@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.config.experiments import load_experiment
-from benchmarks.launch import launch, submit
-from benchmarks.profiles import ClusterProfile, load_profile
-from benchmarks.submitted import wait
+from benchmarks.launch.launcher import launch, submit
+from benchmarks.launch.profiles import ClusterProfile, load_profile
+from benchmarks.launch.submission import wait
 from benchmarks.tracking.tracker import RUN_ID_TAG, Tracker
 from benchmarks.training.runner import execute
 from tests.helpers import TINY_TOY, tiny_toy

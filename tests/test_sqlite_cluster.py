@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.sqlite_cluster import filesystem_type, is_network_filesystem, parse_mount_table
-from benchmarks.submitted import Submission
+from benchmarks.launch.sqlite_cluster import (
+    filesystem_type,
+    is_network_filesystem,
+    parse_mount_table,
+)
+from benchmarks.launch.submission import Submission
 from benchmarks.tracking.store import TrackingError, check_tracking_reachable
 from tests.helpers import sqlite
 
@@ -68,10 +72,10 @@ def _no_slurm(monkeypatch) -> list:
         reached.append(configs)
         return Submission(list(configs), [_Job()] * len(configs), cluster, Path("runs"))
 
-    monkeypatch.setattr("benchmarks.submission.validate", lambda *a, **k: None)
-    monkeypatch.setattr("benchmarks.launch.validate", lambda *a, **k: None)
-    monkeypatch.setattr("benchmarks.launch._executor", lambda *a, **k: reached.append(a))
-    monkeypatch.setattr("benchmarks.submission.submit", submit)
+    monkeypatch.setattr("benchmarks.launch.plan.validate", lambda *a, **k: None)
+    monkeypatch.setattr("benchmarks.launch.launcher.validate", lambda *a, **k: None)
+    monkeypatch.setattr("benchmarks.launch.launcher._executor", lambda *a, **k: reached.append(a))
+    monkeypatch.setattr("benchmarks.launch.plan.submit", submit)
     return reached
 
 
@@ -86,7 +90,7 @@ def test_a_sqlite_store_on_a_network_filesystem_is_refused_before_submitting(
     tmp_path, capsys, monkeypatch
 ):
     reached = _no_slurm(monkeypatch)
-    monkeypatch.setattr("benchmarks.sqlite_cluster.filesystem_type", lambda path: "nfs4")
+    monkeypatch.setattr("benchmarks.launch.sqlite_cluster.filesystem_type", lambda path: "nfs4")
     store, runs = tmp_path / "mlflow.db", tmp_path / "runs"
     where = ["--tracking-uri", sqlite(store), "--runs-dir", str(runs)]
     sweep = ["sweep", "toy2d", "--cluster", "slurm", "--profile", "local-test", *where]
@@ -103,7 +107,7 @@ def test_jobs_of_several_nodes_are_refused_and_one_node_on_a_local_disk_passes(
     tmp_path, capsys, monkeypatch
 ):
     reached = _no_slurm(monkeypatch)
-    monkeypatch.setattr("benchmarks.sqlite_cluster.filesystem_type", lambda path: "ext4")
+    monkeypatch.setattr("benchmarks.launch.sqlite_cluster.filesystem_type", lambda path: "ext4")
     two = tmp_path / "two-nodes.yaml"
     two.write_text("nodes: 2\n")
     store = tmp_path / "mlflow.db"

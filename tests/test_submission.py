@@ -9,13 +9,13 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.core import ConfigError
-from benchmarks.dryrun_summary import UNKNOWN_STEP_TIME
-from benchmarks.launch import launch
-from benchmarks.ledger import latest_by_run_id, ledger_path, read_ledger, record
-from benchmarks.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_squeue
-from benchmarks.status import collect_status, format_status
-from benchmarks.submission import _order, plan_experiments, stages, submit_plan
-from benchmarks.submitted import Submission
+from benchmarks.launch.dryrun_summary import UNKNOWN_STEP_TIME
+from benchmarks.launch.launcher import launch
+from benchmarks.launch.ledger import latest_by_run_id, ledger_path, read_ledger, record
+from benchmarks.launch.plan import _order, plan_experiments, stages, submit_plan
+from benchmarks.launch.slurm_query import SlurmJob, expand_job_ids, parse_sacct, parse_squeue
+from benchmarks.launch.status import collect_status, format_status
+from benchmarks.launch.submission import Submission
 from benchmarks.tracking.tracker import Tracker
 from tests.helpers import TINY_TOY, as_overrides, tiny_toy
 
@@ -84,8 +84,8 @@ def _fake_slurm(monkeypatch, calls: list):
         jobs = [FakeJob(f"{array}_{i}") for i in range(len(configs))]
         return Submission(list(configs), jobs, cluster, Path("runs"))
 
-    monkeypatch.setattr("benchmarks.submission.submit", fake_submit)
-    monkeypatch.setattr("benchmarks.submission.validate", lambda *a, **k: None)
+    monkeypatch.setattr("benchmarks.launch.plan.submit", fake_submit)
+    monkeypatch.setattr("benchmarks.launch.plan.validate", lambda *a, **k: None)
 
 
 def test_reproduce_on_slurm_submits_everything_with_dependencies_and_exits(monkeypatch, capsys):
@@ -114,7 +114,7 @@ def test_nothing_is_submitted_when_a_later_experiment_fails_validation(monkeypat
         if configs[0].experiment == "table2":
             raise ConfigError("bad table2")
 
-    monkeypatch.setattr("benchmarks.submission.validate", validate)
+    monkeypatch.setattr("benchmarks.launch.plan.validate", validate)
     with pytest.raises(ConfigError, match="bad table2"):
         submit_plan(plan_experiments(["table1", "table2"], "paper"), "slurm")
     assert calls == []

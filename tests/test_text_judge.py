@@ -14,8 +14,8 @@ from benchmarks.config.experiments import list_experiments, load_experiment
 from benchmarks.config.run_config import ComponentConfig
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, EvalContext
+from benchmarks.launch.plan import plan_experiments, stages, upstream_of
 from benchmarks.metrics.judge import JudgeUnavailableError
-from benchmarks.submission import plan_experiments, stages, upstream_of
 from benchmarks.tasks.text import TextLM
 from benchmarks.tasks.text_judge import check_judge
 from benchmarks.tasks.text_params import TextLMParams

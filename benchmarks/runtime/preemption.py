@@ -7,7 +7,7 @@ handler only records it: the training loop reacts at the next optimizer-step bou
 where the ranks agree (a max all-reduce, since each rank gets the signal at its own
 moment), all save one checkpoint together, training stops, and :class:`Preempted` is
 raised. The job
-callable then lets submitit requeue the job (see :mod:`benchmarks.launch`).
+callable then lets submitit requeue the job (see :mod:`benchmarks.launch.launcher`).
 
 Ctrl-C (``SIGINT``) and ``SIGTERM`` (``scancel``, ``kill``) take the same path during
 training but raise :class:`Interrupted`: the checkpoint is saved, the MLflow run is marked
@@ -15,7 +15,7 @@ interrupted, nothing is requeued, and the next start resumes. A second Ctrl-C st
 once (as ``KeyboardInterrupt``). Outside training, :func:`terminate_raises` turns
 ``SIGTERM`` into :class:`Terminated`, so that an evaluation stopped by it is recorded too.
 
-A sweep of local jobs (:func:`benchmarks.launch.launch_local`) is stopped by Ctrl-C as a
+A sweep of local jobs (:func:`benchmarks.launch.launcher.launch_local`) is stopped by Ctrl-C as a
 whole: a terminal sends SIGINT to its foreground process group, so the sweep's process
 and every job's process get it at once. Each job saves and stops on its own; the sweep
 (:class:`StopRequest`) starts no further job and waits for the running ones. submitit's

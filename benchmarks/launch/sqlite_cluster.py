@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..tracking.store import TrackingError, sqlite_path
 from .profiles import ClusterProfile
-from .tracking.store import TrackingError, sqlite_path
 
 __all__ = [
     "NETWORK_FILESYSTEMS",

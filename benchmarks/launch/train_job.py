@@ -3,7 +3,7 @@ the CPU threads its ranks use.
 
 On the scheduler's warning signal the run has saved its checkpoint and raised
 :class:`benchmarks.runtime.preemption.Preempted`; the job then lets submitit requeue it with the
-same arguments (see :mod:`benchmarks.launch`).
+same arguments (see :mod:`benchmarks.launch.launcher`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 
 import submitit
 
+from ..runtime.distributed import in_submitit_job
+from ..runtime.preemption import WARNING_SIGNAL, Preempted, sigint_restored
+from ..training.runner import execute
 from .profiles import ClusterProfile
-from .runtime.distributed import in_submitit_job
-from .runtime.preemption import WARNING_SIGNAL, Preempted, sigint_restored
-from .training.runner import execute
 
 __all__ = ["TrainJob", "job_threads"]
 

@@ -1,7 +1,7 @@
 """Launch run configs with submitit: ``debug`` (in-process), ``local`` (processes on this
 machine), or ``slurm`` (a job array with a cluster profile from ``slurm/<profile>.yaml``).
 
-Every job calls :class:`benchmarks.jobs.TrainJob`, a ``submitit.helpers.Checkpointable``
+Every job calls :class:`benchmarks.launch.train_job.TrainJob`, a ``submitit.helpers.Checkpointable``
 around :func:`benchmarks.training.runner.execute`: on Slurm's warning signal (time limit or
 preemption) the run saves a checkpoint and the job is requeued with the same arguments, at most
 ``profile.max_requeues`` times for time-outs; the requeued job resumes the checkpoint
@@ -21,20 +21,21 @@ from typing import Any
 
 import submitit
 
-from .config.run_config import RunConfig
-from .core import ConfigError
+from ..config.run_config import RunConfig
+from ..core import ConfigError
+from ..runtime.lease import IF_BUSY
+from ..runtime.preemption import Interrupted, StopRequest, sigint_ignored
+from ..safe_files import ensure_private_directory
+from ..tracking.store import resolve_tracking_uri
+from ..tracking.tracker import Tracker
 from .inprocess import InProcessExecutor
 from .job_errors import one_line, wait_jobs
-from .jobs import TrainJob, job_threads
 from .ledger import record
 from .pool import Outcome, run_pool
 from .preflight import validate
 from .profiles import ClusterProfile
-from .runtime.lease import IF_BUSY
-from .runtime.preemption import Interrupted, StopRequest, sigint_ignored
-from .safe_files import ensure_private_directory
 from .sqlite_cluster import check_sqlite_for_slurm
-from .submitted import (
+from .submission import (
     Submission,
     SweepInterrupted,
     collect,
@@ -42,8 +43,7 @@ from .submitted import (
     raise_failures,
     say,
 )
-from .tracking.store import resolve_tracking_uri
-from .tracking.tracker import Tracker
+from .train_job import TrainJob, job_threads
 
 __all__ = [
     "LOCAL_TIMEOUT_MIN",
@@ -65,7 +65,7 @@ def _executor(
     post_mortem: bool = False,
 ) -> Any:
     if cluster == "debug" and not post_mortem:
-        # submitit's DebugExecutor opens pdb on a failed job (benchmarks.inprocess).
+        # submitit's DebugExecutor opens pdb on a failed job (benchmarks.launch.inprocess).
         return InProcessExecutor(folder)
     if cluster == "slurm":
         profile = profile or ClusterProfile()
@@ -108,8 +108,8 @@ def submit(
     person at the terminal; otherwise its exception is raised.
     Everything is checked (:func:`validate`, tracking store; on Slurm, a sqlite store
     that the jobs would write from several nodes or over a network filesystem is refused,
-    :mod:`benchmarks.sqlite_cluster`) before anything is submitted; local and Slurm jobs
-    are recorded in the ledger (``benchmarks.ledger``).
+    :mod:`benchmarks.launch.sqlite_cluster`) before anything is submitted; local and Slurm jobs
+    are recorded in the ledger (``benchmarks.launch.ledger``).
     """
     validate(configs, cluster, profile, after=after)
     if if_busy not in IF_BUSY:

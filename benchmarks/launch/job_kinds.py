@@ -1,4 +1,5 @@
-"""The kind of a job, which decides the cluster profile it gets (:mod:`benchmarks.job_profiles`).
+"""The kind of a job, which decides the cluster profile it gets
+(:mod:`benchmarks.launch.job_profiles`).
 
 Every run of a plan is one of three kinds:
 
@@ -7,7 +8,7 @@ Every run of a plan is one of three kinds:
   training (:mod:`benchmarks.training.runner`), so the kind says what the job will do.
 * ``evaluation``: it only evaluates: released weights (``--weights released``), the
   checkpoint(s) of an upstream run (``upstream:``), or a task or run that trains nothing.
-  The dry run estimates it from a measured evaluation (:mod:`benchmarks.estimate`).
+  The dry run estimates it from a measured evaluation (:mod:`benchmarks.launch.estimate`).
 * ``cpu``: its task needs no device (``Task.needs_device = False``: a simulation such as
   idle-steps), so its job holds no GPU, whatever profile the user gives.
 """
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config.run_config import RunConfig
-from .registry import TASKS
+from ..config.run_config import RunConfig
+from ..registry import TASKS
 
 __all__ = ["KINDS", "JobKind", "job_kind"]
 

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config.run_config import RunConfig
-from .safe_files import (
+from ..config.run_config import RunConfig
+from ..safe_files import (
     UnsafePath,
     check_not_symlink,
     ensure_directory,

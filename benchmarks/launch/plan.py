@@ -10,7 +10,7 @@ comes first, and :func:`submit_plan` submits them all without waiting: on Slurm 
 downstream job array waits for its upstream arrays (``afterok``), so a whole scale is
 queued in one command. An upstream experiment outside the set is not waited for; its
 runs must be complete already (the downstream task names the missing run otherwise).
-Each job gets the profile of its kind (:mod:`benchmarks.job_profiles`): an experiment
+Each job gets the profile of its kind (:mod:`benchmarks.launch.job_profiles`): an experiment
 whose jobs get different profiles is submitted as one array per profile.
 """
 
@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config.experiments import Experiment, list_experiments, load_experiment
-from .config.run_config import RunConfig
-from .config.weights_section import NoReleasedWeights
-from .core import ConfigError
+from ..config.experiments import Experiment, list_experiments, load_experiment
+from ..config.run_config import RunConfig
+from ..config.weights_section import NoReleasedWeights
+from ..core import ConfigError
+from ..tracking.store import resolve_tracking_uri
 from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
-from .launch import submit
+from .launcher import submit
 from .preflight import validate
 from .profiles import ClusterProfile
 from .sqlite_cluster import check_sqlite_for_slurm
-from .submitted import Submission
-from .tracking.store import resolve_tracking_uri
+from .submission import Submission
 
 __all__ = ["PlannedExperiment", "upstream_of", "plan_experiments", "stages", "submit_plan"]
 
@@ -209,15 +209,15 @@ def submit_plan(
     for their upstream arrays. Everything is validated before the first submission.
 
     ``profiles``: the profile of each kind of job (default: ``profile`` for training, the
-    defaults of :func:`benchmarks.job_profiles.choose_profiles` for the others). On Slurm
+    defaults of :func:`benchmarks.launch.job_profiles.choose_profiles` for the others). On Slurm
     an experiment whose jobs get different profiles is one array per profile, each
     waiting for all of its upstream experiments' arrays; its :class:`Submission` holds
-    the jobs of all of them. ``if_busy``: as for :func:`benchmarks.launch.submit`."""
+    the jobs of all of them. ``if_busy``: as for :func:`benchmarks.launch.launcher.submit`."""
     slurm = cluster == "slurm"
     if not slurm and any(item.upstream for item in plan):
         raise ConfigError(
             f"--cluster {cluster}: jobs cannot wait for other jobs; run the experiments one "
-            "after the other (benchmarks.launch.launch) or use --cluster slurm"
+            "after the other (benchmarks.launch.launcher.launch) or use --cluster slurm"
         )
     profiles = profiles or choose_profiles(cluster, profile)
     groups = {item.name: profiles.groups(item.configs) for item in plan}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .config.run_config import RunConfig
+from ..config.run_config import RunConfig
 from .pool import Outcome
-from .submitted import LaunchError, Submission, summary, wait
+from .submission import LaunchError, Submission, summary, wait
 
 __all__ = ["one_line", "wait_jobs"]
 
@@ -25,7 +25,7 @@ def one_line(outcome: Outcome[RunConfig]) -> Outcome[RunConfig]:
 
 
 def wait_jobs(submission: Submission, tracebacks: bool = False) -> list[dict[str, Any]]:
-    """:func:`benchmarks.submitted.wait`; its :class:`LaunchError` has a line per failed
+    """:func:`benchmarks.launch.submission.wait`; its :class:`LaunchError` has a line per failed
     run (for an in-process job its exception, else the exception the job's traceback
     ends with and the job's log) unless ``tracebacks``."""
     try:

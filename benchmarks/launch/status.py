@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config.run_config import RunConfig
+from ..config.run_config import RunConfig
+from ..tracking.store_reader import RunStore, requeue_count, run_state
 from .ledger import LedgerEntry, latest_by_run_id, read_ledger
 from .slurm_query import SlurmJob, query_jobs
-from .tracking.store_reader import RunStore, requeue_count, run_state
 
 __all__ = ["StatusRow", "collect_status", "format_status"]
 

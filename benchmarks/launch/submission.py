@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config.run_config import RunConfig
+from ..config.run_config import RunConfig
+from ..runtime.preemption import Interrupted, Terminated
 from .pool import Outcome
-from .runtime.preemption import Interrupted, Terminated
 
 __all__ = [
     "LaunchError",

@@ -4,12 +4,12 @@ cluster and profile, the batch split over the profile's ranks, the runs other ru
 
 from __future__ import annotations
 
-from .config.experiments import resolve_variant, upstream_config
-from .config.overrides import parse_overrides
-from .config.run_config import RunConfig
-from .core import ConfigError
+from ..config.experiments import resolve_variant, upstream_config
+from ..config.overrides import parse_overrides
+from ..config.run_config import RunConfig
+from ..core import ConfigError
+from ..registry import TASKS
 from .profiles import ClusterProfile, check_slurm_can_run
-from .registry import TASKS
 
 __all__ = ["CLUSTERS", "validate"]
 

@@ -1,6 +1,6 @@
 """The cluster profile of each job of a Slurm submission: one per kind of job.
 
-A plan's jobs are of three kinds (:mod:`benchmarks.job_kinds`), and each kind has its
+A plan's jobs are of three kinds (:mod:`benchmarks.launch.job_kinds`), and each kind has its
 own profile, named by its own flag:
 
 ==========  ==============  ==============================================================
@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .config.run_config import RunConfig
-from .core import ConfigError
+from ..config.run_config import RunConfig
+from ..core import ConfigError
 from .job_kinds import job_kind
 from .profiles import ClusterProfile, load_profile
 
@@ -50,7 +50,7 @@ _WHY = {
 @dataclass(frozen=True)
 class ChosenProfile:
     """A profile as the user named it (a name under ``slurm/`` or a path; "none": the
-    defaults of :mod:`benchmarks.launch`), and the flag it came from."""
+    defaults of :mod:`benchmarks.launch.launcher`), and the flag it came from."""
 
     name: str
     profile: ClusterProfile | None

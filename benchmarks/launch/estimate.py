@@ -14,7 +14,7 @@ median of the experiment's runs), else from the user (``--step-time``, taken to 
 measured on the planned layout).
 
 A run that only evaluates (an evaluation task, or released weights: no training; see
-:mod:`benchmarks.job_kinds`) is estimated from its evaluation time, the first of:
+:mod:`benchmarks.launch.job_kinds`) is estimated from its evaluation time, the first of:
 
 1. ``perf/eval_time_s`` logged by this run (same run id);
 2. ``perf/eval_time_s`` of a run of the same variant that drew as many samples
@@ -28,7 +28,7 @@ A run that only evaluates (an evaluation task, or released weights: no training;
 all at the same scale. A time is measured on the ranks of its run (the tag
 ``runtime.world_size``; one when absent: an evaluation outside the runner is one
 process). The evaluation splits over the ranks of its job, up to its number of shards S
-(:mod:`benchmarks.eval_scaling`), so on a layout of R ranks
+(:mod:`benchmarks.launch.eval_scaling`), so on a layout of R ranks
 
     wall hours   = t * speedup(R', S) / speedup(R, S) / 3600,  speedup(R, S) = S / ceil(S / R)
     device-hours = wall hours * D
@@ -46,11 +46,11 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from .config.run_config import RunConfig
+from ..config.run_config import RunConfig
+from ..tracking.store_reader import RunStore, run_state
+from ..tracking.tracker import EVAL_TIME_METRIC, RUN_ID_TAG, SAMPLES_METRIC, STEP_METRIC
 from .eval_scaling import evaluation_shards, sample_count, speedup
 from .job_kinds import job_kind
-from .tracking.store_reader import RunStore, run_state
-from .tracking.tracker import EVAL_TIME_METRIC, RUN_ID_TAG, SAMPLES_METRIC, STEP_METRIC
 
 __all__ = [
     "Estimate",

@@ -7,7 +7,7 @@ train with the gloo backend (tests, laptops). A job that Slurm warns of its time
 or preempts saves a checkpoint and requeues itself, at most ``max_requeues`` times for
 time-outs; the warning comes ``signal_delay_s`` seconds before the limit.
 
-On Slurm each kind of job has its own profile (:mod:`benchmarks.job_profiles`):
+On Slurm each kind of job has its own profile (:mod:`benchmarks.launch.job_profiles`):
 ``--profile`` for training jobs; ``--eval-profile`` for evaluation-only jobs (released
 weights, an upstream run's checkpoints), by default ``gpu-1x`` (one GPU) when
 ``--profile`` holds GPUs; ``--cpu-profile`` for jobs whose task needs no device (the
@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
-from .config.validation import build_dataclass
-from .config.yaml_io import load_yaml, yaml_problem
-from .core import ConfigError, require_at_least
-from .resources import profiles_dir
+from ..config.validation import build_dataclass
+from ..config.yaml_io import load_yaml, yaml_problem
+from ..core import ConfigError, require_at_least
+from ..resources import profiles_dir
 
 __all__ = [
     "ClusterProfile",

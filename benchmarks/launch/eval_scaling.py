@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 
-from .config.run_config import RunConfig
+from ..config.run_config import RunConfig
 
 __all__ = ["SPLIT", "evaluation_shards", "sample_count", "speedup"]
 

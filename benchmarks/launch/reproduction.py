@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .launch import launch, launch_local
+from .launcher import launch, launch_local
+from .plan import PlannedExperiment, stages
 from .pool import span
 from .profiles import ClusterProfile
-from .submission import PlannedExperiment, stages
-from .submitted import LaunchError, print_results, summary
+from .submission import LaunchError, print_results, summary
 
 __all__ = [
     "Reproduction",
@@ -84,7 +84,7 @@ def reproduce_locally(
 
     A failed run is recorded and the reproduction goes on, less the experiments that read
     a failed experiment's checkpoints. Ctrl-C raises
-    :class:`benchmarks.submitted.SweepInterrupted` once the running jobs have stopped."""
+    :class:`benchmarks.launch.submission.SweepInterrupted` once the running jobs have stopped."""
     done = Reproduction()
     failed: set[str] = set()
     for stage in stages(plan):
@@ -137,7 +137,7 @@ def reproduce_in_process(
 ) -> Reproduction:
     """Run the plan's experiments one after the other in this process (``--cluster
     debug``); failures are recorded as in :func:`reproduce_locally` (``post_mortem``: a
-    failed run opens pdb first, :func:`benchmarks.launch.launch`)."""
+    failed run opens pdb first, :func:`benchmarks.launch.launcher.launch`)."""
     done = Reproduction()
     failed: set[str] = set()
     for item in plan:  # upstream experiments first

@@ -1,4 +1,4 @@
-"""The lines under a dry run's table (:mod:`benchmarks.dryrun`): the total cost, what is
+"""The lines under a dry run's table (:mod:`benchmarks.launch.dryrun`): the total cost, what is
 unknown and how to measure it, the profile of each kind of job, runs shared between
 experiments, and warnings about time limits."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .config.run_config import RunConfig
+from ..config.run_config import RunConfig
 from .estimate import Estimate, Layout
 from .eval_scaling import evaluation_shards
 from .job_kinds import KINDS, JobKind
@@ -127,7 +127,7 @@ def _profile_lines(jobs: list[PlannedJob], profiles: JobProfiles, say: Say) -> N
 
 def _released_lines(jobs: list[PlannedJob], cluster: str, say: Say) -> None:
     """What a plan of released weights needs: each evaluation splits over its job's ranks
-    up to its shards (:mod:`benchmarks.eval_scaling`), and one cut by its time limit
+    up to its shards (:mod:`benchmarks.launch.eval_scaling`), and one cut by its time limit
     resumes from its kept shards in the next allocation."""
     released = [j for j in jobs if j.config.weights is not None]
     if not released:

@@ -2,9 +2,9 @@
 
 Every job is listed (experiment, variant, run id, resources, time limit, its kind and the
 profile it gets, the experiments it waits for) with its estimated device-hours and
-allocations (see :mod:`benchmarks.estimate`; an evaluation measured on other ranks is
-scaled to the job's by :mod:`benchmarks.eval_scaling`). On Slurm each kind of job gets
-its own profile (:mod:`benchmarks.job_profiles`): the ``kind`` column says why a job is
+allocations (see :mod:`benchmarks.launch.estimate`; an evaluation measured on other ranks is
+scaled to the job's by :mod:`benchmarks.launch.eval_scaling`). On Slurm each kind of job gets
+its own profile (:mod:`benchmarks.launch.job_profiles`): the ``kind`` column says why a job is
 of its kind, the ``profile`` column which profile it gets, and the lines under the table
 where each kind's profile comes from. The same checks as a submission run first
 (profiles, batch split over the ranks, Slurm partition), except that sbatch need not
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .config.experiments import upstream_config
-from .core import ConfigError
+from ..config.experiments import upstream_config
+from ..core import ConfigError
+from ..tracking.store import TrackingError, resolve_tracking_uri
+from ..tracking.store_reader import RunStore
 from .dryrun_summary import PlannedJob, hours_text, summary
 from .estimate import (
     Estimate,
@@ -28,13 +30,11 @@ from .estimate import (
 )
 from .job_kinds import job_kind
 from .job_profiles import JobProfiles, choose_profiles, naming_the_flag
-from .launch import LOCAL_TIMEOUT_MIN
+from .launcher import LOCAL_TIMEOUT_MIN
+from .plan import PlannedExperiment
 from .preflight import validate
 from .profiles import ClusterProfile
 from .sqlite_cluster import check_sqlite_for_slurm
-from .submission import PlannedExperiment
-from .tracking.store import TrackingError, resolve_tracking_uri
-from .tracking.store_reader import RunStore
 
 __all__ = ["layout_of", "dry_run"]
 
@@ -125,7 +125,7 @@ def dry_run(
     """Print every job of ``plan`` and the estimated cost; return the estimates in order.
 
     ``profiles``: the profile of each kind of job (default: ``profile`` for training and
-    the defaults of :func:`benchmarks.job_profiles.choose_profiles` for the others).
+    the defaults of :func:`benchmarks.launch.job_profiles.choose_profiles` for the others).
     ``step_time``: seconds per optimizer step on the training layout, for runs without a
     measurement in the tracking store."""
     if step_time is not None and step_time <= 0:
