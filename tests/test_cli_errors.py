@@ -15,8 +15,8 @@ import textwrap
 import pytest
 import submitit
 
-from benchmarks import cli
-from benchmarks.cli import main
+from benchmarks.cli import main as cli
+from benchmarks.cli.main import main
 from benchmarks.launch.job_errors import one_line
 from benchmarks.launch.pool import Outcome
 from benchmarks.launch.submission import LaunchError, collect
@@ -190,7 +190,7 @@ def test_a_failed_run_started_from_a_script_ends_instead_of_waiting_at_pdb(tmp_p
     reader, writer = os.pipe()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.cli", *argv],
+            [sys.executable, "-m", "benchmarks.cli.main", *argv],
             stdin=reader,
             capture_output=True,
             text=True,

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from benchmarks.cli import main
+from benchmarks.cli.main import main
 from benchmarks.data.images import CIFAR10, image_tokens
 from benchmarks.data.text import load_documents
 from benchmarks.data.text_sources import ZERO_SHOT
@@ -173,7 +173,7 @@ def test_a_read_only_results_directory_is_an_error_and_its_files_are_kept(traine
     (out / "cpu").chmod(0o555)
     try:
         done = _unprivileged(
-            "import sys; from benchmarks.cli import main; "
+            "import sys; from benchmarks.cli.main import main; "
             f"sys.exit(main(['report', '--tracking-uri', {uri!r}, '--out', {str(out)!r}]))",
             tmp_path,
         )

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from benchmarks.cli import main
+from benchmarks.cli.explain import UNDOCUMENTED, describe, explain_runs, field_docs
+from benchmarks.cli.main import main
 from benchmarks.config.experiments import list_experiments, load_experiment
 from benchmarks.config.run_config import RunConfig, UpstreamConfig
 from benchmarks.config.train_config import TrainConfig
-from benchmarks.explain import UNDOCUMENTED, describe, explain_runs, field_docs
 from benchmarks.launch.profiles import ClusterProfile
 from benchmarks.registry import MODELS, TASKS
 

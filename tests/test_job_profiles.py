@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import benchmarks.launch.plan
-from benchmarks.cli import _scale_experiments, main
+from benchmarks.cli.main import _scale_experiments, main
 from benchmarks.core import ConfigError, Metric
 from benchmarks.launch.dryrun import dry_run, layout_of
 from benchmarks.launch.estimate import estimate, measured_eval_time
@@ -181,7 +181,7 @@ def test_a_plan_of_mixed_kinds_submits_an_array_per_profile(
 def test_a_sweep_on_slurm_submits_each_kind_with_its_profile(monkeypatch, capsys, tmp_path):
     calls, arrays = _recording_slurm(monkeypatch)
     waited = []
-    monkeypatch.setattr("benchmarks.cli.wait_jobs", lambda sub, **k: waited.append(sub) or [])
+    monkeypatch.setattr("benchmarks.cli.main.wait_jobs", lambda sub, **k: waited.append(sub) or [])
     argv = ["sweep", "table3", "--scale", "paper", "--cluster", "slurm", "--profile", "gpu-8x"]
     assert main([*argv, "--if-busy", "exit", "--tracking-uri", sqlite(tmp_path / "m.db")]) == 0
     out = capsys.readouterr().out

@@ -34,7 +34,7 @@ def _command(root: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "benchmarks.cli",
+        "benchmarks.cli.main",
         "run",
         "toy2d",
         "--variant",

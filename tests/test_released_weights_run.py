@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from benchmarks.cli import main
+from benchmarks.cli.main import main
 from benchmarks.config.experiments import load_experiment, resolve_variant
 from benchmarks.config.overrides import parse_overrides
 from benchmarks.config.run_config import RunConfig

@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from benchmarks import cli
-from benchmarks.cli import main
+from benchmarks.cli import main as cli
+from benchmarks.cli.main import main
 from benchmarks.launch.plan import PlannedExperiment
 from benchmarks.launch.profiles import load_profile
 from benchmarks.launch.reproduction import default_parallel, format_time_table
@@ -88,7 +88,7 @@ def test_a_reproduction_with_a_failed_run_still_reports_the_rest_and_names_it(
 # `primebench reproduce` of three toy runs, the first of 400 steps; one run at a time.
 _REPRODUCE = """
 import sys
-from benchmarks import cli
+from benchmarks.cli import main as cli
 from tests.test_reproduction import _tiny_plan
 
 plan = _tiny_plan(["mdm", "prime-l2-joint", "prime-l2-independent"], long_first=True)[1:]

@@ -213,7 +213,7 @@ def test_ctrl_c_of_primebench_run_leaves_a_resumable_run(tmp_path):
     uri = sqlite(tmp_path / "mlflow.db")
     sets = ["--set", "train.steps=400", "--set", "train.log_every=1"]
     sets += ["--set", "train.checkpoint_every=1000", "--set", "model.backbone.hidden=16"]
-    argv = ["-m", "benchmarks.cli", "run", "toy2d", "--variant", "mdm", *sets]
+    argv = ["-m", "benchmarks.cli.main", "run", "toy2d", "--variant", "mdm", *sets]
     argv += ["--tracking-uri", uri, "--runs-dir", str(tmp_path / "runs")]
     proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, stderr=subprocess.PIPE, text=True)
     settings = {

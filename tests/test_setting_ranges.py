@@ -151,7 +151,7 @@ def test_every_stream_of_the_largest_seed_is_one_torch_and_numpy_accept():
 def test_the_command_line_stops_before_any_store_or_run_directory_exists(
     tmp_path, capsys, experiment, variant, override, needle
 ):
-    from benchmarks.cli import main
+    from benchmarks.cli.main import main
 
     store, runs = tmp_path / "mlflow.db", tmp_path / "runs"
     argv = ["run", experiment, "--variant", variant, "--set", override]

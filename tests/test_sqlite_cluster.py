@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import main
+from benchmarks.cli.main import main
 from benchmarks.launch.sqlite_cluster import (
     filesystem_type,
     is_network_filesystem,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import main
+from benchmarks.cli.main import main
 from benchmarks.core import ConfigError
 from benchmarks.launch.dryrun_summary import UNKNOWN_STEP_TIME
 from benchmarks.launch.launcher import launch

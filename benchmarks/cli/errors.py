@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from .config.overrides import parse_overrides
-from .config.yaml_io import yaml_problem
-from .core import ConfigError
-from .launch.submission import SweepInterrupted
-from .runtime.preemption import Interrupted, Terminated
+from ..config.overrides import parse_overrides
+from ..config.yaml_io import yaml_problem
+from ..core import ConfigError
+from ..launch.submission import SweepInterrupted
+from ..runtime.preemption import Interrupted, Terminated
 
 __all__ = [
     "EXIT_ERROR",

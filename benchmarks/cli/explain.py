@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from .config.precision import describe_fastest
-from .config.recipe import card_of, settings
-from .config.run_config import RunConfig
-from .config.yaml_io import yaml_text
-from .registry import MODELS, TASKS
+from ..config.precision import describe_fastest
+from ..config.recipe import card_of, settings
+from ..config.run_config import RunConfig
+from ..config.yaml_io import yaml_text
+from ..registry import MODELS, TASKS
 
 __all__ = ["FieldInfo", "field_docs", "describe", "explain_runs", "explain_entry"]
 

@@ -12,7 +12,7 @@ primebench status [EXPERIMENT] [--scale S]        state and step of every run, S
 primebench explain EXPERIMENT | task:NAME | model:NAME   every setting, with its meaning
 
 Errors are one line naming the setting or file, and nothing waits for input (``--debug``:
-tracebacks, and pdb on a run that fails in this process; :mod:`benchmarks.cli_errors`).
+tracebacks, and pdb on a run that fails in this process; :mod:`benchmarks.cli.errors`).
 """
 
 from __future__ import annotations
@@ -24,28 +24,28 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .cli_errors import parse_set, run_command
-from .cli_parser import build_parser
-from .config.experiments import Experiment, list_experiments, load_experiment
-from .core import ConfigError
-from .explain import explain_entry, explain_runs
-from .launch.dryrun import dry_run
-from .launch.job_errors import wait_jobs
-from .launch.job_profiles import JobProfiles, choose_profiles
-from .launch.launcher import launch
-from .launch.plan import plan_experiments, submit_plan
-from .launch.profiles import list_profiles
-from .launch.reproduction import (
+from ..config.experiments import Experiment, list_experiments, load_experiment
+from ..core import ConfigError
+from ..launch.dryrun import dry_run
+from ..launch.job_errors import wait_jobs
+from ..launch.job_profiles import JobProfiles, choose_profiles
+from ..launch.launcher import launch
+from ..launch.plan import plan_experiments, submit_plan
+from ..launch.profiles import list_profiles
+from ..launch.reproduction import (
     Reproduction,
     default_parallel,
     format_time_table,
     reproduce_in_process,
     reproduce_locally,
 )
-from .launch.status import collect_status, format_status
-from .launch.submission import print_results
-from .registry import MODELS, TASKS
-from .reports.render import render_report
+from ..launch.status import collect_status, format_status
+from ..launch.submission import print_results
+from ..registry import MODELS, TASKS
+from ..reports.render import render_report
+from .errors import parse_set, run_command
+from .explain import explain_entry, explain_runs
+from .parser import build_parser
 
 __all__ = ["main", "COMMANDS"]
 

@@ -1,14 +1,14 @@
-"""The arguments of the ``primebench`` commands (the commands are in :mod:`benchmarks.cli`)."""
+"""The arguments of the ``primebench`` commands (the commands are in :mod:`benchmarks.cli.main`)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
 
-from .config.run_config import SCALES
-from .config.weights_section import WEIGHTS_MODES
-from .launch.preflight import CLUSTERS
-from .runtime.lease import IF_BUSY
+from ..config.run_config import SCALES
+from ..config.weights_section import WEIGHTS_MODES
+from ..launch.preflight import CLUSTERS
+from ..runtime.lease import IF_BUSY
 
 __all__ = ["build_parser"]
 
