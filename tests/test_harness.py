@@ -17,8 +17,8 @@ import torch
 from benchmarks.launch.launcher import launch
 from benchmarks.launch.plan import PlannedExperiment
 from benchmarks.launch.reproduction import reproduce_locally
+from benchmarks.reports.complete_runs import load_runs
 from benchmarks.reports.render import render_report
-from benchmarks.reports.store import load_runs
 from benchmarks.runtime.preemption import SIGNAL_AT_STEP_ENV, Preempted
 from benchmarks.tracking.store import TrackingError
 from benchmarks.tracking.tracker import Tracker

@@ -110,7 +110,7 @@ class RunConfig:
     """Modules imported before validation, where third-party models and tasks register;
     not part of the run id (they say where code is, not what it computes). Only a config
     the user resolves imports them (an experiment file, ``--set``); a report reads every
-    stored run's list as names and imports none of them (:mod:`benchmarks.reports.stored`:
+    stored run's list as names and imports none of them (:mod:`benchmarks.reports.stored_config`:
     it imports the installed packages' entry points and the plugins of this
     installation's experiment files, and leaves out, by name, a run that needs more)."""
 

@@ -34,11 +34,11 @@ from ..config.recipe import render_cards
 from ..config.run_config import RunConfig
 from ..core import ConfigError
 from . import ell_nfe, fid_curve, idle_steps, images, text, text_dtype, text_nfe, toy2d
+from .complete_runs import load_runs
 from .conflicts import conflicts, differences
 from .context import ReportContext
 from .output import RELEASED, index_name, index_title, install, staging
-from .store import load_runs
-from .stored import stored_config
+from .stored_config import stored_config
 
 __all__ = ["RENDERERS", "renderer", "render_report"]
 
