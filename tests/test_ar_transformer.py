@@ -15,8 +15,9 @@ from baselines import ARM_PRESETS, ARMConfig, ARMTransformer
 from benchmarks.config.experiments import load_experiment
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError, DataSpec
-from benchmarks.models import AR, ARParams, Prime
+from benchmarks.models.ar import AR, ARParams
 from benchmarks.models.backbone_params import ARMParams, DiTParams, build_backbone
+from benchmarks.models.mdm_prime import Prime
 
 TINY = ARMConfig(hidden=32, depth=2, heads=4, dropout=0.0)
 C = 11

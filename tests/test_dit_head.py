@@ -6,8 +6,8 @@ import torch
 
 from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import DataSpec
-from benchmarks.models import PrimeParams
 from benchmarks.models.backbone_params import DiTParams, build_backbone
+from benchmarks.models.mdm_prime import PrimeParams
 from prime.backbones import DIT_PRESETS, DiT
 
 DATA = DataSpec(num_classes=64, seq_len=8)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from benchmarks.core import ConfigError
-from benchmarks.models import MDMParams, PrimeParams
+from benchmarks.models.mdm import MDMParams
+from benchmarks.models.mdm_prime import PrimeParams
 from prime import BatchShard, MaskedDiffusion, SubTokenizer, mask_at_least_one
 from tests.helpers import ExactPosterior, entropy
 

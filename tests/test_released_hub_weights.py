@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from baselines import BlockDiffusion, build_mdm, context_mask
 from benchmarks.core import DataSpec
-from benchmarks.models import MDM, MDMParams
 from benchmarks.models.backbone_params import DiTParams
+from benchmarks.models.mdm import MDM, MDMParams
 from benchmarks.weights.hub_models import load_hub_bd3lm, load_hub_mdlm
 from benchmarks.weights.mapping import WeightsMismatch
 from prime import SubTokenizer

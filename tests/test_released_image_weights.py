@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from benchmarks.core import DataSpec
-from benchmarks.models import MDM, MDMParams, Prime, PrimeParams
 from benchmarks.models.backbone_params import UNetParams
+from benchmarks.models.mdm import MDM, MDMParams
 from benchmarks.models.mdm_mixture import MDMMixture, MixtureParams
+from benchmarks.models.mdm_prime import Prime, PrimeParams
 from benchmarks.weights.foreign_pickle import opaque_fields, read_foreign_checkpoint
 from benchmarks.weights.mapping import WeightsMismatch, load_network
 from benchmarks.weights.mdm_prime_image import load_mdm_prime_image

@@ -10,7 +10,8 @@ import prime.diffusion
 from baselines import build_mdm
 from benchmarks.config.run_config import ComponentConfig
 from benchmarks.core import ConfigError
-from benchmarks.models import MDMParams, PrimeParams
+from benchmarks.models.mdm import MDMParams
+from benchmarks.models.mdm_prime import PrimeParams
 from prime import MaskedDiffusion, SubTokenizer, mask_subtokens
 
 
