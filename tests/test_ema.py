@@ -8,7 +8,7 @@ from torch import nn
 
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.training.ema import EMA
-from benchmarks.training.lightning_module import DiffusionModule
+from benchmarks.training.lightning_module import TrainingModule
 
 
 def _scalar(value: float) -> nn.Linear:
@@ -64,9 +64,9 @@ def test_the_training_module_builds_its_ema_from_the_given_start():
     model = _scalar(4.0)
     cfg = TrainConfig(ema=0.5, ema_offset=1, ema_init="random")
     start = {"weight": torch.ones(1, 1)}
-    module = DiffusionModule(model, cfg, 0, sampler=None, run_id="x", ema_start=start)
+    module = TrainingModule(model, cfg, 0, sampler=None, run_id="x", ema_start=start)
     assert module.ema.offset == 1 and module.ema.shadow_0.item() == 1.0
-    assert DiffusionModule(model, cfg, 0, None, "x").ema.shadow_0.item() == 4.0
+    assert TrainingModule(model, cfg, 0, None, "x").ema.shadow_0.item() == 4.0
 
 
 def test_a_start_that_does_not_fit_the_model_is_an_error():

@@ -19,7 +19,7 @@ from benchmarks.launch.eval_scaling import SPLIT, evaluation_shards, speedup
 from benchmarks.launch.plan import PlannedExperiment
 from benchmarks.launch.profiles import load_profile
 from benchmarks.registry import TASKS
-from benchmarks.tracking.store_reader import RunStore
+from benchmarks.tracking.store_reader import StoreReader
 from benchmarks.tracking.tracker import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
 
@@ -100,7 +100,7 @@ def test_the_shards_are_the_sampler_calls_the_settings_give():
 
 def test_a_time_measured_on_2_ranks_takes_half_on_4_for_the_same_device_hours(store):
     config = _images()
-    measured = measured_eval_time(RunStore(store), config)
+    measured = measured_eval_time(StoreReader(store), config)
     assert (measured.seconds, measured.world) == (100.0, 2)
     two, four, one = (estimate(config, None, _gpus(r), measured) for r in (2, 4, 1))
     assert two.wall_hours == pytest.approx(100.0 / 3600)
@@ -124,7 +124,7 @@ def test_the_speed_up_stops_at_the_sampler_calls():
 
 def test_a_throughput_per_device_scales_with_the_ranks(store):
     config = _images(2000)  # 16 sampler calls; no time measured at this count
-    rate = measured_eval_time(RunStore(store), config)
+    rate = measured_eval_time(StoreReader(store), config)
     assert rate.seconds == pytest.approx(2000 / 50.0) and rate.world == 1
     assert "per device on cuda:0 (test GPU)" in rate.source
     for ranks, seconds in ((1, 40.0), (4, 10.0), (8, 5.0), (12, 5.0), (32, 2.5)):
@@ -136,7 +136,7 @@ def test_a_throughput_per_device_scales_with_the_ranks(store):
 
 def test_the_median_pools_times_taken_back_to_one_rank(store):
     other = _images(variant="prime-l2")  # another variant: the experiment's median
-    pooled = measured_eval_time(RunStore(store), other)
+    pooled = measured_eval_time(StoreReader(store), other)
     assert pooled.source == "measured, median of 1 run(s)"
     assert (pooled.seconds, pooled.world) == (200.0, 1)  # 100 s on 2 ranks
 

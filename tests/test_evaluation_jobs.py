@@ -49,7 +49,7 @@ def tiny_text(variant: str = "prime-l2"):
 
 def trained_once(tmp_path, config) -> dict:
     """Train and evaluate ``config`` in one process under tmp_path/runs; then forget the
-    evaluation (its MLflow store is another, its shards are removed)."""
+    evaluation (its tracking store is another, its shards are removed)."""
     reference = execute(config, f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "runs")
     shutil.rmtree(tmp_path / "runs" / config.run_id / "evaluation")
     return reference

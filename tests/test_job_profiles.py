@@ -15,7 +15,7 @@ from benchmarks.launch.job_kinds import job_kind
 from benchmarks.launch.job_profiles import choose_profiles
 from benchmarks.launch.plan import PlannedExperiment, plan_experiments, submit_plan
 from benchmarks.launch.profiles import list_profiles, load_profile
-from benchmarks.tracking.store_reader import RunStore
+from benchmarks.tracking.store_reader import StoreReader
 from benchmarks.tracking.tracker import EVAL_TIME_METRIC, SAMPLES_METRIC, Tracker
 from tests.helpers import sqlite, tiny_toy
 from tests.test_submission import _fake_slurm
@@ -233,7 +233,7 @@ def measured(tmp_path_factory):
 
 def test_evaluation_estimates_from_time_then_throughput(measured):
     uri, run = measured
-    store = RunStore(uri)
+    store = StoreReader(uri)
     evaluating = {"train": {"steps": 0}}
     assert measured_eval_time(store, run).source == "measured, this run"
     # Same variant, same sample count, another setting: its time stands.

@@ -12,7 +12,7 @@ from baselines import BlockDiffusion
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.config.validation import build_dataclass
 from benchmarks.core import ConfigError
-from benchmarks.training.lightning_module import DiffusionModule
+from benchmarks.training.lightning_module import TrainingModule
 from prime import BatchShard, SubTokenizer, sample_times
 from prime.backbones import DiT, DiTConfig
 
@@ -114,7 +114,7 @@ def test_training_hands_the_setting_to_each_micro_batch():
     model = _Recorder()
     train = TrainConfig(global_batch_size=8, time_strata=4)
     sampler = SimpleNamespace(accumulation=2, world_size=1)
-    module = DiffusionModule(model, train, 0, sampler, "run")
+    module = TrainingModule(model, train, 0, sampler, "run")
     batch = {"step": 0, "micro": 0, "row_start": 4, "global_size": 8, "x0": torch.zeros(4, 3)}
     module.training_step(batch, 0)
     assert model.shards == [BatchShard(4, 4, 8, strata=4)]

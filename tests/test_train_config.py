@@ -12,7 +12,7 @@ from benchmarks.config.overrides import deep_merge
 from benchmarks.config.run_config import RunConfig
 from benchmarks.config.train_config import TrainConfig
 from benchmarks.core import ConfigError
-from benchmarks.training.lightning_module import DiffusionModule
+from benchmarks.training.lightning_module import TrainingModule
 
 
 def test_constant_schedule_is_the_linear_warm_up_then_one():
@@ -42,7 +42,7 @@ class _Net(nn.Module):
 
 
 def _optimizer(cfg: TrainConfig):
-    module = DiffusionModule(_Net(), cfg, 0, sampler=None, run_id="x")
+    module = TrainingModule(_Net(), cfg, 0, sampler=None, run_id="x")
     return module.configure_optimizers()
 
 

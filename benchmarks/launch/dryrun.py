@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from ..config.experiments import upstream_config
 from ..core import ConfigError
 from ..tracking.store import TrackingError, resolve_tracking_uri
-from ..tracking.store_reader import RunStore
+from ..tracking.store_reader import StoreReader
 from .dryrun_summary import PlannedJob, hours_text, summary
 from .estimate import (
     Estimate,
@@ -133,7 +133,7 @@ def dry_run(
     profiles = profiles or choose_profiles(cluster, profile)
     _check(plan, cluster, profiles, tracking_uri, say)
     main = layout_of(cluster, profiles.main)
-    store = RunStore(tracking_uri)
+    store = StoreReader(tracking_uri)
     given = StepTime(step_time, None, "--step-time") if step_time is not None else None
     rows: list[tuple[str, ...]] = [_HEADER]
     jobs: list[PlannedJob] = []
@@ -185,7 +185,7 @@ def dry_run(
 
 def _shared_summary(
     plan: Sequence[PlannedExperiment],
-    store: RunStore,
+    store: StoreReader,
     given: StepTime | None,
     cluster: str,
     profiles: JobProfiles,

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.run_config import RunConfig
-from ..tracking.store_reader import RunStore, run_state
+from ..tracking.store_reader import StoreReader, run_state
 from ..tracking.tracker import EVAL_TIME_METRIC, RUN_ID_TAG, SAMPLES_METRIC, STEP_METRIC
 from .eval_scaling import evaluation_shards, sample_count, speedup
 from .job_kinds import job_kind
@@ -133,7 +133,7 @@ def _world(run: object) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def _candidates(store: RunStore, config: RunConfig, metric: str) -> list[Any]:
+def _candidates(store: StoreReader, config: RunConfig, metric: str) -> list[Any]:
     """The runs of ``config``'s experiment and scale that logged ``metric``."""
     return [
         run
@@ -145,7 +145,7 @@ def _candidates(store: RunStore, config: RunConfig, metric: str) -> list[Any]:
 
 
 def measured_step_time(
-    store: RunStore, config: RunConfig, metric: str = STEP_METRIC
+    store: StoreReader, config: RunConfig, metric: str = STEP_METRIC
 ) -> StepTime | None:
     """The step time (or another ``metric`` of seconds) of ``config`` logged in
     ``store``, or None; see the module docstring."""
@@ -189,7 +189,7 @@ def _eval_time(run: Any, source: str) -> StepTime:
     return StepTime(run.data.metrics[EVAL_TIME_METRIC], _world(run) or 1, source)
 
 
-def measured_eval_time(store: RunStore, config: RunConfig) -> StepTime | None:
+def measured_eval_time(store: StoreReader, config: RunConfig) -> StepTime | None:
     """The evaluation wall time of ``config`` from ``store`` and the ranks it was
     measured on, or None; the order is the module docstring's."""
     if store.client is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.run_config import RunConfig
-from ..tracking.store_reader import RunStore, requeue_count, run_state
+from ..tracking.store_reader import StoreReader, requeue_count, run_state
 from .ledger import LedgerEntry, latest_by_run_id, read_ledger
 from .slurm_query import SlurmJob, query_jobs
 
@@ -71,7 +71,7 @@ def collect_status(
 ) -> list[StatusRow]:
     """A :class:`StatusRow` per config, in order. ``slurm`` maps job ids to Slurm's view
     (a stub in tests); it is asked only about the ledger's Slurm jobs."""
-    store = RunStore(tracking_uri)
+    store = StoreReader(tracking_uri)
     ledger = latest_by_run_id(read_ledger(runs_dir))
     entries = {c.run_id: ledger.get(c.run_id) for c in configs}
     slurm_ids = [e.job_id for e in entries.values() if e is not None and e.cluster == "slurm"]

@@ -1,9 +1,9 @@
-"""Where the MLflow store is and whether it can be used, checked before any work starts.
+"""Where the tracking store (MLflow) is and whether it can be used, checked before any work starts.
 
 * ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``sqlite:///mlflow.db`` in the working
   directory (made absolute, so jobs started elsewhere write to the same file).
 * A server must answer its health check and accept this host's name; a sqlite file must
-  be an MLflow store (or not exist yet) and be writable by those who write to it.
+  be an MLflow database (or not exist yet) and be writable by those who write to it.
 * A process killed in the middle of a write leaves a hot journal (``<db>-journal``, or a
   ``-wal`` log) beside the store. The store is whole: SQLite rolls the journal back at the
   next read-write open. The check does that, as any SQLite client would, rather than call
@@ -60,7 +60,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 def check_tracking_reachable(uri: str, timeout: float = 10.0, write: bool = True) -> None:
     """Raise :class:`TrackingError` unless the store at ``uri`` can be used: a server that
-    answers, or a sqlite file that is an MLflow store (or not there yet) and, if
+    answers, or a sqlite file that is an MLflow database (or not there yet) and, if
     ``write``, writable."""
     if uri.startswith(("http://", "https://")):
         _check_server(uri, timeout)

@@ -1,4 +1,4 @@
-"""A read-only view of the MLflow store, for ``status`` and dry runs.
+"""A read-only view of the tracking store (MLflow), for ``status`` and dry runs.
 
 Unlike :class:`benchmarks.tracking.tracker.Tracker` it never creates anything: no sqlite file
 (a store that does not exist yet simply has no runs), no MLflow experiment, no run.
@@ -13,7 +13,7 @@ from typing import Any
 from .store import check_tracking_reachable, open_client, resolve_tracking_uri
 from .tracker import COMPLETE_TAG, EXPERIMENT_PREFIX, REQUEUES_TAG, RUN_ID_TAG, STATE_TAG, STEP_TAG
 
-__all__ = ["RunStore", "run_state", "requeue_count"]
+__all__ = ["StoreReader", "run_state", "requeue_count"]
 
 _PAGE = 1000
 
@@ -36,7 +36,7 @@ def requeue_count(run: Any) -> int:
         return 0
 
 
-class RunStore:
+class StoreReader:
     """Runs of the store at ``uri`` by experiment and run id (cached per experiment)."""
 
     def __init__(self, uri: str | None = None):

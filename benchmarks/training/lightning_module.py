@@ -47,12 +47,12 @@ from .hardware import Hardware
 from .loss_scale import DynamicLossScale, LossScaledModule
 from .throughput import Throughput
 
-__all__ = ["DiffusionModule", "fit"]
+__all__ = ["TrainingModule", "fit"]
 
 log = logging.getLogger("primebench")
 
 
-class DiffusionModule(LossScaledModule):
+class TrainingModule(LossScaledModule):
     """Wraps a model with ``training_loss(x0, generator, shard)``; batches come from a
     :class:`StepSampler`, whose position this module checkpoints. ``ema_start``: the
     weights the EMA starts from, by parameter name (None: the model's current ones)."""
@@ -181,10 +181,10 @@ def fit(
     logger: tuple[str, str] | None,
     extra_callbacks: Sequence[Callback] = (),
     ema_start: Mapping[str, torch.Tensor] | None = None,
-) -> DiffusionModule:
+) -> TrainingModule:
     """Train ``model`` for ``config.train.steps`` on ``world``'s ranks, resuming from
     runs/<id>/checkpoints/last.ckpt; ``logger`` = (tracking URI, MLflow run id) on the
-    main rank; ``ema_start``: see :class:`DiffusionModule`. Raises
+    main rank; ``ema_start``: see :class:`TrainingModule`. Raises
     :class:`benchmarks.runtime.preemption.Preempted` on the warning signal."""
     cfg = config.train
     micro, accumulation = cfg.split(world.size)
@@ -210,7 +210,7 @@ def fit(
         order=getattr(rows, "order", "replacement"),
         seed_of_epoch=lambda epoch: step_seed(config.seed, epoch, EPOCH_STREAM),
     )
-    module = DiffusionModule(model, cfg, config.seed, sampler, config.run_id, ema_start)
+    module = TrainingModule(model, cfg, config.seed, sampler, config.run_id, ema_start)
     on_signal = SaveOnSignal(last)
     callbacks: list[Callback] = [
         PeriodicCheckpoints(

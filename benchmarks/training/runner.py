@@ -90,7 +90,8 @@ def execute(
 
     Args:
         config: a :class:`RunConfig` or its ``to_dict()`` form (what launchers pickle).
-        tracking_uri: MLflow store; see :func:`benchmarks.tracking.tracker.resolve_tracking_uri`.
+        tracking_uri: the tracking store; see
+            :func:`benchmarks.tracking.store.resolve_tracking_uri`.
         runs_dir: checkpoints and artifacts go to ``runs_dir/<run id>/``.
         if_busy: if another process holds the run's lease, ``"wait"`` for it (and then
             usually skip the finished run) or ``"exit"`` with :class:`RunBusy`.
