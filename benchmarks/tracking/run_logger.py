@@ -25,7 +25,7 @@ def flush_step_metrics(trainer: Any) -> None:
     with the same step number and the same values): a checkpoint written after this
     call never holds a step whose points could still be lost. Lightning's later send
     of the same points is dropped by :class:`OpenRunLogger` (a step already logged)."""
-    # Lightning has no public call for this; the kill test (tests/test_kill_torture.py)
+    # Lightning has no public call for this; the kill test (tests/system/test_kill_torture.py)
     # checks that every point arrives once.
     trainer._logger_connector.update_train_step_metrics()
 
