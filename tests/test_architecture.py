@@ -1,5 +1,5 @@
-"""The shape of the harness, read from its source: one-way imports, a leaf core, no
-import inside a function to dodge a cycle, short files."""
+"""The shape of the harness, read from its source: one-way imports between its folders, a
+leaf core, no import inside a function to dodge a cycle, no re-exports, short files."""
 
 from __future__ import annotations
 
@@ -92,6 +92,108 @@ def test_layers_import_one_way():
     core = {d for d in graph["benchmarks.core"] if d.startswith("benchmarks")}
     assert core <= {"benchmarks.data.loader"}, core  # annotations only (TYPE_CHECKING)
     assert not {d for d in graph["benchmarks.registry"] if d != "benchmarks.core"}
+
+
+# The folders of the code, lowest first: each may import itself and the ones before it.
+LAYERS = (
+    ("prime.codec", "prime.schedules", "prime.noising"),
+    ("prime.backbones",),
+    ("prime.decoder",),
+    ("prime.losses", "prime.mask_class"),
+    ("prime.sampling",),
+    ("prime.diffusion",),
+    ("prime",),  # the library's public names (prime/__init__.py)
+    ("baselines",),
+    ("benchmarks", "benchmarks.core", "benchmarks.registry", "benchmarks.resources"),
+    ("benchmarks.streams", "benchmarks.safe_files"),
+    ("benchmarks.config",),
+    ("benchmarks.tracking",),
+    ("benchmarks.runtime",),
+    ("benchmarks.data",),
+    ("benchmarks.evaluation",),
+    ("benchmarks.metrics",),
+    ("benchmarks.models",),
+    ("benchmarks.weights",),
+    ("benchmarks.training",),
+    ("benchmarks.tasks",),
+    ("benchmarks.reports",),
+    ("benchmarks.launch",),
+    ("benchmarks.perf",),
+    ("benchmarks.cli",),
+)
+# Annotations only (under TYPE_CHECKING): the one import against the order.
+TYPE_ONLY = {("benchmarks.core", "benchmarks.data.loader")}
+# Packages whose __init__ is a public facade of the library (the README's "using the core").
+FACADES = {"prime", "prime.backbones", "baselines"}
+
+
+def _layer(module: str) -> int:
+    prefixes = [p for group in LAYERS for p in group]
+    best = max((p for p in prefixes if module == p or module.startswith(p + ".")), key=len)
+    return next(i for i, group in enumerate(LAYERS) if best in group)
+
+
+def test_folders_import_in_one_direction():
+    wrong = [
+        f"{name} imports {dep}"
+        for name, deps in _graph().items()
+        for dep in deps
+        if _layer(dep) > _layer(name) and (name, dep) not in TYPE_ONLY
+    ]
+    assert not wrong, wrong
+
+
+def test_every_module_has_a_layer():
+    assert _layer("benchmarks.launch.dryrun") > _layer("benchmarks.training.runner")
+    assert _layer("prime.sampling.sampler") > _layer("prime.decoder.grid_softmax")
+    modules = [m for p in PACKAGES for m in _modules(p)]
+    assert {m.split(".")[1] for m in modules if m.count(".") >= 2 and m[:10] == "benchmarks"} <= {
+        p.split(".")[1] for group in LAYERS for p in group if p.count(".") == 1
+    }
+
+
+def _defined(path: Path) -> set[str]:
+    """Names bound at the top of ``path`` by a def, a class or an assignment (also inside
+    a top-level if / try), not by an import."""
+    names: set[str] = set()
+    body = list(ast.parse(path.read_text()).body)
+    while body:
+        node = body.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.If | ast.Try):
+            body += node.body + node.orelse + getattr(node, "finalbody", [])
+    return names
+
+
+def test_names_are_imported_from_where_they_are_defined():
+    modules = {k: v for p in PACKAGES for k, v in _modules(p).items()}
+    defined = {name: _defined(path) for name, path in modules.items()}
+    tests = {
+        ".".join(p.relative_to(REPO).with_suffix("").parts): p
+        for p in (REPO / "tests").rglob("*.py")
+    }
+    users = {**modules, **tests}
+    found = []
+    for name, path in users.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module not in modules or module in FACADES:
+                continue
+            for alias in node.names:
+                if alias.name not in defined[module] and f"{module}.{alias.name}" not in modules:
+                    found.append(f"{path.relative_to(REPO)}: {alias.name} from {module}")
+    assert not found, found
 
 
 def test_no_function_level_import_of_the_project():
