@@ -1,4 +1,4 @@
-"""MDM-Mixture (Hayakawa et al., 2024), as in the paper's image baselines (PRIME_SPEC §7.3).
+"""MDM-Mixture (Hayakawa et al., 2024), as in the paper's image baselines (docs/method.md §7.3).
 
 A label-conditioned denoiser p_theta(x | y_t, k) with K auxiliary labels k ~ U{1..K}:
 training conditions every sample on a fresh uniform label; sampling uses the mixture
@@ -32,7 +32,7 @@ __all__ = ["LabelMixture"]
 
 
 class LabelMixture(nn.Module):
-    """Wraps ``network(y_t, t, label)`` into ``(y_t, t) -> logits`` (PRIME_SPEC §7.3).
+    """Wraps ``network(y_t, t, label)`` into ``(y_t, t) -> logits`` (docs/method.md §7.3).
 
     Args:
         network: maps (y_t (B, L, 1), t (B,), label (B,) long or None) to logits (B, L, V).

@@ -1,4 +1,4 @@
-"""The sub-token codec f: tokens in {0..C-1} <-> ell base-b digits (PRIME_SPEC §2).
+"""The sub-token codec f: tokens in {0..C-1} <-> ell base-b digits (docs/method.md §2).
 
     b      = min { b in N : b**ell >= C }                  (integer search, no float roots)
     f(x)_j = floor(x / b**(ell-j)) mod b,  j = 1..ell       (most-significant digit first)

@@ -1,4 +1,4 @@
-"""Per-token losses in nats: the published estimator and the valid bound (PRIME_SPEC §3.3-3.4).
+"""Per-token losses in nats: the published estimator and the valid bound (docs/method.md §3.3-3.4).
 
 With one time t per sequence and w(t) = -alpha'_t / (1 - alpha_t):
 

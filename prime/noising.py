@@ -1,4 +1,4 @@
-"""Forward (noising) process on sub-tokens and training-time sampling (PRIME_SPEC §3.1).
+"""Forward (noising) process on sub-tokens and training-time sampling (docs/method.md §3.1).
 
 Every sub-token is masked independently:
 

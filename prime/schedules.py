@@ -1,4 +1,4 @@
-"""Masking schedules alpha_t (PRIME_SPEC §3.1).
+"""Masking schedules alpha_t (docs/method.md §3.1).
 
 Diffusion time throughout: t = 0 is clean data, t = 1 is (almost) fully masked, and
 alpha_t = P(a sub-token is still unmasked at time t), decreasing from alpha_0 = 1.

@@ -1,4 +1,4 @@
-"""Detokenizers of the zero-shot sets (PRIME_SPEC §7.2).
+"""Detokenizers of the zero-shot sets (docs/method.md §7.2).
 
 Several evaluation sets ship pre-tokenized text ("do n't", " @-@ ", "( x )", "<unk>");
 before GPT-2 tokenization it is turned back into ordinary prose so that perplexities are

@@ -1,4 +1,4 @@
-"""Image datasets as uint8 pixel tokens (PRIME_SPEC §7.3).
+"""Image datasets as uint8 pixel tokens (docs/method.md §7.3).
 
 Every pixel-channel value is a token (C = 256): an image is (channels, H, W) uint8 and a
 dataset is (N, channels, H, W), built once and cached memory-mapped like the text blocks

@@ -1,6 +1,6 @@
 """Text corpora -> wrapped token blocks, cached on disk and memory-mapped.
 
-Every corpus goes through one pipeline (PRIME_SPEC §7.1, as MDLM's "wrap" mode):
+Every corpus goes through one pipeline (docs/method.md §7.1, as MDLM's "wrap" mode):
 
 1. documents (a ``datasets.Dataset`` with a text column), optionally detokenized;
 2. batched, multi-process tokenization (``Dataset.map``), EOS appended to each document

@@ -1,5 +1,5 @@
 """Where the text corpora come from: OpenWebText and the seven zero-shot sets (hub ids,
-configs, splits, text columns and detokenizers, PRIME_SPEC §7.1)."""
+configs, splits, text columns and detokenizers, docs/method.md §7.1-7.2)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ DROPOUT_RANGE = within(0, 1, high_open=True, why="a dropout probability, or null
 
 @dataclass(frozen=True)
 class ToyMLPParams:
-    """The 2-D toy's MLP (PRIME_SPEC §4.3, §7.4)."""
+    """The 2-D toy's MLP (docs/method.md §4.3, §7.4)."""
 
     name: Literal["toy-mlp"] = "toy-mlp"
     """Selects this backbone."""
@@ -65,7 +65,7 @@ class ToyMLPParams:
 
 @dataclass(frozen=True)
 class DiTParams:
-    """MDLM's diffusion transformer (PRIME_SPEC §7.1)."""
+    """MDLM's diffusion transformer (docs/method.md §7.1)."""
 
     # Added after run ids were in use: left out of the run id at its default.
     LATER_FIELDS: ClassVar[tuple[str, ...]] = ("head_float32",)
@@ -92,7 +92,7 @@ class DiTParams:
 
 @dataclass(frozen=True)
 class UNetParams:
-    """ADM U-Net over pixel sub-tokens, without a time input (PRIME_SPEC §4.2, §7.3)."""
+    """ADM U-Net over pixel sub-tokens, without a time input (docs/method.md §4.2, §7.3)."""
 
     name: Literal["unet"] = "unet"
     """Selects this backbone."""

@@ -37,12 +37,14 @@ class BD3LMParams:
     """Sub-tokens per token inside a block, with the joint decoder; 1: BD3-LM itself."""
     carry_over: bool = True
     """Keep revealed digits fixed: the joint softmax covers only the tokens consistent with
-    them (PRIME_SPEC §5.2), in training, evaluation and sampling."""
+    them (docs/method.md §5.2), in training, evaluation and sampling."""
     objective: Literal["published", "valid"] = "valid"
     """Per-block training loss: published is the paper's joint estimator, valid the marginal
-    bound (PRIME_SPEC §3.4); at ell = 1 both are the MDLM NELBO."""
+    bound (docs/method.md §3.4); at ell = 1 both are the MDLM NELBO."""
     schedule: ScheduleName = "loglinear"
-    """alpha_t inside a block (PRIME_SPEC §3.1); BD3-LM and MDLM: loglinear, 1 - (1 - 1e-3) t."""
+    """alpha_t inside a block (docs/method.md §3.1): loglinear is MDLM's 1 - (1 - 1e-3) t.
+    BD3-LM's code, though it calls its schedule log-linear, masks with probability t
+    (alpha_t = 1 - t, the linear schedule here); loglinear differs from it by 1e-3 t."""
     time_eps: float = field(default=1e-3, metadata=TIME_EPS_RANGE)
     """Smallest diffusion time of training and evaluation, t in [eps, 1); keeps the loss
     weight w(t) (1/t for loglinear) finite."""

@@ -23,7 +23,7 @@ class MDMParams:
     LATER_FIELDS: ClassVar[tuple[str, ...]] = ("masking", "train_time_eps")
 
     schedule: ScheduleName = "loglinear"
-    """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1):
+    """alpha_t, the probability that a token is unmasked at time t (docs/method.md §3.1):
     loglinear 1 - (1 - 1e-3) t for MDLM (text), polynomial (1 - t)^3 for the image MDM."""
     time_eps: float = field(default=1e-3, metadata=TIME_EPS_RANGE)
     """Smallest diffusion time of the likelihood estimates and (unless train_time_eps is

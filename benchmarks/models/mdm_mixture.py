@@ -23,7 +23,7 @@ class MixtureParams:
     LATER_FIELDS: ClassVar[tuple[str, ...]] = ("train_time_eps", "label_input")
 
     schedule: ScheduleName = "polynomial"
-    """alpha_t, the probability that a token is unmasked at time t (PRIME_SPEC §3.1); the
+    """alpha_t, the probability that a token is unmasked at time t (docs/method.md §3.1); the
     paper's image models use polynomial, (1 - t)^3 = s^3 in flow time s."""
     time_eps: float = field(default=1e-3, metadata=TIME_EPS_RANGE)
     """Smallest diffusion time of the likelihood estimates, t in [eps, 1], and of training
@@ -33,11 +33,11 @@ class MixtureParams:
     t ~ U[0, 1) (the authors' image training), for the cross-entropy objectives only."""
     objective: Literal["valid", "cross_entropy", "cross_entropy_257"] = "cross_entropy"
     """Training loss: valid is the continuous-time NELBO; cross_entropy is the unweighted
-    -log p(x_0^i | y_t) at every token (the paper's image training, PRIME_SPEC §3.3);
+    -log p(x_0^i | y_t) at every token (the paper's image training, docs/method.md §3.3);
     cross_entropy_257 the same over C + 1 outputs, the mask class too (as for mdm)."""
     num_labels: int = 4
     """K auxiliary labels: training conditions on a uniform random label, sampling averages
-    p_theta(x | y_t, k) over the K labels (PRIME_SPEC §7.3; the paper: 4)."""
+    p_theta(x | y_t, k) over the K labels (docs/method.md §7.3; the paper: 4)."""
     label_input: Literal["embedding", "none"] = "embedding"
     """How the label enters the U-Net: embedding adds a learned vector per label to every
     pixel's input features; none: no layer reads it, as in the authors' released code

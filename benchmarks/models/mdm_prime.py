@@ -29,20 +29,20 @@ class PrimeParams:
 
     ell: int = 2
     """Sub-tokens per token: ell base-b digits, b the smallest integer with b^ell >= C
-    (PRIME_SPEC §2); 1: MDM / MDLM, the whole token is one sub-token."""
+    (docs/method.md §2); 1: MDM / MDLM, the whole token is one sub-token."""
     decoder: Literal["joint", "independent"] = "joint"
     """p_theta(x_0^i | y_t): joint is one softmax over the C tokens (the paper's); independent
-    is a product of ell softmaxes over b digits (PRIME_SPEC §5.3; can yield codes >= C)."""
+    is a product of ell softmaxes over b digits (docs/method.md §5.3; can yield codes >= C)."""
     carry_over: bool = True
     """Keep revealed digits fixed: the joint softmax covers only the tokens consistent with
-    them (PRIME_SPEC §5.2), revealed independent digits are one-hot. Used in training,
+    them (docs/method.md §5.2), revealed independent digits are one-hot. Used in training,
     evaluation and (unless the task overrides it) sampling."""
     objective: Literal["published", "valid", "cross_entropy"] = "published"
     """Training loss: published is w(t) (-log p(x_0^i | y_t)), not a bound for ell > 1
-    (PRIME_SPEC §3.3); valid is the marginal bound (§3.4); cross_entropy is the unweighted
+    (docs/method.md §3.3); valid is the marginal bound (§3.4); cross_entropy is the unweighted
     -log p(x_0^i | y_t) at every token (the image models). Evaluation reports both estimators."""
     schedule: ScheduleName = "loglinear"
-    """alpha_t, the probability that a sub-token is unmasked at time t (PRIME_SPEC §3.1):
+    """alpha_t, the probability that a sub-token is unmasked at time t (docs/method.md §3.1):
     loglinear is 1 - (1 - 1e-3) t (text), polynomial (1 - t)^3 (images), linear 1 - t (toy)."""
     time_eps: float = field(default=1e-3, metadata=TIME_EPS_RANGE)
     """Smallest diffusion time of the likelihood estimates and (unless train_time_eps is

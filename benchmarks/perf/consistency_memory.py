@@ -1,4 +1,4 @@
-"""Peak memory and time of the carry-over consistency check (PRIME_SPEC §5.2).
+"""Peak memory and time of the carry-over consistency check (docs/method.md §5.2).
 
 Compares ``SubTokenizer.consistent_mask`` / ``restrict_logits_`` against the accumulator
 of the released code (a float (B, L, C) count of matching digits, one float (B, L, C)

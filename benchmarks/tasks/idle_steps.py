@@ -1,6 +1,6 @@
 """Idle steps of the reverse sampler: Figure 1 and the ISR column of Table 1.
 
-The sampler's reveal decisions do not depend on the network (PRIME_SPEC §6.4), so a
+The sampler's reveal decisions do not depend on the network (docs/method.md §6.4), so a
 network returning constant logits has the idle-step statistics of a trained model. Each
 run simulates ``runs`` sequences of length L per number of steps T and logs, at MLflow
 step T: the mean idle count, its standard error, the closed form
@@ -48,11 +48,11 @@ class IdleStepsParams:
     runs: int = 10
     """Simulated sequences per T (the paper averages 10 runs)."""
     schedule: Literal["linear", "loglinear", "polynomial", "cosine"] = "linear"
-    """alpha_t of the reveal probabilities (PRIME_SPEC §3.1); linear and loglinear give the
+    """alpha_t of the reveal probabilities (docs/method.md §3.1); linear and loglinear give the
     same sampler, with ISR = (1 - 1/T)^(L ell) on the uniform grid (§6.4)."""
     eps: float = field(default=0.0, metadata=within(0, 1, high_open=True))
     """Last time of the grid t_k = 1 - k (1 - eps) / T; 0: the grid of the closed form in
-    PRIME_SPEC §6.4 (the text sampler: 1e-5)."""
+    docs/method.md §6.4 (the text sampler: 1e-5)."""
 
     def __post_init__(self) -> None:
         require_at_least(self, "task", ("seq_len", "ell"))

@@ -1,4 +1,4 @@
-"""The ell x NFE table (PRIME_SPEC §8.4): sampling metrics of a trained image model at
+"""The ell x NFE table (docs/method.md §8.4): sampling metrics of a trained image model at
 another sampler setting. The runner loads the checkpoint the experiment's ``upstream:``
 names; this task samples it with its own settings."""
 

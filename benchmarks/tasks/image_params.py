@@ -1,4 +1,4 @@
-"""Settings of the image task (PRIME_SPEC §7.3, §8.3): the dataset and its splits, the
+"""Settings of the image task (docs/method.md §7.3, §8.3): the dataset and its splits, the
 held-out likelihood, the sampler, and the FID protocol."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..data.row_order import RowOrder
 __all__ = ["HELD_OUT_SPLIT", "REFERENCE_SPLIT", "SHAPES", "ImageParams", "check_sampler_triples"]
 
 SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagenet32": (3, 32, 32)}
-# Reference sets for FID (PRIME_SPEC §7.3): CIFAR-10 train, ImageNet-32 validation.
+# Reference sets for FID (docs/method.md §7.3): CIFAR-10 train, ImageNet-32 validation.
 REFERENCE_SPLIT = {"fashion-mnist": "test", "cifar10": "train", "imagenet32": "validation"}
 # Held-out images for bits per dimension: never the training split.
 HELD_OUT_SPLIT = {"fashion-mnist": "test", "cifar10": "test", "imagenet32": "validation"}
@@ -42,7 +42,7 @@ class ImageParams:
     )
 
     dataset: Literal["fashion-mnist", "cifar10", "imagenet32"] = "cifar10"
-    """The images: every 8-bit channel value is a token, C = 256 (PRIME_SPEC §7.3)."""
+    """The images: every 8-bit channel value is a token, C = 256 (docs/method.md §7.3)."""
     path: str | None = None
     """Local parquet copy of the train split in the hub schema (CIFAR-10, ImageNet-32);
     null: the Hugging Face hub. The hub's ImageNet-32 is a community 32 x 32 copy of
@@ -89,10 +89,10 @@ class ImageParams:
     ImageNet-32: 1024)."""
     proposal: Literal["token", "subtoken"] = "subtoken"
     """token draws x ~ p(x | y_t) per token and reveals digits of f(x); subtoken draws each
-    digit from its marginal sum_{x: f(x)_j = v} p(x | y_t) (PRIME_SPEC §6.2)."""
+    digit from its marginal sum_{x: f(x)_j = v} p(x | y_t) (docs/method.md §6.2)."""
     sampler_carry_over: bool = True
     """Restrict the sampler's joint distribution to the tokens consistent with the revealed
-    digits (PRIME_SPEC §5.2), whatever the model's carry_over (the paper's image models
+    digits (docs/method.md §5.2), whatever the model's carry_over (the paper's image models
     train without it)."""
     temperature: tuple[float, float, float] = (0.0, 1.0, 1.0)
     """[a, beta, c] of tau(s) = a s^beta + c, s = 1 - t, dividing the logits; [0, 1, 1]:

@@ -1,4 +1,4 @@
-"""Sample-quality scores of generated images against a reference set (PRIME_SPEC §7.3).
+"""Sample-quality scores of generated images against a reference set (docs/method.md §7.3).
 
 For N images with Inception pool features g_1..g_N and reference features r_1..r_M:
 

@@ -1,4 +1,4 @@
-"""Image generation: Table 3 and the ell x NFE table (PRIME_SPEC §3.3, §6.2, §7.3, §8.3, §8.4).
+"""Image generation: Table 3 and the ell x NFE table (docs/method.md §3.3, §6.2, §7.3, §8.3, §8.4).
 
 Pixels are tokens: an image (channels, H, W) of 8-bit values is a sequence of
 channels*H*W tokens over C = 256, in (channel, row, column) order. Training batches are
@@ -187,7 +187,7 @@ class ImageGeneration(Task):
     def sampler_config(self, steps: int | None = None) -> SamplerConfig:
         """The task's sampler settings. The time warp always applies (its [1, 0, 0] is the
         uniform grid down to t = 0); tau = 1 and kappa = 0 switch those terms off. For
-        images carry-over is a sampling-time choice (PRIME_SPEC §5.2)."""
+        images carry-over is a sampling-time choice (docs/method.md §5.2)."""
         p = self.params
         return SamplerConfig(
             steps=p.sample_steps if steps is None else steps,

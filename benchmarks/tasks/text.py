@@ -1,4 +1,4 @@
-"""Text language modelling: Tables 1 and 2 (PRIME_SPEC §3.5, §7.1, §7.2, §8.1, §8.2, §8.6).
+"""Text language modelling: Tables 1 and 2 (docs/method.md §3.5, §7.1, §7.2, §8.1, §8.2, §8.6).
 
 ``text-lm`` trains on wrapped blocks of OpenWebText (``paper`` scale) or of the embedded
 Shakespeare corpus (``cpu`` scale) and evaluates on the validation blocks:

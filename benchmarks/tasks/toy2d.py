@@ -1,4 +1,4 @@
-"""The 2-D toy (Figure 4): a photo as a pmf over pixel coordinates (PRIME_SPEC §7.4).
+"""The 2-D toy (Figure 4): a photo as a pmf over pixel coordinates (docs/method.md §7.4).
 
 Target: scikit-image's ``data.chelsea()`` (Chelsea the cat, a 300 x 451 RGB photo bundled
 in the scikit-image wheel), converted to grayscale, resized to R x R (R = 512) and

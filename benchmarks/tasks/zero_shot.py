@@ -36,7 +36,7 @@ class ZeroShotParams:
 
     sets: tuple[str, ...] = tuple(ZERO_SHOT)
     """Zero-shot sets to evaluate, of lambada, wikitext, ptb, lm1b, ag_news, pubmed and
-    arxiv (PRIME_SPEC §7.2)."""
+    arxiv (docs/method.md §7.2)."""
     data_dir: str | None = None
     """Folder of local <set>.parquet or <set>.jsonl files in the hub schemas; null: the hub."""
     tokenizer: Literal["bytes", "gpt2"] = "gpt2"

@@ -1,6 +1,6 @@
-"""Diffusion transformer (DiT) of MDLM with the MDM-Prime sub-token encoder (PRIME_SPEC §4.1).
+"""Diffusion transformer (DiT) of MDLM with the MDM-Prime sub-token encoder (docs/method.md §4.1).
 
-Sizes and training settings: PRIME_SPEC §7.1.
+Sizes and training settings: docs/method.md §7.1.
 
 Input: y_t (B, L, ell) sub-tokens. The encoder looks every sub-token up in one shared
 table E in R^{(b+1) x (D/ell)} (row b is the mask) and concatenates a token's ell

@@ -1,4 +1,4 @@
-"""The MLP denoiser of the 2-D toy experiment (PRIME_SPEC §4.3, §7.4).
+"""The MLP denoiser of the 2-D toy experiment (docs/method.md §4.3, §7.4).
 
 Input: L tokens of ell sub-tokens each. One shared table E in R^{(b+1) x d} embeds every
 sub-token (row b is the mask); the L * ell embeddings are concatenated with the time t,

@@ -1,4 +1,4 @@
-"""ADM U-Net over pixel sub-tokens (PRIME_SPEC §4.2, §7.3).
+"""ADM U-Net over pixel sub-tokens (docs/method.md §4.2, §7.3).
 
 Tokens: every pixel-channel value of an image (channels x H x W) is a token over C = 256
 classes, split into ell sub-tokens; the sequence order is (channel, row, column), so

@@ -1,4 +1,5 @@
-"""The restricted softmax of a joint decoder as reductions over the digit grid (PRIME_SPEC §5.2).
+"""The restricted softmax of a joint decoder as reductions over the digit grid
+(docs/method.md §5.2).
 
 Lay the C token ids out as a grid with ell axes, x = (x_1, ..., x_ell), axis 1 of size
 n_1 = ceil(C / b**(ell-1)) and every other axis of size b (ids C..G-1 of the last row of

@@ -1,4 +1,4 @@
-"""Draws from a restricted joint decoder down the digit grid (PRIME_SPEC §6.1-6.2).
+"""Draws from a restricted joint decoder down the digit grid (docs/method.md §6.1-6.2).
 
 With the grid, indicators and levels of :mod:`prime.decoder.digit_grid`, a token draw
 x ~ p(x | y) is ell small categorical draws: digit 1 from S_1 (one pass over the row),

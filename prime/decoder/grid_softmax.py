@@ -1,4 +1,4 @@
-"""The restricted softmax as a differentiable op over the digit grid (PRIME_SPEC §5.2).
+"""The restricted softmax as a differentiable op over the digit grid (docs/method.md §5.2).
 
 Forward: per chunk of rows, P = exp(E - s) in a reused buffer, then the reductions of
 :mod:`prime.decoder.digit_grid` (Z, the target's digit marginals S_j(f(x_0)_j), optionally every

@@ -1,4 +1,4 @@
-"""Denoiser parameterizations: network logits -> p_theta(x_0 | y_t) (PRIME_SPEC §5).
+"""Denoiser parameterizations: network logits -> p_theta(x_0 | y_t) (docs/method.md §5).
 
 Joint (token-level) decoders see one logit per token id, E_theta in R^{... x C}:
 

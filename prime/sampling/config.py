@@ -1,4 +1,4 @@
-"""The settings of a reverse sampler (PRIME_SPEC §6), as one typed value.
+"""The settings of a reverse sampler (docs/method.md §6), as one typed value.
 
 A :class:`SamplerConfig` is what a run fixes about sampling; :class:`prime.Sampler`
 takes it at construction together with the model, and each call takes only the batch

@@ -1,4 +1,4 @@
-"""The remasking corrector of the image sampler, one jump per step (PRIME_SPEC §6.2).
+"""The remasking corrector of the image sampler, one jump per step (docs/method.md §6.2).
 
 Per sub-token, with proposal y_hat, flow-time derivative alpha' and strength kappa, the
 jump rates are

@@ -1,4 +1,4 @@
-"""Closed-form idle-step analysis (PRIME_SPEC §6.4, the paper's Proposition A.1).
+"""Closed-form idle-step analysis (docs/method.md §6.4, the paper's Proposition A.1).
 
 The sampler's decision to reveal a sub-token does not depend on the network, so idle
 steps depend only on (schedule, grid, L, ell). Starting from all masked at t_0 = 1, a

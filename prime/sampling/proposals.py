@@ -1,4 +1,4 @@
-"""Clean proposals of a reverse step: categorical draws from the decoder (PRIME_SPEC §6.1-6.2).
+"""Clean proposals of a reverse step: categorical draws from the decoder (docs/method.md §6.1-6.2).
 
 Given the network output at the current y_t, every sampler step draws a complete clean
 candidate y_hat (B, L, ell); the sampler then decides which masked sub-tokens take their

@@ -1,4 +1,4 @@
-"""Reverse sampler over sub-tokens with idle-step counting and caching (PRIME_SPEC §6.1, §6.4).
+"""Reverse sampler over sub-tokens with idle-step counting and caching (docs/method.md §6.1, §6.4).
 
 Grid: t_k = 1 - k (1 - eps) / T, k = 0..T. Start from y = all masked (L x ell sub-tokens),
 optionally with the first P tokens fixed to a prefix. Step k (t = t_k -> s = t_{k+1}):

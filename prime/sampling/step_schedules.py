@@ -1,4 +1,4 @@
-"""Sampler settings of the image experiments, in the flow time s = 1 - t (PRIME_SPEC §6.2).
+"""Sampler settings of the image experiments, in the flow time s = 1 - t (docs/method.md §6.2).
 
 Each takes the three numbers the paper's tables give ([a, beta, c]) and returns what
 ``prime.Sampler`` uses: a decreasing diffusion-time grid, or a function of t.

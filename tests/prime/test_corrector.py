@@ -11,7 +11,7 @@ from prime.sampling.corrector import corrector_jump
 
 
 def _rates(a: float, da: float, kappa: float, state: int, proposal: int, mask: int, size: int):
-    """PRIME_SPEC §6.2 in two lines: the predictor's velocity to the proposal plus kappa
+    """docs/method.md §6.2 in two lines: the predictor's velocity to the proposal plus kappa
     times the divergence-free term B [(1 - alpha) delta_mask + alpha delta_proposal],
     B = alpha' / (alpha (1 - alpha)); the current state's entry is zeroed."""
     u = torch.zeros(size, dtype=torch.float64)

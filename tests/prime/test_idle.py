@@ -28,7 +28,7 @@ def test_closed_form_gives_the_papers_isr_column(ell, isr):
 
 def test_closed_form_gives_the_figure_one_curves():
     steps = [32, 64, 128, 256, 512, 768, 1024, 1536, 2048]
-    figure_1 = {  # PRIME_SPEC §6.4: expected idle steps at L = 1024
+    figure_1 = {  # docs/method.md §6.4: expected idle steps at L = 1024
         1: [0, 0, 0, 4.7, 69.2, 202.3, 376.5, 788.4, 1242.0],
         2: [0, 0, 0, 0.1, 9.3, 53.3, 138.4, 404.7, 753.2],
         4: [0, 0, 0, 0, 0.2, 3.7, 18.7, 106.6, 277.0],
