@@ -1,17 +1,19 @@
 """The results folder a report writes into: which of its files a report owns, and
 replacing them as one set.
 
-A results folder can hold files no report wrote (the paper's numbers and their README
-beside the paper scale's index, a user's own notes). A report therefore removes only
-what an earlier report wrote there, and never writes over anything else:
+A results folder can hold files no report wrote (its ``README.md``: the paper's numbers,
+or the findings of a scale's runs; a user's own notes). A report's index is therefore
+``index.md``, and a report removes only what an earlier report wrote there, never
+writing over anything else:
 
 - Every report lists the files it wrote in ``.report-files`` (one name a line), written
   last through a temporary file and a rename. The next report removes the files of that
   list that it does not write again, so nothing stale is left beside the new index.
 - A folder without that list (rendered before reports kept one) is read through its
-  index: a file the old index (``README.md``, or ``index.md`` at the paper scale, whose
-  first line is a report's title) links to, the ``.tex`` and ``.csv`` beside each linked
-  ``.md``, and the index itself are taken as a report's own. Anything else is not.
+  index: a file the old index (``index.md``, or ``README.md`` where older reports wrote
+  their index, whose first line is a report's title) links to, the ``.tex`` and ``.csv``
+  beside each linked ``.md``, and the index itself are taken as a report's own. Anything
+  else is not.
 - A file the new report would write over that is not a report's own stops the report
   with :class:`ReportError` before any file is moved: move it away or choose another
   ``--out``.
@@ -34,7 +36,7 @@ from pathlib import Path
 __all__ = [
     "MANIFEST",
     "ReportError",
-    "index_name",
+    "INDEX",
     "index_title",
     "install",
     "owned_files",
@@ -50,10 +52,7 @@ class ReportError(RuntimeError):
     """The report cannot be written where it was asked to go."""
 
 
-def index_name(scale: str) -> str:
-    """The index's file name: ``index.md`` at the paper scale (its folder holds the
-    paper's numbers and their README), ``README.md`` elsewhere."""
-    return "index.md" if scale == "paper" else "README.md"
+INDEX = "index.md"  # a report's index; a results folder's README.md is written by hand
 
 
 RELEASED = "-released"  # the folder of a scale's runs of released weights: paper-released
@@ -101,9 +100,11 @@ def owned_files(out_dir: Path, scale: str) -> set[str]:
     listed = _read(out_dir / MANIFEST)
     if listed is not None:
         return {n for n in listed.splitlines() if _plain(n) and not n.startswith("#")}
-    index = index_name(scale)
-    text = _read(out_dir / index)
-    if text is None or text.splitlines()[:1] != [index_title(scale)]:
+    for index in (INDEX, "README.md"):
+        text = _read(out_dir / index)
+        if text is not None and text.splitlines()[:1] == [index_title(scale)]:
+            break
+    else:
         return set()
     owned = {index}
     for name in _LINK.findall(text):

@@ -37,7 +37,7 @@ from . import ell_nfe, fid_curve, idle_steps, images, text, text_dtype, text_nfe
 from .complete_runs import load_runs
 from .conflicts import conflicts, differences
 from .context import ReportContext
-from .output import RELEASED, index_name, index_title, install, staging
+from .output import INDEX, RELEASED, index_title, install, staging
 from .stored_config import stored_config
 
 __all__ = ["RENDERERS", "renderer", "render_report"]
@@ -92,8 +92,8 @@ def render_report(
 ) -> list[tuple[str, Path]]:
     """Write every table and figure for ``scale`` into ``results_dir/<scale>/`` (default:
     ``results/`` under the working directory, never the installed package), with an index
-    ``README.md`` (``index.md`` at the paper scale, whose folder holds the paper's numbers
-    and their README) and, at the paper scale, the recipe cards ``recipes.md``; return
+    ``index.md`` (the folder's ``README.md`` is left to people: the paper's numbers, the
+    findings of a scale's runs) and, at the paper scale, the recipe cards ``recipes.md``; return
     (title, path) pairs. ``missing``: lines naming the runs that a
     reproduction could not complete, listed in the index.
 
@@ -172,7 +172,7 @@ def _render_all(
         index += ["", "## Missing", "", "Runs of this reproduction that did not complete:", ""]
         index += [f"- {' '.join(line.split())}" for line in missing]
     index += _released_lines(configs) + _conflict_lines(configs) + _skipped_lines(skipped)
-    (out_dir / index_name(folder)).write_text("\n".join(index) + "\n")
+    (out_dir / INDEX).write_text("\n".join(index) + "\n")
     return written
 
 

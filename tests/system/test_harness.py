@@ -145,7 +145,7 @@ def test_report_renders_from_a_populated_store_without_network(tmp_path, monkeyp
         assert column in toy
     assert "\\begin{tabular}" in (out / "figure4_toy2d.tex").read_text()
     assert (out / "figure4_toy2d.png").stat().st_size > 10_000
-    assert "figure4_toy2d.md" in (out / "README.md").read_text()
+    assert "figure4_toy2d.md" in (out / "index.md").read_text()
     # The paired table against the per-sample values each run wrote.
     configs = {c.variant: c for c in tiny_toy()}
     stored = {

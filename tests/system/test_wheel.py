@@ -171,7 +171,7 @@ def test_installed_cli_writes_only_under_the_working_directory(
 
     assert (work / "mlflow.db").is_file()
     assert any((work / "runs").iterdir())
-    assert (work / "results" / "cpu" / "README.md").is_file()
+    assert (work / "results" / "cpu" / "index.md").is_file()
     assert (work / "elsewhere" / "cpu" / "table1_isr.md").is_file()
     # The paper's number in the report proves the packaged tables were read.
     isr = pd.read_csv(REPO / "results" / "paper" / "isr.csv", comment="#").set_index("ell")

@@ -78,7 +78,7 @@ def test_a_reproduction_with_a_failed_run_still_reports_the_rest_and_names_it(
     assert cli.main([*args, "--runs-dir", str(tmp_path / "runs")]) == 1
     err = capsys.readouterr().err
     assert "1 run(s) missing from the report" in err and "the evaluation broke" in err
-    index = (out / "cpu" / "README.md").read_text()
+    index = (out / "cpu" / "index.md").read_text()
     assert "table1_isr.md" in index  # the experiment that completed is reported
     missing = index.split("## Missing", 1)[1]
     assert "toy2d" in missing and "the evaluation broke" in missing

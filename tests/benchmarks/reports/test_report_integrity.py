@@ -42,25 +42,25 @@ def _files(out: Path) -> set[str]:
 def test_a_report_removes_what_the_last_report_wrote_and_nothing_else(store, tmp_path):
     out = tmp_path / "results" / "cpu"
     out.mkdir(parents=True)
-    (out / "notes.md").write_text("findings written by hand\n")
+    (out / "README.md").write_text("findings written by hand\n")
     (tmp_path / "results" / "outside.txt").write_text("not in the results folder\n")
     store.add(probe("a", "t_a", "shared"))
     store.add(probe("b", "t_b"))
     report(tmp_path)
     tables = {f"{t}.{ext}" for t in ("t_a", "t_b", "shared") for ext in ("md", "tex", "csv")}
-    assert _files(out) == tables | {"README.md", "notes.md", MANIFEST}
+    assert _files(out) == tables | {"index.md", "README.md", MANIFEST}
     listed = (out / MANIFEST).read_text().splitlines()
-    assert set(listed[1:]) == tables | {"README.md"} and listed[0].startswith("#")
+    assert set(listed[1:]) == tables | {"index.md"} and listed[0].startswith("#")
     # A hostile list names files outside the folder: they stay.
     (out / MANIFEST).write_text((out / MANIFEST).read_text() + "../outside.txt\n.\n")
     store.rows.pop()  # run b is gone from the store; a writes t_a only now
     store.files["mlflow00", "config.json"] = json.dumps(probe("a", "t_a")).encode()
     report(tmp_path)
     tables = {f"t_a.{ext}" for ext in ("md", "tex", "csv")}
-    assert _files(out) == tables | {"README.md", "notes.md", MANIFEST}
-    assert (out / "notes.md").read_text() == "findings written by hand\n"
+    assert _files(out) == tables | {"index.md", "README.md", MANIFEST}
+    assert (out / "README.md").read_text() == "findings written by hand\n"
     assert (tmp_path / "results" / "outside.txt").is_file()
-    assert "t_b" not in (out / "README.md").read_text()
+    assert "t_b" not in (out / "index.md").read_text()
 
 
 def test_a_failed_report_leaves_the_previous_one_whole(store, tmp_path, monkeypatch):
@@ -90,18 +90,19 @@ def test_without_a_list_the_old_index_names_the_reports_own_files(store, tmp_pat
     report(tmp_path)
     # mine.png: never linked from a report's index, so not a report's file
     tables = {f"t_a.{e}" for e in ("md", "tex", "csv")}
-    assert _files(out) == tables | {"README.md", "mine.png", MANIFEST}
+    # the old index, README.md, was a report's own: the new one is index.md
+    assert _files(out) == tables | {"index.md", "mine.png", MANIFEST}
 
 
 def test_a_file_no_report_wrote_is_never_replaced(store, tmp_path):
     out = tmp_path / "results" / "cpu"
     out.mkdir(parents=True)
-    (out / "README.md").write_text("# Findings\n\nwritten by hand\n")
+    (out / "index.md").write_text("# Index\n\nwritten by hand\n")
     store.add(probe("a", "t_a"))
-    with pytest.raises(ReportError, match=r"would replace README\.md, which no report wrote"):
+    with pytest.raises(ReportError, match=r"would replace index\.md, which no report wrote"):
         report(tmp_path)
-    assert _files(out) == {"README.md"}  # nothing moved in, nothing left behind
-    assert (out / "README.md").read_text() == "# Findings\n\nwritten by hand\n"
+    assert _files(out) == {"index.md"}  # nothing moved in, nothing left behind
+    assert (out / "index.md").read_text() == "# Index\n\nwritten by hand\n"
 
 
 # -- runs of one variant and seed with different settings ----------------------------
@@ -147,7 +148,7 @@ def test_runs_sharing_a_variant_and_seed_are_neither_merged_nor_paired(
     # per block x in linspace(0, 1, 6) has the mean -0.5 - 0.5 = -1.0.
     joint = paired.loc["Prime l=2 joint below Prime l=2 independent"]
     assert joint["difference ± SE"].startswith("-1.0000 ± ") and joint["verdict"] == "confirmed"
-    section = (out / "README.md").read_text().split("different settings")[1]
+    section = (out / "index.md").read_text().split("different settings")[1]
     assert first.run_id in section and second.run_id in section and "toy2d / mdm" in section
 
 

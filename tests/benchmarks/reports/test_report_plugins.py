@@ -45,7 +45,7 @@ def test_a_report_imports_no_plugin_a_stored_run_lists(store, tmp_path, monkeypa
     assert not marker.exists() and "evil_module" not in sys.modules
     # A registered task renders, its stored plugins kept as names only.
     assert "| kept |" in (out / "probe_kept.md").read_text()
-    index = (out / "README.md").read_text()
+    index = (out / "index.md").read_text()
     skipped = index.split("## Not rendered")[1]
     assert kept not in skipped
     lines = {run: next(s for s in skipped.splitlines() if run in s) for run in (task, model)}
@@ -83,6 +83,6 @@ def test_the_plugins_of_the_users_own_experiment_files_are_imported(store, tmp_p
     store.add({**config, "task": {"name": "users-task", "tables": ["users_table"]}})
     out = report(tmp_path)
     assert "| v |" in (out / "users_table.md").read_text()
-    assert "Not rendered" not in (out / "README.md").read_text()
+    assert "Not rendered" not in (out / "index.md").read_text()
     assert not marker.exists()
     sys.modules.pop("users_plugin")

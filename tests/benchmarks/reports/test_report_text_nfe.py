@@ -39,7 +39,7 @@ def test_the_sweep_writes_its_table_and_figure_and_leaves_table1_its_own_rows(
     assert (prime["model"], prime["trained run"]) == ("MDLM-Prime l=2", "table1-cpu/prime-l2")
     assert (prime["steps"], prime["NFE"], prime["samples/s (device)"]) == ("64", "64", "6.0 (cpu)")
     assert (out / "text_nfe_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    index = (out / "README.md").read_text()
+    index = (out / "index.md").read_text()
     assert "(text_nfe_sweep.md)" in index and "(text_nfe_sweep.png)" in index
     claims = _rows(out, "text_nfe_gen_ppl_paired", "claim")
     assert set(claims) == {f"MDLM-Prime l=2 gen PPL below MDLM at {t} steps" for t in (16, 64, 256)}

@@ -141,11 +141,11 @@ def test_released_weights_run_evaluates_them_without_training(tmp_path, monkeypa
 
     out = tmp_path / "results"
     render_report(uri, "cpu", results_dir=out, weights="released")
-    index = (out / "cpu-released" / "README.md").read_text()
+    index = (out / "cpu-released" / "index.md").read_text()
     assert "the released weights" in index.splitlines()[0]
     assert f"toy2d/prime-l2-joint: file:{weights}" in index
     render_report(uri, "cpu", results_dir=out)  # the trained report leaves it out
-    assert "Released weights" not in (out / "cpu" / "README.md").read_text()
+    assert "Released weights" not in (out / "cpu" / "index.md").read_text()
 
 
 def test_cli_dry_run_of_released_weights_names_what_it_leaves_out(tmp_path, monkeypatch, capsys):
