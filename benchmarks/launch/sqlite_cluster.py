@@ -113,7 +113,8 @@ def check_sqlite_for_slurm(uri: str, profile: ClusterProfile | None) -> None:
     raise TrackingError(
         f"--cluster slurm: tracking store {path} {where}; SQLite cannot keep one file safe "
         "from jobs on several nodes, so nothing was submitted. Serve it from one machine "
-        f"(README, Tracking): `mlflow server --backend-store-uri sqlite:///{path} --host "
+        f"(docs/cluster.md, tracking from several nodes): `mlflow server --backend-store-uri "
+        f"sqlite:///{path} --host "
         "0.0.0.0 --port 5000 --allowed-hosts <host>:5000`, then submit with "
         "`--tracking-uri http://<host>:5000`"
     )
