@@ -40,6 +40,7 @@ def test_the_core_example_runs_and_prints_what_its_comments_say():
     assert round(eval(call, namespace), 1) == float(said)
 
 
+@pytest.mark.slow
 def test_the_model_example_registers_its_model(tmp_path):
     code = _block("Adding a model, a task or a table", "python")
     (tmp_path / "my_model.py").write_text(code)
