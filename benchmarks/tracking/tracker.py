@@ -49,7 +49,7 @@ SAMPLES_METRIC = "perf/samples_per_s"
 
 
 def _git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository (or the installed tree)
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
